@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Controller, delete, get, post
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts import schemas
+from server.accounts.security import Principal
+from server.accounts.service import AccountService
+from server.deps import require
+from server.openapi_docs import WRITE, problems
+from server.settings import Settings
+
+
+class AccountController(Controller):
+    path = "/api/v1/me"
+    tags = ["Accounts"]
+
+    @get("/", operation_id="getMe", summary="Who the token belongs to, and their roles", responses=problems(401))
+    async def me(self, db: AsyncSession, settings: Settings, principal: Principal | None) -> schemas.Me:
+        principal = require(principal)
+        service = AccountService(db, settings)
+        user = await service.local_user(principal.username)
+        assert user is not None  # a live token implies its user exists
+        return schemas.Me(
+            username=user.username, display_name=user.display_name or user.username,
+            roles=await service.roles(principal),
+        )  # fmt: skip
+
+    @get(
+        "/tokens",
+        operation_id="listTokens",
+        summary="List my API tokens (never their secrets)",
+        responses=problems(401),
+    )
+    async def list_tokens(self, db: AsyncSession, settings: Settings, principal: Principal | None) -> schemas.TokenList:
+        return schemas.TokenList(items=await AccountService(db, settings).list_tokens(require(principal)))
+
+    @post(
+        "/tokens",
+        operation_id="createToken",
+        summary="Create an API token; the secret is shown only here",
+        responses=WRITE,
+    )
+    async def create_token(
+        self, data: schemas.TokenCreate, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> schemas.TokenCreated:
+        return await AccountService(db, settings).create_token(require(principal), data.name, data.scope)
+
+    @delete("/tokens/{token_id:uuid}", operation_id="revokeToken", summary="Revoke a token at once", responses=WRITE)
+    async def revoke_token(
+        self, token_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> None:
+        await AccountService(db, settings).revoke_token(require(principal), token_id)

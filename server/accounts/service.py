@@ -1,0 +1,143 @@
+"""Users, tokens and community roles: the only code that writes them."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.schemas import PersonRef, Roles, Token, TokenCreated
+from server.accounts.security import (
+    SCOPES,
+    Principal,
+    hash_password,
+    hash_token,
+    new_token_secret,
+    verify_password,
+)
+from server.db import utcnow
+from server.errors import ProblemError, conflict, invalid, not_found
+from server.models import ApiToken, Community, Membership, User
+from server.settings import Settings
+
+USERNAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,31}$")
+# last_used_at is for humans; writing it on every request would turn each read into a write.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def person_ref(user: User) -> PersonRef:
+    return PersonRef(
+        username=user.username, display_name=user.display_name or user.username, uri=user.uri,
+        instance=user.instance,
+    )  # fmt: skip
+
+
+class AccountService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+
+    async def create_user(
+        self, username: str, password: str, *, is_admin: bool = False, display_name: str = ""
+    ) -> User:
+        username = username.strip().lower()
+        if not USERNAME_RE.match(username):
+            raise invalid("username", "use 1-32 lowercase letters, digits, '_', '.' or '-'")
+        if len(password) < 8:
+            raise invalid("password", "must be at least 8 characters")
+        if await self.local_user(username):
+            raise conflict(f"The username {username!r} is taken.")
+        uri = f"{self.settings.base_url}/u/{username}"
+        user = User(
+            username=username, instance=self.settings.host, display_name=display_name or username,
+            password_hash=hash_password(password), is_admin=is_admin, local=True, uri=uri, url=uri,
+        )  # fmt: skip
+        self.session.add(user)
+        await self.session.commit()
+        return user
+
+    async def local_user(self, username: str) -> User | None:
+        return await self.session.scalar(select(User).where(User.username == username.lower(), User.local.is_(True)))
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        user = await self.local_user(username.strip())
+        if user is None or not verify_password(user.password_hash, password):
+            return None
+        return user
+
+    async def has_users(self) -> bool:
+        return await self.session.scalar(select(User.id).where(User.local.is_(True)).limit(1)) is not None
+
+    async def create_token(self, user: User | Principal, name: str, scope: str) -> TokenCreated:
+        if scope not in SCOPES:
+            raise invalid("scope", f"must be one of {', '.join(SCOPES)}")
+        user_id = user.id if isinstance(user, User) else user.user_id
+        if isinstance(user, Principal) and scope == "admin" and not user.is_admin:
+            raise ProblemError(403, "Only an instance admin using an admin token can create admin tokens.")
+        if isinstance(user, Principal) and scope == "write" and not user.can_write:
+            raise ProblemError(403, "A read token cannot create write tokens.")
+        secret = new_token_secret()
+        token = ApiToken(user_id=user_id, name=name.strip(), scope=scope, token_hash=hash_token(secret))
+        self.session.add(token)
+        await self.session.commit()
+        return TokenCreated(
+            id=token.id,
+            name=token.name,
+            scope=scope,
+            secret=secret,
+            created_at=token.created_at,  # type: ignore[arg-type]
+        )
+
+    async def list_tokens(self, principal: Principal) -> list[Token]:
+        rows = await self.session.scalars(
+            select(ApiToken)
+            .where(ApiToken.user_id == principal.user_id, ApiToken.revoked_at.is_(None))
+            .order_by(ApiToken.created_at.desc())
+        )
+        return [
+            Token(id=t.id, name=t.name, scope=t.scope, created_at=t.created_at, last_used_at=t.last_used_at)  # type: ignore[arg-type]
+            for t in rows
+        ]
+
+    async def revoke_token(self, principal: Principal, token_id: UUID) -> None:
+        token = await self.session.get(ApiToken, token_id)
+        if token is None or token.user_id != principal.user_id or token.revoked_at is not None:
+            raise not_found("Token")
+        token.revoked_at = utcnow()
+        await self.session.commit()
+
+    async def principal_for_token(self, secret: str) -> Principal | None:
+        row = (
+            await self.session.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
+            )
+        ).first()
+        if row is None:
+            return None
+        token, user = row
+        now = utcnow()
+        if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
+            token.last_used_at = now
+            await self.session.commit()
+        return Principal(user_id=user.id, username=user.username, user_is_admin=user.is_admin, scope=token.scope)
+
+    async def roles(self, principal: Principal) -> Roles:
+        rows = await self.session.execute(
+            select(Community.slug, Membership.role)
+            .join(Community, Community.id == Membership.community_id)
+            .where(Membership.user_id == principal.user_id, Community.deleted_at.is_(None))
+        )
+        return Roles(
+            instance="admin" if principal.user_is_admin else None,
+            communities={slug: role for slug, role in rows},  # type: ignore[misc]
+        )
+
+    async def role_in(self, user_id: UUID, community_id: UUID) -> str | None:
+        return await self.session.scalar(
+            select(Membership.role).where(Membership.user_id == user_id, Membership.community_id == community_id)
+        )

@@ -1,0 +1,74 @@
+"""create_app(settings) -> Litestar: the one place that wires things together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from server import __version__
+from server.accounts.api import AccountController
+from server.communities.api import CommunityController
+from server.db import create_engine, create_sessionmaker
+from server.deps import provide_db, provide_principal, provide_settings
+from server.errors import API_EXCEPTION_HANDLERS
+from server.guides.api import GuideController
+from server.instance import healthz, instance, readyz
+from server.mentorship.api import MentorshipController
+from server.settings import Settings
+
+MAX_BODY_BYTES = 1_000_000
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Kith API",
+        version=__version__,
+        description="Communities, guides and mentorship offers, local and federated.",
+        path="/schema",
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="kith token")}
+        ),
+        security=[{}, {"bearer": []}],
+        use_handler_docstrings=False,
+        create_examples=False,
+    )
+
+
+def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = Litestar(
+        route_handlers=[
+            instance,
+            healthz,
+            readyz,
+            CommunityController,
+            GuideController,
+            MentorshipController,
+            AccountController,
+        ],  # fmt: skip
+        dependencies={
+            "db": Provide(provide_db),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
+        exception_handlers=API_EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        openapi_config=openapi_config(),
+        request_max_body_size=MAX_BODY_BYTES,
+    )
+    app.state.settings = settings
+    return app

@@ -1,0 +1,174 @@
+"""The `kith` command."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.settings import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    try:
+        return load_settings(ctx.obj.get("config"))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from server.db import create_engine, create_sessionmaker
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@click.group()
+@click.option("--config", type=click.Path(dir_okay=False), help="Path to kith.toml (or KITH_CONFIG).")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """Kith: a federated knowledge commons for communities."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Bring the database schema to the latest revision."""
+    from server import migrate as migrations
+
+    settings = _settings(ctx)
+    migrations.upgrade(settings.database_url)
+    click.echo(f"database at revision {migrations.head_revision()}", err=True)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Serve only; run `kith worker` separately.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
+    """Serve the web UI, the API and the federation endpoints."""
+    import uvicorn
+
+    from server.app import create_app
+
+    settings = _settings(ctx)
+    _bootstrap_admin(settings)
+    app = create_app(settings, run_worker=not no_worker)
+    click.echo(f"Kith {settings.instance_name!r} serving on {settings.base_url}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+
+
+def _bootstrap_admin(settings: Settings) -> None:
+    """On first start, make an admin so a newcomer can sign in and mint tokens at once."""
+    from server.accounts.service import AccountService
+    from server.errors import ProblemError
+
+    async def work(session: AsyncSession) -> str | None:
+        service = AccountService(session, settings)
+        if await service.has_users():
+            return None
+        password = os.environ.get("KITH_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        try:
+            await service.create_user("admin", password, is_admin=True, display_name="Administrator")
+        except ProblemError as exc:
+            raise click.ClickException(f"KITH_ADMIN_PASSWORD: {exc.detail}") from exc
+        return password
+
+    password = _with_session(settings, work)
+    if password:
+        click.echo(
+            f"\nCreated the instance admin.\n  URL:      {settings.base_url}/login\n"
+            f"  username: admin\n  password: {password}\n(shown once; change it after signing in)\n",
+            err=True,
+        )
+
+
+@main.group()
+def user() -> None:
+    """Manage local accounts."""
+
+
+@user.command("create")
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="Make the user an instance admin.")
+@click.option("--display-name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_create(ctx: click.Context, username: str, admin: bool, display_name: str, password_stdin: bool) -> None:
+    """Create a local user."""
+    from server.accounts.service import AccountService
+
+    settings = _settings(ctx)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise click.ClickException("the passwords differ")
+    _run_service(
+        settings,
+        lambda s: AccountService(s, settings).create_user(
+            username, password, is_admin=admin, display_name=display_name
+        ),
+    )
+    click.echo(f"created user {username.lower()}{' (admin)' if admin else ''}", err=True)
+
+
+@main.group()
+def token() -> None:
+    """Manage API tokens."""
+
+
+@token.command("create")
+@click.option("--user", "username", required=True)
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True)
+@click.option("--name", default="cli", show_default=True)
+@click.pass_context
+def token_create(ctx: click.Context, username: str, scope: str, name: str) -> None:
+    """Print a new token's secret, alone, on standard output (it is shown only once)."""
+    from server.accounts.service import AccountService
+
+    settings = _settings(ctx)
+
+    async def work(session: AsyncSession) -> str:
+        service = AccountService(session, settings)
+        user_row = await service.local_user(username)
+        if user_row is None:
+            raise click.ClickException(f"no local user named {username!r}")
+        if scope == "admin" and not user_row.is_admin:
+            raise click.ClickException(f"{username} is not an instance admin; use --scope write")
+        return (await service.create_token(user_row, name, scope)).secret
+
+    click.echo(_run_service(settings, work))
+
+
+def _run_service(settings: Settings, work: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+    from server.errors import ProblemError
+
+    try:
+        return _with_session(settings, work)
+    except ProblemError as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+Slug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$", max_length=64)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Description = Annotated[str, msgspec.Meta(max_length=5000)]
+Color = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", max_length=2048)]
+
+
+class Link(msgspec.Struct):
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    url: HttpUrl
+
+
+Links = Annotated[list[Link], msgspec.Meta(max_length=20)]
+
+
+class CommunityCreate(msgspec.Struct):
+    slug: Slug
+    name: Name
+    description: Description = ""
+    color: Color | None = None
+    links: Links = msgspec.field(default_factory=list)
+
+
+class CommunityUpdate(msgspec.Struct):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    color: Color | msgspec.UnsetType = msgspec.UNSET
+    links: Links | msgspec.UnsetType = msgspec.UNSET
+
+
+class CommunityStats(msgspec.Struct):
+    guides: int
+    offers: int
+
+
+class Community(msgspec.Struct):
+    id: UUID
+    uri: str
+    url: str
+    slug: str
+    name: str
+    description: str
+    color: str
+    links: list[Link]
+    local: bool
+    instance: str
+    created_at: datetime
+    updated_at: datetime
+    stats: CommunityStats
+
+
+class CommunityPage(msgspec.Struct):
+    items: list[Community]
+    next_cursor: str | None
+
+
+class CommunityRef(msgspec.Struct):
+    """How guides and offers name their community."""
+
+    slug: str
+    name: str
+    instance: str
+    uri: str
+    url: str
+    color: str
+
+
+Role = Literal["member", "moderator"]
+
+
+class MemberCreate(msgspec.Struct):
+    username: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    role: Role = "member"
+
+
+class Member(msgspec.Struct):
+    username: str
+    display_name: str
+    role: Role
+    joined_at: datetime
+
+
+class MemberList(msgspec.Struct):
+    items: list[Member]

@@ -1,0 +1,55 @@
+"""Request-scoped dependencies shared by every API controller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.security import Principal
+from server.accounts.service import AccountService
+from server.errors import ProblemError
+from server.settings import Settings
+
+
+async def provide_db(state: State) -> AsyncGenerator[AsyncSession, None]:
+    async with state.sessionmaker() as session:
+        yield session
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings
+
+
+async def provide_principal(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Principal | None:
+    """The bearer token's principal; cookies are never looked at under /api/."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ProblemError(401, "Use 'Authorization: Bearer <token>'.", headers=_challenge())
+    principal = await AccountService(db, settings).principal_for_token(secret.strip())
+    if principal is None:
+        raise ProblemError(401, "The token is unknown or revoked.", headers=_challenge())
+    return principal
+
+
+def require(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise ProblemError(401, "This needs a bearer token.", headers=_challenge())
+    return principal
+
+
+def require_writer(principal: Principal | None) -> Principal:
+    principal = require(principal)
+    if not principal.can_write:
+        raise ProblemError(403, "This token has the read scope; writing needs a write or admin token.")
+    return principal
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": 'Bearer realm="kith"'}

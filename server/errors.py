@@ -1,0 +1,152 @@
+"""RFC 9457 problem details for everything under /api/."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger("kith")
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Authentication required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    412: "Precondition failed",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Validation failed",
+    428: "Precondition required",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class ProblemError(Exception):
+    """Raised by services and handlers; rendered as problem+json (API) or an error page (web)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+    @property
+    def title(self) -> str:
+        return _TITLES.get(self.status, "Error")
+
+
+def not_found(what: str) -> ProblemError:
+    return ProblemError(404, f"{what} was not found.")
+
+
+def forbidden(detail: str) -> ProblemError:
+    return ProblemError(403, detail)
+
+
+def conflict(detail: str) -> ProblemError:
+    return ProblemError(409, detail)
+
+
+def invalid(field: str, message: str) -> ProblemError:
+    return ProblemError(422, f"{field}: {message}", errors=[FieldError(field, message)])
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    title = _TITLES.get(status, "Error")
+    problem = Problem(
+        type=f"urn:kith:problem:{title.lower().replace(' ', '-')}",
+        title=title,
+        status=status,
+        detail=detail,
+        errors=errors,
+    )
+    return Response(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _problem_from_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:
+    return problem_response(exc.status, exc.detail, exc.errors, exc.headers)
+
+
+def _problem_from_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = [
+        FieldError(field=str(item.get("key") or "body"), message=str(item.get("message", "is invalid")))
+        for item in extra
+        if isinstance(item, dict)
+    ]
+    # Litestar reports an undecodable body with no field key: that is a 400, not a 422.
+    if not errors or all(e.field == "body" and "malformed" in e.message.lower() for e in errors):
+        return problem_response(400, _malformed_detail(exc, errors))
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem_response(422, detail, errors)
+
+
+def _malformed_detail(exc: ValidationException, errors: list[FieldError]) -> str:
+    if errors:
+        return errors[0].message
+    return str(exc.detail or "The request body could not be read as JSON.")
+
+
+def _problem_from_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    status = exc.status_code
+    detail = exc.detail if exc.detail and exc.detail.lower() != _TITLES.get(status, "").lower() else ""
+    if status == 413:
+        detail = "The request body is larger than 1 MB."
+    elif isinstance(exc, NotFoundException) and not detail:
+        detail = "No such resource."
+    return problem_response(status, detail or _TITLES.get(status, "Error"), headers=exc.headers)
+
+
+def _problem_from_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(HTTP_500_INTERNAL_SERVER_ERROR, "An unexpected error occurred.")
+
+
+API_EXCEPTION_HANDLERS = {
+    ProblemError: _problem_from_error,
+    ValidationException: _problem_from_validation,
+    HTTPException: _problem_from_http,
+    Exception: _problem_from_unexpected,
+}
+
+__all__ = ["API_EXCEPTION_HANDLERS", "MediaType", "Problem", "ProblemError"]

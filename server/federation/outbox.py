@@ -1,0 +1,65 @@
+"""The transactional outbox: services record what changed; the worker delivers it after commit.
+
+Services call these in the same transaction as their write and never touch the network.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import utcnow
+from server.federation import mapping
+from server.models import Activity, Community, Delivery, Guide, Job, MentorshipOffer, Peer
+from server.settings import Settings
+
+Verb = Literal["Create", "Update", "Delete"]
+Entry = Community | Guide | MentorshipOffer
+
+
+def _describe(entry: Entry) -> tuple[str, str, dict[str, Any], str, str | None]:
+    """(kind, AS2 type, AS2 object, actor uri, community uri) for an entry."""
+    if isinstance(entry, Guide):
+        return "guide", "Article", mapping.article(entry), entry.author.uri, entry.community.uri
+    if isinstance(entry, MentorshipOffer):
+        return "offer", "MentorshipOffer", mapping.offer(entry), entry.mentor.uri, entry.community.uri
+    return "community", "Group", mapping.group(entry), entry.uri, entry.uri
+
+
+async def record(
+    session: AsyncSession, settings: Settings, verb: Verb, entry: Entry, *, public: bool = True
+) -> Activity:
+    kind, as_type, document, actor_uri, community_uri = _describe(entry)
+    now = utcnow()
+    if verb == "Delete":
+        document = mapping.tombstone(entry.uri, as_type, entry.deleted_at or now)
+    activity_uri = f"{settings.base_url}/activities/{uuid.uuid4()}"
+    row = Activity(
+        uri=activity_uri, type=verb, actor_uri=actor_uri, object_type=kind, object_uri=entry.uri,
+        community_uri=community_uri, public=public,
+        payload=mapping.activity(settings.base_url, activity_uri, verb, actor_uri, document, now),
+        created_at=now,
+    )  # fmt: skip
+    session.add(row)
+    if public and entry.local:
+        await session.flush()
+        await _fan_out(session, settings, row)
+    if kind != "community":
+        session.add(Job(kind="index", payload={"type": kind, "id": str(entry.id)}))
+    return row
+
+
+async def _fan_out(session: AsyncSession, settings: Settings, activity: Activity) -> None:
+    """One delivery row per inbox of a configured peer that follows us."""
+    peers = await session.scalars(
+        select(Peer).where(
+            Peer.followed_back.is_(True),
+            Peer.inbox_url.is_not(None),
+            Peer.host.in_(settings.peer_hosts),
+        )
+    )
+    for peer in peers:
+        session.add(Delivery(activity_seq=activity.seq, inbox_url=peer.inbox_url, peer_host=peer.host))

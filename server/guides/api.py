@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.security import Principal
+from server.deps import require, require_writer
+from server.guides import schemas
+from server.guides.service import GuideService, etag, to_schema
+from server.openapi_docs import READ, WRITE, problems
+from server.pagination import link_header
+from server.refs import Origin
+from server.settings import Settings
+
+
+class GuideController(Controller):
+    tags = ["Guides"]
+
+    @get("/api/v1/guides", operation_id="listGuides", summary="List guides, newest first", responses=READ)
+    async def list_guides(
+        self, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings,
+        principal: Principal | None, community: str | None = None, tag: str | None = None,
+        author: str | None = None, origin: Origin = "all", instance: str | None = None,
+        status: schemas.Status = "published", limit: int = Parameter(default=20, ge=1, le=100),
+        cursor: str | None = None,
+    ) -> Response[schemas.GuidePage]:  # fmt: skip
+        items, next_cursor = await GuideService(db, settings).list(
+            principal, community=community, tag=tag, author=author, origin=origin,
+            instance=instance, status=status, limit=limit, cursor=cursor,
+        )  # fmt: skip
+        return Response(
+            schemas.GuidePage(items=items, next_cursor=next_cursor),
+            headers=link_header(request, settings.base_url, next_cursor),
+        )
+
+    @post(
+        "/api/v1/communities/{slug:str}/guides", operation_id="createGuide",
+        summary="Publish a guide in a community (member)", responses=WRITE,
+    )  # fmt: skip
+    async def create_guide(
+        self, slug: str, data: schemas.GuideCreate, db: AsyncSession, settings: Settings,
+        principal: Principal | None,
+    ) -> Response[schemas.Guide]:  # fmt: skip
+        guide = await GuideService(db, settings).create(require(principal), slug, data)
+        return Response(to_schema(guide), status_code=201, headers={"ETag": etag(guide), "Location": guide.url})
+
+    @get("/api/v1/guides/{guide_id:uuid}", operation_id="getGuide", summary="Get a guide", responses=problems(404))
+    async def get_guide(
+        self, guide_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> Response[schemas.Guide]:
+        guide = await GuideService(db, settings).get(guide_id, principal)
+        return Response(to_schema(guide), headers={"ETag": etag(guide)})
+
+    @patch(
+        "/api/v1/guides/{guide_id:uuid}", operation_id="updateGuide",
+        summary="Edit a guide, keeping the old revision (author or moderator)", responses=WRITE | problems(412),
+    )  # fmt: skip
+    async def update_guide(
+        self, guide_id: UUID, data: schemas.GuideUpdate, db: AsyncSession, settings: Settings,
+        principal: Principal | None, if_match: str | None = Parameter(header="If-Match", default=None),
+    ) -> Response[schemas.Guide]:  # fmt: skip
+        guide = await GuideService(db, settings).update(require_writer(principal), guide_id, data, if_match)
+        return Response(to_schema(guide), headers={"ETag": etag(guide)})
+
+    @delete("/api/v1/guides/{guide_id:uuid}", operation_id="deleteGuide", summary="Delete a guide", responses=WRITE)
+    async def delete_guide(
+        self, guide_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> None:
+        await GuideService(db, settings).delete(require_writer(principal), guide_id)
+
+    @get(
+        "/api/v1/guides/{guide_id:uuid}/revisions", operation_id="listGuideRevisions",
+        summary="A guide's revisions, newest first", responses=problems(404),
+    )  # fmt: skip
+    async def list_revisions(
+        self, guide_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> list[schemas.Revision]:
+        return await GuideService(db, settings).revisions(guide_id, principal)
+
+    @get(
+        "/api/v1/guides/{guide_id:uuid}/revisions/{number:int}", operation_id="getGuideRevision",
+        summary="One revision of a guide", responses=problems(404),
+    )  # fmt: skip
+    async def get_revision(
+        self, guide_id: UUID, number: int, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> schemas.RevisionDetail:
+        return await GuideService(db, settings).revision(guide_id, number, principal)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+import msgspec
+
+from server.accounts.schemas import PersonRef
+from server.communities.schemas import CommunityRef, HttpUrl
+
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Markdown = Annotated[str, msgspec.Meta(max_length=200_000)]
+Summary = Annotated[str, msgspec.Meta(max_length=500)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+Tags = Annotated[list[Tag], msgspec.Meta(max_length=20)]
+License = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9.+-]{0,63}$")]
+Status = Literal["draft", "published"]
+
+
+class GuideCreate(msgspec.Struct):
+    title: Title
+    body_markdown: Markdown
+    summary: Summary = ""
+    tags: Tags = msgspec.field(default_factory=list)
+    license: License = "CC-BY-4.0"
+    status: Status = "published"
+    derived_from: HttpUrl | None = None
+
+
+class GuideUpdate(msgspec.Struct):
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    body_markdown: Markdown | msgspec.UnsetType = msgspec.UNSET
+    summary: Summary | msgspec.UnsetType = msgspec.UNSET
+    tags: Tags | msgspec.UnsetType = msgspec.UNSET
+    license: License | msgspec.UnsetType = msgspec.UNSET
+    status: Status | msgspec.UnsetType = msgspec.UNSET
+    summary_of_change: Annotated[str, msgspec.Meta(max_length=300)] = ""
+
+
+class Origin(msgspec.Struct):
+    instance: str
+    uri: str
+    url: str
+
+
+class Guide(msgspec.Struct):
+    id: UUID
+    uri: str
+    url: str
+    slug: str
+    title: str
+    summary: str
+    body_markdown: str
+    body_html: str
+    tags: list[str]
+    license: str
+    status: Status
+    revision: int
+    author: PersonRef
+    community: CommunityRef
+    local: bool
+    origin: Origin
+    derived_from: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class GuidePage(msgspec.Struct):
+    items: list[Guide]
+    next_cursor: str | None
+
+
+class Revision(msgspec.Struct):
+    number: int
+    title: str
+    created_at: datetime
+    author: PersonRef
+    summary_of_change: str
+
+
+class RevisionDetail(msgspec.Struct):
+    number: int
+    title: str
+    summary: str
+    body_markdown: str
+    body_html: str
+    tags: list[str]
+    license: str
+    status: Status
+    created_at: datetime
+    author: PersonRef
+    summary_of_change: str

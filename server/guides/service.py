@@ -1,0 +1,248 @@
+"""Guides and their revisions: the only code that writes them."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+from slugify import slugify
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.security import Principal
+from server.accounts.service import person_ref
+from server.communities.service import CommunityService, community_ref
+from server.db import new_id, utcnow
+from server.errors import forbidden, invalid, not_found
+from server.etags import check_if_match, make_etag
+from server.federation import outbox
+from server.guides import schemas
+from server.markdown import render
+from server.models import Community, Guide, GuideRevision, Membership, User
+from server.pagination import keyset, split_page
+from server.refs import Origin, apply_origin_filters, key_of, normalize_labels, split_ref
+from server.settings import Settings
+
+MAX_BODY_BYTES = 200 * 1024
+
+
+def etag(guide: Guide) -> str:
+    return make_etag(guide.id.hex[:12], guide.revision)
+
+
+def to_schema(guide: Guide) -> schemas.Guide:
+    return schemas.Guide(
+        id=guide.id, uri=guide.uri, url=guide.url, slug=guide.slug, title=guide.title,
+        summary=guide.summary, body_markdown=guide.body_markdown, body_html=guide.body_html,
+        tags=list(guide.tags), license=guide.license, status=guide.status,  # type: ignore[arg-type]
+        revision=guide.revision, author=person_ref(guide.author),
+        community=community_ref(guide.community), local=guide.local,
+        origin=schemas.Origin(instance=guide.instance, uri=guide.uri, url=guide.url),
+        derived_from=guide.derived_from, created_at=guide.created_at, updated_at=guide.updated_at,
+    )  # fmt: skip
+
+
+def _revision_detail(revision: GuideRevision) -> schemas.RevisionDetail:
+    return schemas.RevisionDetail(
+        number=revision.number, title=revision.title, summary=revision.summary,
+        body_markdown=revision.body_markdown, body_html=render(revision.body_markdown),
+        tags=list(revision.tags), license=revision.license, status=revision.status,  # type: ignore[arg-type]
+        created_at=revision.created_at, author=person_ref(revision.author),
+        summary_of_change=revision.summary_of_change,
+    )  # fmt: skip
+
+
+class GuideService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+        self.communities = CommunityService(session, settings)
+
+    # reads
+
+    async def list(
+        self, principal: Principal | None, *, community: str | None = None, tag: str | None = None,
+        author: str | None = None, origin: Origin = "all", instance: str | None = None,
+        status: schemas.Status = "published", limit: int = 20, cursor: str | None = None,
+    ) -> tuple[list[schemas.Guide], str | None]:  # fmt: skip
+        query = select(Guide).where(Guide.deleted_at.is_(None), Guide.status == status)
+        query = apply_origin_filters(
+            query, Guide, self.settings.host, origin=origin, instance=instance, community=community
+        )
+        if status == "draft":
+            query = self._drafts_visible_to(query, principal)
+        if tag:
+            query = query.where(Guide.tags_key.contains(f"|{tag.strip().lower()}|", autoescape=True))
+        if author:
+            name, host = split_ref(author, self.settings.host)
+            authors = select(User.id).where(User.username == name, User.instance == host)
+            query = query.where(Guide.author_id.in_(authors.scalar_subquery()))
+        rows = list((await self.session.scalars(keyset(query, Guide, limit, cursor))).unique())
+        page, next_cursor = split_page(rows, limit)
+        return [to_schema(g) for g in page], next_cursor
+
+    def _drafts_visible_to(self, query, principal: Principal | None):  # type: ignore[no-untyped-def]
+        if principal is None:
+            return query.where(False)
+        if principal.is_admin:
+            return query
+        moderated = select(Membership.community_id).where(
+            Membership.user_id == principal.user_id, Membership.role == "moderator"
+        )
+        return query.where(
+            or_(Guide.author_id == principal.user_id, Guide.community_id.in_(moderated.scalar_subquery()))
+        )
+
+    async def get(self, guide_id: UUID, principal: Principal | None) -> Guide:
+        guide = await self.session.get(Guide, guide_id)
+        if guide is None or guide.deleted_at is not None:
+            raise not_found("Guide")
+        if guide.status == "draft" and not await self._may_edit(principal, guide):
+            raise not_found("Guide")  # a draft's existence is nobody else's business
+        return guide
+
+    async def revisions(self, guide_id: UUID, principal: Principal | None) -> list[schemas.Revision]:
+        guide = await self.get(guide_id, principal)
+        rows = await self.session.scalars(
+            select(GuideRevision).where(GuideRevision.guide_id == guide.id).order_by(GuideRevision.number.desc())
+        )
+        return [
+            schemas.Revision(
+                number=r.number,
+                title=r.title,
+                created_at=r.created_at,
+                author=person_ref(r.author),
+                summary_of_change=r.summary_of_change,
+            )  # fmt: skip
+            for r in rows
+        ]
+
+    async def revision(self, guide_id: UUID, number: int, principal: Principal | None) -> schemas.RevisionDetail:
+        guide = await self.get(guide_id, principal)
+        revision = await self.session.scalar(
+            select(GuideRevision).where(GuideRevision.guide_id == guide.id, GuideRevision.number == number)
+        )
+        if revision is None:
+            raise not_found(f"Revision {number}")
+        return _revision_detail(revision)
+
+    # permissions
+
+    async def _may_edit(self, principal: Principal | None, guide: Guide) -> bool:
+        if principal is None:
+            return False
+        if principal.is_admin or guide.author_id == principal.user_id:
+            return True
+        return await self.communities.role(principal, guide.community) == "moderator"
+
+    async def _require_edit(self, principal: Principal, guide: Guide) -> None:
+        if not guide.local:
+            raise forbidden("This guide lives on another instance; it can only be changed there.")
+        if not principal.can_write or not await self._may_edit(principal, guide):
+            raise forbidden("Only the guide's author or a moderator of its community can change it.")
+
+    # writes
+
+    async def create(self, principal: Principal, community_ref_: str, data: schemas.GuideCreate) -> Guide:
+        community = await self.communities.get_local(community_ref_)
+        await self.communities.require_member(principal, community)
+        tags = normalize_labels("tags", data.tags)
+        _check_body(data.body_markdown)
+        title = _clean_title(data.title)
+        author = await self.session.get(User, principal.user_id)
+        guide_id = new_id()
+        slug = await self._free_slug(community, title)
+        now = utcnow()
+        guide = Guide(
+            id=guide_id, uri=f"{self.settings.base_url}/guides/{guide_id}",
+            url=f"{self.settings.base_url}/c/{community.slug}/guides/{slug}", community=community,
+            author=author, slug=slug, title=title, summary=data.summary.strip(),
+            body_markdown=data.body_markdown, body_html=render(data.body_markdown), tags=tags,
+            tags_key=key_of(tags), license=data.license, status=data.status, revision=1, local=True,
+            instance=self.settings.host, derived_from=data.derived_from, created_at=now, updated_at=now,
+        )  # fmt: skip
+        self.session.add(guide)
+        await self.session.flush()  # the revision row references the guide row
+        self.session.add(_snapshot(guide, principal.user_id, "Created"))
+        await outbox.record(self.session, self.settings, "Create", guide, public=guide.status == "published")
+        await self.session.commit()
+        return guide
+
+    async def update(
+        self, principal: Principal, guide_id: UUID, data: schemas.GuideUpdate, if_match: str | None
+    ) -> Guide:
+        guide = await self.get(guide_id, principal)
+        await self._require_edit(principal, guide)
+        check_if_match(if_match, etag(guide))
+        was_public = guide.status == "published"
+        if data.title is not msgspec.UNSET:
+            guide.title = _clean_title(data.title)
+        if data.body_markdown is not msgspec.UNSET:
+            _check_body(data.body_markdown)
+            guide.body_markdown = data.body_markdown
+            guide.body_html = render(data.body_markdown)
+        if data.summary is not msgspec.UNSET:
+            guide.summary = data.summary.strip()
+        if data.tags is not msgspec.UNSET:
+            guide.tags = normalize_labels("tags", data.tags)
+            guide.tags_key = key_of(guide.tags)
+        if data.license is not msgspec.UNSET:
+            guide.license = data.license
+        if data.status is not msgspec.UNSET:
+            guide.status = data.status
+        guide.revision += 1
+        guide.updated_at = utcnow()
+        self.session.add(_snapshot(guide, principal.user_id, data.summary_of_change.strip()))
+        is_public = guide.status == "published"
+        # A draft becoming public is news to peers; a public guide going back to draft leaves them.
+        verb = {(False, True): "Create", (True, False): "Delete"}.get((was_public, is_public), "Update")
+        await outbox.record(self.session, self.settings, verb, guide, public=was_public or is_public)  # type: ignore[arg-type]
+        await self.session.commit()
+        return guide
+
+    async def delete(self, principal: Principal, guide_id: UUID) -> None:
+        guide = await self.get(guide_id, principal)
+        await self._require_edit(principal, guide)
+        guide.deleted_at = utcnow()
+        await outbox.record(self.session, self.settings, "Delete", guide, public=guide.status == "published")
+        await self.session.commit()
+
+    async def _free_slug(self, community: Community, title: str) -> str:
+        base = slugify(title, max_length=100, word_boundary=True) or "guide"
+        taken = set(
+            await self.session.scalars(
+                select(Guide.slug).where(
+                    Guide.community_id == community.id,
+                    or_(Guide.slug == base, Guide.slug.like(f"{base}-%")),
+                )
+            )
+        )
+        if base not in taken:
+            return base
+        n = 2
+        while f"{base}-{n}" in taken:
+            n += 1
+        return f"{base}-{n}"
+
+
+def _snapshot(guide: Guide, author_id: UUID, summary_of_change: str) -> GuideRevision:
+    return GuideRevision(
+        guide_id=guide.id, number=guide.revision, title=guide.title, summary=guide.summary,
+        body_markdown=guide.body_markdown, tags=list(guide.tags), license=guide.license,
+        status=guide.status, author_id=author_id, summary_of_change=summary_of_change,
+        created_at=guide.updated_at,
+    )  # fmt: skip
+
+
+def _clean_title(title: str) -> str:
+    title = " ".join(title.split())
+    if not title:
+        raise invalid("title", "must not be blank")
+    return title
+
+
+def _check_body(body: str) -> None:
+    if len(body.encode()) > MAX_BODY_BYTES:
+        raise invalid("body_markdown", "must be at most 200 KB")
+    if not body.strip():
+        raise invalid("body_markdown", "must not be blank")

@@ -1,0 +1,276 @@
+"""Mentorship offers and requests: the only code that writes them."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.security import Principal
+from server.accounts.service import person_ref
+from server.communities.service import CommunityService, community_ref
+from server.db import new_id, utcnow
+from server.errors import conflict, forbidden, invalid, not_found
+from server.etags import check_if_match, make_etag
+from server.federation import outbox
+from server.guides.schemas import Origin as OriginRef
+from server.markdown import render
+from server.mentorship import schemas
+from server.models import MentorshipOffer, MentorshipRequest, User
+from server.pagination import keyset, split_page
+from server.refs import Origin, apply_origin_filters, key_of, normalize_labels
+from server.settings import Settings
+
+ACTIVE_STATES = ("pending", "accepted")
+
+
+def etag(offer: MentorshipOffer) -> str:
+    return make_etag(offer.id.hex[:12], offer.version, offer.seats_taken)
+
+
+def to_schema(offer: MentorshipOffer) -> schemas.Offer:
+    return schemas.Offer(
+        id=offer.id, uri=offer.uri, url=offer.url, title=offer.title,
+        description_markdown=offer.description_markdown, description_html=offer.description_html,
+        topics=list(offer.topics), format=offer.format, capacity=offer.capacity,  # type: ignore[arg-type]
+        seats_taken=offer.seats_taken, languages=list(offer.languages),
+        availability=offer.availability, status=offer.status,  # type: ignore[arg-type]
+        mentor=person_ref(offer.mentor), community=community_ref(offer.community), local=offer.local,
+        origin=OriginRef(instance=offer.instance, uri=offer.uri, url=offer.url),
+        created_at=offer.created_at, updated_at=offer.updated_at,
+    )  # fmt: skip
+
+
+def request_schema(request: MentorshipRequest) -> schemas.MentorshipRequest:
+    offer = request.offer
+    return schemas.MentorshipRequest(
+        id=request.id, state=request.state, message=request.message,  # type: ignore[arg-type]
+        offer=schemas.OfferSummary(id=offer.id, title=offer.title, url=offer.url, mentor=person_ref(offer.mentor)),
+        requester=person_ref(request.requester), created_at=request.created_at,
+        updated_at=request.updated_at,
+    )  # fmt: skip
+
+
+class MentorshipService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+        self.communities = CommunityService(session, settings)
+
+    # offers
+
+    async def list(
+        self, *, community: str | None = None, topic: str | None = None, language: str | None = None,
+        status: schemas.OfferStatus | None = None, origin: Origin = "all", instance: str | None = None,
+        limit: int = 20, cursor: str | None = None,
+    ) -> tuple[list[schemas.Offer], str | None]:  # fmt: skip
+        query = select(MentorshipOffer).where(MentorshipOffer.deleted_at.is_(None))
+        query = apply_origin_filters(
+            query, MentorshipOffer, self.settings.host, origin=origin, instance=instance, community=community
+        )
+        if status:
+            query = query.where(MentorshipOffer.status == status)
+        if topic:
+            query = query.where(MentorshipOffer.topics_key.contains(f"|{topic.strip().lower()}|", autoescape=True))
+        if language:
+            query = query.where(
+                MentorshipOffer.languages_key.contains(f"|{language.strip().lower()}|", autoescape=True)
+            )
+        rows = list((await self.session.scalars(keyset(query, MentorshipOffer, limit, cursor))).unique())
+        page, next_cursor = split_page(rows, limit)
+        return [to_schema(o) for o in page], next_cursor
+
+    async def get(self, offer_id: UUID) -> MentorshipOffer:
+        offer = await self.session.get(MentorshipOffer, offer_id)
+        if offer is None or offer.deleted_at is not None:
+            raise not_found("Mentorship offer")
+        return offer
+
+    async def _is_mentor_or_moderator(self, principal: Principal, offer: MentorshipOffer) -> bool:
+        if principal.is_admin or offer.mentor_id == principal.user_id:
+            return True
+        return await self.communities.role(principal, offer.community) == "moderator"
+
+    async def _require_manage(self, principal: Principal, offer: MentorshipOffer) -> None:
+        if not offer.local:
+            raise forbidden("This offer lives on another instance; it can only be changed there.")
+        if not principal.can_write or not await self._is_mentor_or_moderator(principal, offer):
+            raise forbidden("Only the mentor or a moderator of the community can manage this offer.")
+
+    async def create(self, principal: Principal, community_ref_: str, data: schemas.OfferCreate) -> MentorshipOffer:
+        community = await self.communities.get_local(community_ref_)
+        await self.communities.require_member(principal, community)
+        topics = normalize_labels("topics", data.topics)
+        languages = normalize_labels("languages", data.languages)
+        title = " ".join(data.title.split())
+        if not title:
+            raise invalid("title", "must not be blank")
+        offer_id = new_id()
+        uri = f"{self.settings.base_url}/mentorship/offers/{offer_id}"
+        now = utcnow()
+        offer = MentorshipOffer(
+            id=offer_id, uri=uri, url=uri, community=community,
+            mentor=await self.session.get(User, principal.user_id), title=title,
+            description_markdown=data.description_markdown,
+            description_html=render(data.description_markdown), topics=topics,
+            topics_key=key_of(topics), format=data.format, capacity=data.capacity,
+            languages=languages, languages_key=key_of(languages), availability=data.availability.strip(),
+            status=data.status, local=True, instance=self.settings.host, created_at=now, updated_at=now,
+        )  # fmt: skip
+        self.session.add(offer)
+        await outbox.record(self.session, self.settings, "Create", offer)
+        await self.session.commit()
+        return offer
+
+    async def update(
+        self, principal: Principal, offer_id: UUID, data: schemas.OfferUpdate, if_match: str | None
+    ) -> MentorshipOffer:
+        offer = await self.get(offer_id)
+        await self._require_manage(principal, offer)
+        check_if_match(if_match, etag(offer))
+        if data.title is not msgspec.UNSET:
+            offer.title = " ".join(data.title.split())
+            if not offer.title:
+                raise invalid("title", "must not be blank")
+        if data.description_markdown is not msgspec.UNSET:
+            offer.description_markdown = data.description_markdown
+            offer.description_html = render(data.description_markdown)
+        if data.topics is not msgspec.UNSET:
+            offer.topics = normalize_labels("topics", data.topics)
+            offer.topics_key = key_of(offer.topics)
+        if data.languages is not msgspec.UNSET:
+            offer.languages = normalize_labels("languages", data.languages)
+            offer.languages_key = key_of(offer.languages)
+        if data.format is not msgspec.UNSET:
+            offer.format = data.format
+        if data.capacity is not msgspec.UNSET:
+            if data.capacity < offer.seats_taken:
+                raise invalid("capacity", f"{offer.seats_taken} seats are taken; capacity cannot go below that")
+            offer.capacity = data.capacity
+        if data.availability is not msgspec.UNSET:
+            offer.availability = data.availability.strip()
+        if data.status is not msgspec.UNSET:
+            offer.status = data.status
+        offer.version += 1
+        offer.updated_at = utcnow()
+        await outbox.record(self.session, self.settings, "Update", offer)
+        await self.session.commit()
+        return offer
+
+    async def delete(self, principal: Principal, offer_id: UUID) -> None:
+        offer = await self.get(offer_id)
+        await self._require_manage(principal, offer)
+        offer.deleted_at = utcnow()
+        await outbox.record(self.session, self.settings, "Delete", offer)
+        await self.session.commit()
+
+    # requests
+
+    async def request(self, principal: Principal, offer_id: UUID, message: str) -> MentorshipRequest:
+        offer = await self.get(offer_id)
+        if not principal.can_write:
+            raise forbidden("Asking for mentorship needs a write token.")
+        if not offer.local:
+            raise forbidden(f"This offer lives on {offer.instance}; ask for it there: {offer.url}")
+        if offer.mentor_id == principal.user_id:
+            raise forbidden("You cannot ask for your own mentorship offer.")
+        if offer.status != "open":
+            raise conflict("This offer is closed.")
+        if offer.seats_taken >= offer.capacity:
+            raise conflict("This offer is full.")
+        existing = await self.session.scalar(
+            select(MentorshipRequest.id).where(
+                MentorshipRequest.offer_id == offer.id,
+                MentorshipRequest.requester_id == principal.user_id,
+                MentorshipRequest.state.in_(ACTIVE_STATES),
+            )
+        )
+        if existing is not None:
+            raise conflict("You have already asked for this offer.")
+        request = MentorshipRequest(
+            offer=offer, requester=await self.session.get(User, principal.user_id), message=message.strip()
+        )
+        self.session.add(request)
+        await self.session.commit()
+        return request
+
+    async def get_request(self, request_id: UUID) -> MentorshipRequest:
+        request = await self.session.get(MentorshipRequest, request_id)
+        if request is None:
+            raise not_found("Mentorship request")
+        return request
+
+    async def requests_for_offer(
+        self, principal: Principal, offer_id: UUID, limit: int, cursor: str | None
+    ) -> tuple[list[schemas.MentorshipRequest], str | None]:
+        offer = await self.get(offer_id)
+        if not await self._is_mentor_or_moderator(principal, offer):
+            raise forbidden("Only the mentor or a moderator can see the requests for this offer.")
+        query = select(MentorshipRequest).where(MentorshipRequest.offer_id == offer.id)
+        return await self._page(query, limit, cursor)
+
+    async def my_requests(
+        self, principal: Principal, mine: bool, limit: int, cursor: str | None
+    ) -> tuple[list[schemas.MentorshipRequest], str | None]:
+        """mine=true: the requests I made; mine=false: the requests waiting on offers I mentor."""
+        if mine:
+            query = select(MentorshipRequest).where(MentorshipRequest.requester_id == principal.user_id)
+        else:
+            mentored = select(MentorshipOffer.id).where(MentorshipOffer.mentor_id == principal.user_id)
+            query = select(MentorshipRequest).where(MentorshipRequest.offer_id.in_(mentored.scalar_subquery()))
+        return await self._page(query, limit, cursor)
+
+    async def _page(self, query, limit: int, cursor: str | None):  # type: ignore[no-untyped-def]
+        rows = list((await self.session.scalars(keyset(query, MentorshipRequest, limit, cursor))).unique())
+        page, next_cursor = split_page(rows, limit)
+        return [request_schema(r) for r in page], next_cursor
+
+    async def decide(self, principal: Principal, request_id: UUID, decision: str) -> MentorshipRequest:
+        request = await self.get_request(request_id)
+        offer = request.offer
+        if not principal.can_write or offer.mentor_id != principal.user_id and not principal.is_admin:
+            raise forbidden("Only the mentor can accept or decline a request.")
+        if request.state != "pending":
+            raise conflict(f"This request is already {request.state}.")
+        if decision == "accepted":
+            # One guarded UPDATE: two accepts racing for the last seat cannot both win.
+            taken = await self.session.execute(
+                update(MentorshipOffer)
+                .where(MentorshipOffer.id == offer.id, MentorshipOffer.seats_taken < MentorshipOffer.capacity)
+                .values(seats_taken=MentorshipOffer.seats_taken + 1, updated_at=utcnow())
+            )
+            if not taken.rowcount:
+                await self.session.rollback()
+                raise conflict("Every seat of this offer is taken.")
+        request.state = decision
+        request.updated_at = utcnow()
+        await self._announce_seats(offer, decision == "accepted")
+        await self.session.commit()
+        return request
+
+    async def withdraw(self, principal: Principal, request_id: UUID) -> MentorshipRequest:
+        request = await self.get_request(request_id)
+        if request.requester_id != principal.user_id or not principal.can_write:
+            raise forbidden("Only the person who asked can withdraw a request.")
+        if request.state not in ACTIVE_STATES:
+            raise conflict(f"This request is already {request.state}.")
+        freed = request.state == "accepted"
+        if freed:
+            await self.session.execute(
+                update(MentorshipOffer)
+                .where(MentorshipOffer.id == request.offer_id, MentorshipOffer.seats_taken > 0)
+                .values(seats_taken=MentorshipOffer.seats_taken - 1, updated_at=utcnow())
+            )
+        request.state = "withdrawn"
+        request.updated_at = utcnow()
+        await self._announce_seats(request.offer, freed)
+        await self.session.commit()
+        return request
+
+    async def _announce_seats(self, offer: MentorshipOffer, changed: bool) -> None:
+        """Open seats are part of an offer's public state, so peers hear about them."""
+        if changed:
+            await self.session.refresh(offer)
+            await outbox.record(self.session, self.settings, "Update", offer)

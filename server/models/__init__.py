@@ -1,0 +1,24 @@
+"""All ORM models; importing this module registers every table on Base.metadata."""
+
+from server.models.accounts import ApiToken, Membership, User
+from server.models.communities import Community
+from server.models.federation import Activity, ActorKey, Delivery, InboxItem, Job, Peer
+from server.models.guides import Guide, GuideRevision
+from server.models.mentorship import MentorshipOffer, MentorshipRequest
+
+__all__ = [
+    "Activity",
+    "ActorKey",
+    "ApiToken",
+    "Community",
+    "Delivery",
+    "Guide",
+    "GuideRevision",
+    "InboxItem",
+    "Job",
+    "Membership",
+    "MentorshipOffer",
+    "MentorshipRequest",
+    "Peer",
+    "User",
+]

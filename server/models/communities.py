@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db import Base, new_id, utcnow
+
+
+class Community(Base):
+    """A community: local, or a remote Group mirrored from a peer (local=False)."""
+
+    __tablename__ = "communities"
+    __table_args__ = (UniqueConstraint("slug", "instance"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    uri: Mapped[str] = mapped_column(String(2048), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    slug: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text, default="")
+    color: Mapped[str] = mapped_column(String(7), default="#3b6e8f")
+    links: Mapped[list[Any]] = mapped_column(default=list)
+    local: Mapped[bool] = mapped_column(default=True, index=True)
+    instance: Mapped[str] = mapped_column(String(255), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Deleted communities stay as tombstones so a late Create from a peer cannot resurrect them.
+    deleted_at: Mapped[datetime | None]

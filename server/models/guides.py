@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from server.db import Base, new_id, utcnow
+from server.models.accounts import User
+from server.models.communities import Community
+
+
+class Guide(Base):
+    __tablename__ = "guides"
+    __table_args__ = (
+        UniqueConstraint("community_id", "slug"),
+        Index("ix_guides_listing", "deleted_at", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    uri: Mapped[str] = mapped_column(String(2048), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("communities.id"), index=True)
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    slug: Mapped[str] = mapped_column(String(120))
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_markdown: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    # "|tag1|tag2|": lets one portable LIKE filter by tag on SQLite and PostgreSQL alike.
+    tags_key: Mapped[str] = mapped_column(Text, default="|")
+    license: Mapped[str] = mapped_column(String(64), default="CC-BY-4.0")
+    status: Mapped[str] = mapped_column(String(16), default="published")
+    revision: Mapped[int] = mapped_column(default=1)
+    local: Mapped[bool] = mapped_column(default=True)
+    instance: Mapped[str] = mapped_column(String(255), index=True)
+    derived_from: Mapped[str | None] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+    community: Mapped[Community] = relationship(lazy="joined", innerjoin=True)
+    author: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class GuideRevision(Base):
+    __tablename__ = "guide_revisions"
+    __table_args__ = (UniqueConstraint("guide_id", "number"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    guide_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guides.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    title: Mapped[str] = mapped_column(String(200))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body_markdown: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    license: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    summary_of_change: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    author: Mapped[User] = relationship(lazy="joined", innerjoin=True)

@@ -1,0 +1,38 @@
+"""Error responses declared on routes, so the OpenAPI document lists them."""
+
+from __future__ import annotations
+
+from litestar.openapi.datastructures import ResponseSpec
+
+from server.errors import PROBLEM_JSON, Problem
+
+_DESCRIPTIONS = {
+    400: "Malformed request (for example invalid JSON)",
+    401: "Missing, unknown or revoked bearer token",
+    403: "The token's user or scope may not do this",
+    404: "No such resource",
+    409: "Conflict with the current state",
+    410: "Gone",
+    412: "If-Match does not match the current ETag",
+    413: "Request body larger than 1 MB",
+    422: "Validation failed; `errors` lists the fields",
+    503: "Not ready",
+}
+
+
+def problems(*codes: int) -> dict[int, ResponseSpec]:
+    # Any route can meet a malformed or invalid parameter, so 400 and 422 are always listed.
+    codes = tuple(sorted({400, 422, *codes}))
+    return {
+        code: ResponseSpec(
+            data_container=Problem,
+            description=_DESCRIPTIONS[code],
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for code in codes
+    }
+
+
+READ = problems(400, 422)
+WRITE = problems(400, 401, 403, 404, 413, 422)

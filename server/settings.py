@@ -1,0 +1,217 @@
+"""Settings: defaults, then kith.toml, then KITH_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class OIDCProvider:
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = "http://127.0.0.1:8000"
+    instance_name: str = "Kith"
+    instance_description: str = "A knowledge commons for communities."
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    secret_key: str = ""
+    peers: tuple[str, ...] = ()
+    pull_interval_seconds: int = 600
+    oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
+
+    @property
+    def host(self) -> str:
+        return host_of(self.base_url)
+
+    @property
+    def peer_hosts(self) -> tuple[str, ...]:
+        return tuple(host_of(peer) for peer in self.peers)
+
+    @property
+    def is_https(self) -> bool:
+        return self.base_url.startswith("https://")
+
+
+def host_of(url: str) -> str:
+    """The authority of a URL, with its port only when it is not the scheme's default."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    if parts.port and parts.port != default_port:
+        return f"{host}:{parts.port}"
+    return host
+
+
+# key in kith.toml -> (environment variable, table in kith.toml or None)
+_KEYS: dict[str, tuple[str, str | None]] = {
+    "base_url": ("KITH_BASE_URL", None),
+    "instance_name": ("KITH_INSTANCE_NAME", None),
+    "instance_description": ("KITH_INSTANCE_DESCRIPTION", None),
+    "data_dir": ("KITH_DATA_DIR", None),
+    "database_url": ("KITH_DATABASE_URL", None),
+    "secret_key": ("KITH_SECRET_KEY", None),
+    "peers": ("KITH_PEERS", "federation"),
+    "pull_interval_seconds": ("KITH_PULL_INTERVAL_SECONDS", "federation"),
+}
+
+
+def load_settings(config_path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read settings; raise ConfigError naming the key for anything unusable."""
+    env = dict(os.environ if env is None else env)
+    config_path = config_path or env.get("KITH_CONFIG")
+    raw: dict[str, object] = {}
+    oidc_raw: object = []
+    if config_path:
+        raw, oidc_raw = _read_toml(Path(config_path))
+    for key, (var, _table) in _KEYS.items():
+        if var in env and env[var] != "":
+            raw[key] = env[var]
+    settings = _build(raw, _parse_oidc(oidc_raw))
+    return _with_database_and_secret(settings)
+
+
+def _read_toml(path: Path) -> tuple[dict[str, object], object]:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config: file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+    raw: dict[str, object] = {}
+    for key, (_var, table) in _KEYS.items():
+        source = document.get(table, {}) if table else document
+        if isinstance(source, dict) and key in source:
+            raw[key] = source[key]
+    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth"}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise ConfigError(f"config: unknown key {unknown[0]!r} in {path}")
+    auth = document.get("auth", {})
+    return raw, auth.get("oidc", []) if isinstance(auth, dict) else auth
+
+
+def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
+    values: dict[str, object] = {"oidc": oidc}
+    if "base_url" in raw:
+        values["base_url"] = _url("base_url", raw["base_url"]).rstrip("/")
+    for key in ("instance_name", "instance_description", "secret_key", "database_url"):
+        if key in raw:
+            values[key] = _string(key, raw[key])
+    if "data_dir" in raw:
+        values["data_dir"] = Path(_string("data_dir", raw["data_dir"]))
+    if "peers" in raw:
+        values["peers"] = _peers(raw["peers"])
+    if "pull_interval_seconds" in raw:
+        values["pull_interval_seconds"] = _positive_int("pull_interval_seconds", raw["pull_interval_seconds"])
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if not settings.instance_name.strip():
+        raise ConfigError("config: instance_name (KITH_INSTANCE_NAME) must not be empty")
+    return settings
+
+
+def _with_database_and_secret(settings: Settings) -> Settings:
+    database_url = settings.database_url or f"sqlite:///{settings.data_dir / 'kith.db'}"
+    database_url = normalize_database_url(database_url)
+    secret_key = settings.secret_key or _stored_secret(settings.data_dir)
+    return replace(settings, database_url=database_url, secret_key=secret_key)
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the plain forms operators write and pick the async drivers Kith runs on."""
+    if url.startswith(("sqlite:///", "sqlite+aiosqlite:///")):
+        return url.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
+    for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ConfigError(
+        f"config: database_url (KITH_DATABASE_URL) must start with sqlite:/// or postgresql://, got {url!r}"
+    )
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """The secret key lives in the data dir so sessions survive restarts without configuration."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret, encoding="utf-8")
+    path.chmod(0o600)
+    return secret
+
+
+def _string(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be a string, got {value!r}")
+    return value
+
+
+def _url(key: str, value: object) -> str:
+    text = _string(key, value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be an http(s) URL, got {text!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be a bare origin, got {text!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) has a bad port: {text!r}") from exc
+    return text
+
+
+def _peers(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items: list[object] = [p.strip() for p in value.split(",") if p.strip()]
+    elif isinstance(value, list):
+        items = list(value)
+    else:
+        raise ConfigError(f"config: peers (KITH_PEERS) must be a list of URLs, got {value!r}")
+    peers = tuple(_url("peers", item).rstrip("/") for item in items)
+    return tuple(dict.fromkeys(peers))
+
+
+def _positive_int(key: str, value: object) -> int:
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be an integer, got {value!r}") from exc
+    if number < 1:
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be at least 1, got {number}")
+    return number
+
+
+def _parse_oidc(raw: object) -> tuple[OIDCProvider, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("config: auth.oidc must be an array of tables ([[auth.oidc]])")
+    providers = []
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"config: auth.oidc[{index}] must be a table")
+        missing = [k for k in ("name", "issuer", "client_id", "client_secret") if not entry.get(k)]
+        if missing:
+            raise ConfigError(f"config: auth.oidc[{index}].{missing[0]} is required")
+        providers.append(
+            OIDCProvider(
+                name=str(entry["name"]),
+                issuer=str(entry["issuer"]).rstrip("/"),
+                client_id=str(entry["client_id"]),
+                client_secret=str(entry["client_secret"]),
+            )
+        )
+    return tuple(providers)

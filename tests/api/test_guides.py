@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+from tests.conftest import join
+from tests.support.html import assert_safe, elements
+
+
+def _create(client, person, community, **fields):
+    body = {"title": "Onboarding maintainers", "body_markdown": "# Hello\n\nWelcome.", **fields}
+    return client.post(f"/api/v1/communities/{community['slug']}/guides", json=body, headers=person.auth)
+
+
+def test_member_publishes_guide_with_rendered_html(client, admin, people, community):
+    member = people.make()
+    join(client, admin, community, member)
+    response = _create(client, member, community, tags=["Onboarding", "#people"], summary="How we do it")
+    assert response.status_code == 201, response.text
+    guide = response.json()
+    assert guide["body_html"].startswith("<h1>Hello</h1>")
+    assert guide["tags"] == ["onboarding", "people"]
+    assert guide["license"] == "CC-BY-4.0"
+    assert guide["status"] == "published"
+    assert guide["revision"] == 1
+    assert guide["author"]["username"] == member.username
+    assert guide["community"]["slug"] == community["slug"]
+    assert guide["local"] is True
+    assert guide["origin"] == {"instance": "127.0.0.1:8000", "uri": guide["uri"], "url": guide["url"]}
+    assert guide["uri"] == f"http://127.0.0.1:8000/guides/{guide['id']}"
+    assert guide["url"] == f"http://127.0.0.1:8000/c/{community['slug']}/guides/onboarding-maintainers"
+    assert response.headers["etag"]
+
+
+def test_non_member_cannot_publish(client, people, community):
+    assert _create(client, people.make(), community).status_code == 403
+
+
+def test_read_token_cannot_write(client, admin, people, community):
+    reader = people.make(scope="read")
+    join(client, admin, community, reader)
+    assert _create(client, reader, community).status_code == 403
+
+
+def test_script_and_javascript_urls_never_survive(client, admin, community):
+    body = (
+        '<script>alert(1)</script>\n\n[x](javascript:alert(1)) <img src=x onerror="alert(1)">'
+        ' <iframe src="//e"></iframe>\n\n[ok](https://example.org) ![pic](javascript:alert(2))'
+    )
+    guide = _create(client, admin, community, body_markdown=body).json()
+    assert_safe(guide["body_html"])
+    links = [attrs.get("href") for tag, attrs in elements(guide["body_html"]) if tag == "a"]
+    assert "https://example.org" in links
+
+
+def test_edit_keeps_revisions_and_etag_guards_conflicts(client, admin, community):
+    guide = _create(client, admin, community).json()
+    url = f"/api/v1/guides/{guide['id']}"
+    etag = client.get(url).headers["etag"]
+    edited = client.patch(
+        url, json={"body_markdown": "New text", "summary_of_change": "reworded"},
+        headers={**admin.auth, "If-Match": etag},
+    )  # fmt: skip
+    assert edited.status_code == 200
+    assert edited.json()["revision"] == 2
+    assert edited.headers["etag"] != etag
+    stale = client.patch(url, json={"title": "Lost update"}, headers={**admin.auth, "If-Match": etag})
+    assert stale.status_code == 412
+    assert client.get(url).json()["title"] == "Onboarding maintainers"
+    revisions = client.get(f"{url}/revisions").json()
+    assert [r["number"] for r in revisions] == [2, 1]
+    assert revisions[0]["summary_of_change"] == "reworded"
+    first = client.get(f"{url}/revisions/1").json()
+    assert first["body_markdown"] == "# Hello\n\nWelcome."
+    assert client.get(f"{url}/revisions/9").status_code == 404
+
+
+def test_author_edits_own_guide_but_not_others(client, admin, people, community):
+    author, other = people.make("author"), people.make("other")
+    join(client, admin, community, author)
+    join(client, admin, community, other)
+    guide = _create(client, author, community).json()
+    url = f"/api/v1/guides/{guide['id']}"
+    assert client.patch(url, json={"title": "Mine"}, headers=other.auth).status_code == 403
+    assert client.patch(url, json={"title": "Mine"}, headers=author.auth).status_code == 200
+    assert client.delete(url, headers=other.auth).status_code == 403
+
+
+def test_moderator_edits_any_guide_in_community(client, admin, people, community):
+    author, moderator = people.make("author"), people.make("mod")
+    join(client, admin, community, author)
+    join(client, admin, community, moderator, "moderator")
+    guide = _create(client, author, community).json()
+    response = client.patch(f"/api/v1/guides/{guide['id']}", json={"tags": ["x"]}, headers=moderator.auth)
+    assert response.status_code == 200
+
+
+def test_drafts_are_visible_only_to_author_and_moderators(client, admin, people, community):
+    author, stranger = people.make("author"), people.make("stranger")
+    join(client, admin, community, author)
+    draft = _create(client, author, community, status="draft", title="Secret plan").json()
+    url = f"/api/v1/guides/{draft['id']}"
+    assert client.get(url).status_code == 404
+    assert client.get(url, headers=stranger.auth).status_code == 404
+    assert client.get(url, headers=author.auth).status_code == 200
+    assert client.get(url, headers=admin.auth).status_code == 200
+    listed = client.get(f"/api/v1/guides?status=draft&community={community['slug']}", headers=author.auth)
+    assert [g["id"] for g in listed.json()["items"]] == [draft["id"]]
+    assert client.get(f"/api/v1/guides?status=draft&community={community['slug']}").json()["items"] == []
+    public = client.get(f"/api/v1/guides?community={community['slug']}").json()["items"]
+    assert draft["id"] not in {g["id"] for g in public}
+
+
+def test_delete_is_204_then_404(client, admin, community):
+    guide = _create(client, admin, community).json()
+    assert client.delete(f"/api/v1/guides/{guide['id']}", headers=admin.auth).status_code == 204
+    assert client.get(f"/api/v1/guides/{guide['id']}").status_code == 404
+
+
+def test_filters_by_community_tag_and_author(client, admin, people, community):
+    author = people.make("author")
+    join(client, admin, community, author)
+    tagged = _create(client, author, community, title="Tagged", tags=["julia"]).json()
+    _create(client, admin, community, title="Other")
+    by_tag = client.get(f"/api/v1/guides?community={community['slug']}&tag=julia").json()["items"]
+    assert [g["id"] for g in by_tag] == [tagged["id"]]
+    by_author = client.get(f"/api/v1/guides?author={author.username}").json()["items"]
+    assert [g["id"] for g in by_author] == [tagged["id"]]
+    assert client.get("/api/v1/guides?tag=100%25_").json()["items"] == []
+
+
+def test_slugs_stay_unique_within_community(client, admin, community):
+    first = _create(client, admin, community, title="Same title").json()
+    second = _create(client, admin, community, title="Same title").json()
+    assert first["slug"] == "same-title" and second["slug"] == "same-title-2"
+
+
+def test_oversize_and_invalid_fields_are_rejected_and_change_nothing(client, admin, community):
+    before = client.get(f"/api/v1/guides?community={community['slug']}&limit=100").json()["items"]
+    cases = [
+        {"title": "x" * 201, "body_markdown": "b"},
+        {"title": "t", "body_markdown": "b" * 200_001},
+        {"title": "t", "body_markdown": "b", "tags": [f"t{i}" for i in range(21)]},
+        {"title": "t", "body_markdown": "b", "status": "secret"},
+        {"title": 5, "body_markdown": "b"},
+        {"title": "   ", "body_markdown": "b"},
+        {"body_markdown": "b"},
+        {"title": "t", "body_markdown": "b", "derived_from": "javascript:alert(1)"},
+    ]
+    for body in cases:
+        response = client.post(f"/api/v1/communities/{community['slug']}/guides", json=body, headers=admin.auth)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["errors"], body
+    after = client.get(f"/api/v1/guides?community={community['slug']}&limit=100").json()["items"]
+    assert after == before
+
+
+def test_body_over_one_megabyte_is_413(client, admin, community):
+    response = client.post(
+        f"/api/v1/communities/{community['slug']}/guides",
+        content=b'{"title": "big", "body_markdown": "' + b"a" * 1_100_000 + b'"}',
+        headers={**admin.auth, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 413
+
+
+def test_malformed_json_is_400(client, admin, community):
+    response = client.post(
+        f"/api/v1/communities/{community['slug']}/guides", content=b"{not json",
+        headers={**admin.auth, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_unknown_guide_is_404_problem(client):
+    response = client.get("/api/v1/guides/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 404
+    assert response.json()["title"] == "Not found"

@@ -53,7 +53,11 @@ async def _count(db: AsyncSession, model, *conditions) -> int:  # type: ignore[n
 
 
 @get(
-    "/api/v1/instance", operation_id="getInstance", summary="This instance, its peers and its counts", tags=["Instance"]
+    "/api/v1/instance",
+    operation_id="getInstance",
+    summary="This instance, its peers and its counts",
+    tags=["Instance"],
+    responses=problems(),
 )
 async def instance(db: AsyncSession, settings: Settings) -> Instance:
     stats = InstanceStats(
@@ -69,7 +73,14 @@ async def instance(db: AsyncSession, settings: Settings) -> Instance:
     )  # fmt: skip
 
 
-@get("/healthz", operation_id="healthz", summary="The process is alive", tags=["Health"], media_type=MediaType.JSON)
+@get(
+    "/healthz",
+    operation_id="healthz",
+    summary="The process is alive",
+    tags=["Health"],
+    media_type=MediaType.JSON,
+    responses=problems(),
+)
 async def healthz() -> Health:
     return Health(status="ok")
 

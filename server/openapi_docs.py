@@ -16,13 +16,14 @@ _DESCRIPTIONS = {
     412: "If-Match does not match the current ETag",
     413: "Request body larger than 1 MB",
     422: "Validation failed; `errors` lists the fields",
+    500: "Unexpected server error",
     503: "Not ready",
 }
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:
-    # Any route can meet a malformed or invalid parameter, so 400 and 422 are always listed.
-    codes = tuple(sorted({400, 422, *codes}))
+    # Any route can meet a malformed or invalid parameter, and any can fail unexpectedly.
+    codes = tuple(sorted({400, 422, 500, *codes}))
     return {
         code: ResponseSpec(
             data_container=Problem,

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _kith(tmp_path, *args, stdin: str | None = None, **extra_env) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KITH_DATA_DIR": str(tmp_path / "var"), **extra_env}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_user_and_token_commands_for_scripts(tmp_path):
+    assert _kith(tmp_path, "migrate").returncode == 0
+    created = _kith(tmp_path, "user", "create", "ada", "--admin", "--password-stdin", stdin="long enough pw\n")
+    assert created.returncode == 0, created.stderr
+    token = _kith(tmp_path, "token", "create", "--user", "ada", "--scope", "admin")
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.strip().startswith("kith_")
+    assert token.stdout.count("\n") == 1  # the secret alone, so TOKEN=$(kith token create ...) works
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    assert _kith(tmp_path, "migrate").returncode == 0
+    unknown = _kith(tmp_path, "token", "create", "--user", "ghost")
+    assert unknown.returncode != 0 and "no local user named 'ghost'" in unknown.stderr
+    short = _kith(tmp_path, "user", "create", "bob", "--password-stdin", stdin="short\n")
+    assert short.returncode != 0 and "at least 8 characters" in short.stderr
+    bad = _kith(tmp_path, "migrate", KITH_BASE_URL="nonsense")
+    assert bad.returncode != 0
+    assert "base_url (KITH_BASE_URL)" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import pytest
+
+from server.settings import ConfigError, load_settings
+
+
+def test_defaults(tmp_path):
+    settings = load_settings(env={"KITH_DATA_DIR": str(tmp_path)})
+    assert settings.base_url == "http://127.0.0.1:8000"
+    assert settings.host == "127.0.0.1:8000"
+    assert settings.database_url == f"sqlite+aiosqlite:///{tmp_path / 'kith.db'}"
+    assert settings.peers == ()
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path):
+    first = load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).secret_key
+    assert len(first) > 40
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).secret_key == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_toml_then_env_overrides(tmp_path):
+    config = tmp_path / "kith.toml"
+    config.write_text(
+        'base_url = "https://kith.example.org"\ninstance_name = "Example"\n'
+        f'data_dir = "{tmp_path}"\n[federation]\npeers = ["https://b.example", "http://127.0.0.1:8002/"]\n'
+    )
+    settings = load_settings(config, env={"KITH_INSTANCE_NAME": "From env"})
+    assert settings.base_url == "https://kith.example.org"
+    assert settings.instance_name == "From env"
+    assert settings.peers == ("https://b.example", "http://127.0.0.1:8002")
+    assert settings.peer_hosts == ("b.example", "127.0.0.1:8002")
+    env = {"KITH_CONFIG": str(config), "KITH_PEERS": "https://c.example, https://c.example"}
+    assert load_settings(env=env).peers == ("https://c.example",)
+
+
+def test_postgres_urls_pick_the_async_driver(tmp_path):
+    env = {"KITH_DATA_DIR": str(tmp_path), "KITH_DATABASE_URL": "postgresql://u@127.0.0.1/kith"}
+    assert load_settings(env=env).database_url == "postgresql+asyncpg://u@127.0.0.1/kith"
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"KITH_BASE_URL": "ftp://x"}, "base_url"),
+        ({"KITH_BASE_URL": "https://x.example/sub"}, "base_url"),
+        ({"KITH_PEERS": "not a url"}, "peers"),
+        ({"KITH_DATABASE_URL": "mysql://x"}, "database_url"),
+        ({"KITH_PULL_INTERVAL_SECONDS": "soon"}, "pull_interval_seconds"),
+    ],
+)
+def test_bad_value_names_the_key(tmp_path, env, key):
+    with pytest.raises(ConfigError, match=key):
+        load_settings(env={"KITH_DATA_DIR": str(tmp_path), **env})
+
+
+def test_bad_toml_and_unknown_keys(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("base_url = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken, env={})
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('colour = "blue"\n')
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(unknown, env={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "missing.toml", env={})

@@ -37,9 +37,11 @@ def test_token_last_used_is_recorded(client, people):
 
 def test_read_token_cannot_mint_write_token_and_member_cannot_mint_admin(client, people):
     reader = people.make(scope="read")
-    assert client.post("/api/v1/me/tokens", json={"name": "x", "scope": "write"}, headers=reader.auth).status_code == 403
+    response = client.post("/api/v1/me/tokens", json={"name": "x", "scope": "write"}, headers=reader.auth)
+    assert response.status_code == 403
     writer = people.make()
-    assert client.post("/api/v1/me/tokens", json={"name": "x", "scope": "admin"}, headers=writer.auth).status_code == 403
+    response = client.post("/api/v1/me/tokens", json={"name": "x", "scope": "admin"}, headers=writer.auth)
+    assert response.status_code == 403
 
 
 def test_bad_credentials(client):

@@ -49,8 +49,9 @@ def test_request_accept_capacity_and_withdraw(client, admin, people, community):
     queue = client.get(requests_url, headers=mentor.auth).json()["items"]
     assert {r["requester"]["username"] for r in queue} == {alice.username, bob.username}
 
-    assert client.post(f"/api/v1/mentorship/requests/{first.json()['id']}/accept", headers=alice.auth).status_code == 403
-    accepted = client.post(f"/api/v1/mentorship/requests/{first.json()['id']}/accept", headers=mentor.auth)
+    accept_url = f"/api/v1/mentorship/requests/{first.json()['id']}/accept"
+    assert client.post(accept_url, headers=alice.auth).status_code == 403
+    accepted = client.post(accept_url, headers=mentor.auth)
     assert accepted.status_code == 200 and accepted.json()["state"] == "accepted"
     assert client.get(f"/api/v1/mentorship/offers/{offer['id']}").json()["seats_taken"] == 1
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server.settings import ConfigError, load_settings
@@ -66,3 +68,12 @@ def test_bad_toml_and_unknown_keys(tmp_path):
         load_settings(unknown, env={})
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "missing.toml", env={})
+
+
+def test_example_config_is_valid(tmp_path):
+    example = (Path(__file__).resolve().parents[2] / "kith.example.toml").read_text()
+    config = tmp_path / "kith.toml"
+    config.write_text(example.replace('data_dir = "./var"', f'data_dir = "{tmp_path}"'))
+    settings = load_settings(config, env={})
+    assert settings.base_url == "http://127.0.0.1:8000"
+    assert settings.pull_interval_seconds == 600

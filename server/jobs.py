@@ -1,0 +1,107 @@
+"""The worker: claims due rows (deliveries, inbox items, index and sync jobs) and runs their handlers.
+
+Queue rows are state machines (state, attempts, next_attempt_at, locked_until, last_error), so a
+crash at any point leaves work that another claim picks up once its lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import utcnow
+
+log = logging.getLogger("kith.worker")
+
+Step = Callable[[], Awaitable[int]]
+
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=6)
+GIVE_UP_AFTER = timedelta(days=3)
+
+
+async def claim(
+    session: AsyncSession,
+    model: Any,
+    *conditions: Any,
+    limit: int = 50,
+    lease: timedelta = timedelta(minutes=2),
+) -> list[Any]:
+    """Lease up to `limit` due rows to this worker and return their ids.
+
+    PostgreSQL skips rows another worker holds (FOR UPDATE SKIP LOCKED); SQLite serialises writers,
+    so the guarded UPDATE alone decides. Either way a row is leased to exactly one worker.
+    """
+    now = utcnow()
+    free = or_(model.locked_until.is_(None), model.locked_until < now)
+    due = (
+        select(model.id)
+        .where(model.state == "pending", model.next_attempt_at <= now, free, *conditions)
+        .order_by(model.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(model)
+        .where(model.id.in_(due.scalar_subquery()), free)
+        .values(locked_until=now + lease)
+        .returning(model.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = list(result.scalars())
+    await session.commit()
+    return ids
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """30 s doubling per attempt up to 6 h, with ±20 % jitter so retries from many rows spread out."""
+    base = min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
+    return base * random.uniform(0.8, 1.2)
+
+
+def schedule_retry(row: Any, error: str, *, permanent: bool = False) -> None:
+    """Record a failed attempt: retry later, or give up when it is permanent or too old."""
+    now = utcnow()
+    row.attempts += 1
+    row.last_error = error[:2000]
+    row.locked_until = None
+    created = getattr(row, "created_at", None) or getattr(row, "received_at", None) or now
+    if permanent or now - created > GIVE_UP_AFTER:
+        row.state = "failed"
+    else:
+        row.next_attempt_at = now + retry_delay(row.attempts)
+
+
+class Worker:
+    """Runs its steps until none has anything to do, then naps briefly; stops when asked."""
+
+    def __init__(self, steps: Sequence[Step], *, idle_seconds: float = 0.25) -> None:
+        self.steps = list(steps)
+        self.idle_seconds = idle_seconds
+        self._stop = asyncio.Event()
+
+    async def tick(self) -> int:
+        done = 0
+        for step in self.steps:
+            try:
+                done += await step()
+            except Exception:  # one failing step must not stop the others or the loop
+                log.exception("worker step %s failed", getattr(step, "__qualname__", step))
+        return done
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            if await self.tick() == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=self.idle_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
@@ -9,6 +11,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import __version__
 from server.accounts.api import AccountController
@@ -16,8 +19,16 @@ from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
 from server.deps import provide_db, provide_principal, provide_settings
 from server.errors import API_EXCEPTION_HANDLERS
+from server.federation.api import FederationController
+from server.federation.delivery import Deliverer
+from server.federation.discovery import federation_router
+from server.federation.fetch import make_client
+from server.federation.inbox import inbox_router
+from server.federation.peers import PeerJobs
+from server.federation.processing import InboxProcessor
 from server.guides.api import GuideController
 from server.instance import healthz, instance, readyz
+from server.jobs import Worker
 from server.mentorship.api import MentorshipController
 from server.settings import Settings
 
@@ -39,15 +50,36 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def build_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession], client) -> Worker:  # type: ignore[no-untyped-def]
+    """The same steps run inside `kith serve` and alone as `kith worker`."""
+    return Worker(
+        [
+            Deliverer(settings, sessions, client),
+            InboxProcessor(settings, sessions, client),
+            PeerJobs(settings, sessions, client),
+        ]
+    )
+
+
 def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.http_client = make_client()
+        worker_task = None
+        if run_worker:
+            worker = build_worker(settings, app.state.sessionmaker, app.state.http_client)
+            worker_task = asyncio.create_task(worker.run())
         try:
             yield
         finally:
+            if worker_task is not None:
+                worker.stop()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(worker_task, timeout=10)
+            await app.state.http_client.aclose()
             await engine.dispose()
 
     app = Litestar(
@@ -59,7 +91,10 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             GuideController,
             MentorshipController,
             AccountController,
-        ],  # fmt: skip
+            FederationController,
+            federation_router,
+            inbox_router,
+        ],
         dependencies={
             "db": Provide(provide_db),
             "settings": Provide(provide_settings, sync_to_thread=False),

@@ -36,7 +36,7 @@ async def record(
     now = utcnow()
     if verb == "Delete":
         document = mapping.tombstone(entry.uri, as_type, entry.deleted_at or now)
-    activity_uri = f"{settings.base_url}/activities/{uuid.uuid4()}"
+    activity_uri = new_activity_uri(settings)
     row = Activity(
         uri=activity_uri, type=verb, actor_uri=actor_uri, object_type=kind, object_uri=entry.uri,
         community_uri=community_uri, public=public,
@@ -63,3 +63,26 @@ async def _fan_out(session: AsyncSession, settings: Settings, activity: Activity
     )
     for peer in peers:
         session.add(Delivery(activity_seq=activity.seq, inbox_url=peer.inbox_url, peer_host=peer.host))
+
+
+async def send(
+    session: AsyncSession, settings: Settings, document: dict[str, Any], *, inbox_url: str, peer_host: str
+) -> Activity:
+    """Queue a protocol activity (Follow, Accept, Reject, Undo) for one inbox; it is not part of the outbox."""
+    row = Activity(
+        uri=document["id"], type=document["type"], actor_uri=document["actor"], object_type="protocol",
+        object_uri=_object_id(document), community_uri=None, public=False, payload=document,
+    )  # fmt: skip
+    session.add(row)
+    await session.flush()
+    session.add(Delivery(activity_seq=row.seq, inbox_url=inbox_url, peer_host=peer_host))
+    return row
+
+
+def new_activity_uri(settings: Settings) -> str:
+    return f"{settings.base_url}/activities/{uuid.uuid4()}"
+
+
+def _object_id(document: dict[str, Any]) -> str:
+    obj = document.get("object")
+    return str(obj.get("id", "")) if isinstance(obj, dict) else str(obj or "")

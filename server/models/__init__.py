@@ -2,7 +2,7 @@
 
 from server.models.accounts import ApiToken, Membership, User
 from server.models.communities import Community
-from server.models.federation import Activity, ActorKey, Delivery, InboxItem, Job, Peer
+from server.models.federation import Activity, ActorKey, DeletedObject, Delivery, InboxItem, Job, Peer
 from server.models.guides import Guide, GuideRevision
 from server.models.mentorship import MentorshipOffer, MentorshipRequest
 
@@ -11,6 +11,7 @@ __all__ = [
     "ActorKey",
     "ApiToken",
     "Community",
+    "DeletedObject",
     "Delivery",
     "Guide",
     "GuideRevision",

@@ -124,3 +124,13 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+
+class DeletedObject(Base):
+    """A remote object deleted before we ever saw it: a late Create must not bring it back."""
+
+    __tablename__ = "deleted_objects"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    uri: Mapped[str] = mapped_column(String(2048), unique=True)
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,101 @@
+"""Deliver queued activities: sign, POST, then mark sent, retry later, or give up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db import utcnow
+from server.federation.keys import key_id_for, local_key
+from server.federation.signatures import sign_request
+from server.jobs import claim, schedule_retry
+from server.models import Activity, Delivery, Peer
+from server.settings import Settings
+
+BATCH = 20
+# A peer that answers these may succeed on a later try; any other 4xx will never accept it.
+RETRYABLE_4XX = {401, 408, 429}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: object
+    ok: bool
+    permanent: bool
+    error: str
+
+
+def classify(status: int) -> tuple[bool, bool]:
+    """(delivered, permanent failure) for an HTTP status."""
+    if 200 <= status < 300:
+        return True, False
+    if 400 <= status < 500 and status not in RETRYABLE_4XX:
+        return False, True
+    return False, False
+
+
+class Deliverer:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient):
+        self.settings = settings
+        self.sessions = sessions
+        self.client = client
+        self.actor_uri = f"{settings.base_url}/actor"
+
+    async def __call__(self) -> int:
+        async with self.sessions() as session:
+            ids = await claim(session, Delivery, limit=BATCH)
+            if not ids:
+                return 0
+            rows = (
+                await session.execute(
+                    select(Delivery, Activity.payload)
+                    .join(Activity, Activity.seq == Delivery.activity_seq)
+                    .where(Delivery.id.in_(ids))
+                )
+            ).all()
+            key = await local_key(session, self.actor_uri)
+            outcomes = await asyncio.gather(
+                *(self._send(delivery, payload, key.private_key_pem or "") for delivery, payload in rows)
+            )
+            await self._record(session, {d.id: d for d, _ in rows}, outcomes)
+            return len(rows)
+
+    async def _send(self, delivery: Delivery, payload: dict, private_key_pem: str) -> Outcome:
+        if delivery.peer_host not in self.settings.peer_hosts:
+            return Outcome(delivery.id, False, True, "no longer a configured peer")
+        body = json.dumps(payload).encode()
+        headers = sign_request(
+            "POST", delivery.inbox_url, body, key_id_for(self.actor_uri), private_key_pem,
+            {"Content-Type": "application/activity+json", "Accept": "application/activity+json"},
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(30):
+                response = await self.client.post(delivery.inbox_url, content=body, headers=headers)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            return Outcome(delivery.id, False, False, f"{exc.__class__.__name__}: {exc}")
+        ok, permanent = classify(response.status_code)
+        return Outcome(delivery.id, ok, permanent, "" if ok else f"HTTP {response.status_code}: {response.text[:300]}")
+
+    async def _record(self, session: AsyncSession, deliveries: dict, outcomes: list[Outcome]) -> None:
+        now = utcnow()
+        for outcome in outcomes:
+            delivery = deliveries[outcome.delivery_id]
+            if outcome.ok:
+                delivery.state, delivery.sent_at, delivery.locked_until = "sent", now, None
+                delivery.attempts += 1
+                await _peer_health(session, delivery.peer_host, success=True)
+            else:
+                schedule_retry(delivery, outcome.error, permanent=outcome.permanent)
+                await _peer_health(session, delivery.peer_host, error=outcome.error)
+        await session.commit()
+
+
+async def _peer_health(session: AsyncSession, host: str, *, success: bool = False, error: str = "") -> None:
+    now = utcnow()
+    values = {"last_success_at": now} if success else {"last_error": error[:2000], "last_error_at": now}
+    await session.execute(update(Peer).where(Peer.host == host).values(**values))

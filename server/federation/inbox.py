@@ -1,0 +1,159 @@
+"""POST /inbox: check, verify, store once, 202. Processing happens later, in the worker."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from litestar import Request, Response, Router, post
+from litestar.datastructures import State
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db import utcnow
+from server.errors import ProblemError
+from server.federation import vocab
+from server.federation.fetch import Fetcher, FetchError
+from server.federation.keys import key_id_for, local_key
+from server.federation.signatures import SignatureError, key_owner, verify_request
+from server.models import ActorKey, InboxItem
+from server.settings import Settings, host_of
+
+_KEY_ID = re.compile(r'keyId="([^"]+)"', re.IGNORECASE)
+_KEYID_PARAM = re.compile(r';\s*keyid="([^"]+)"')
+
+
+def signer_key_id(headers: Any) -> str | None:
+    """The keyId a request claims, read before verifying so we know whom to ask for the key."""
+    for header in ("signature", "authorization"):
+        if match := _KEY_ID.search(headers.get(header, "")):
+            return match.group(1)
+    if match := _KEYID_PARAM.search(headers.get("signature-input", "")):
+        return match.group(1)
+    return None
+
+
+class KeyStore:
+    """Public keys of peers' actors: cached in actor_keys, fetched (signed, from peers only) when missing."""
+
+    def __init__(self, session: AsyncSession, settings: Settings, state: State) -> None:
+        self.session = session
+        self.settings = settings
+        self.state = state
+
+    async def __call__(self, key_id: str, refresh: bool) -> str | None:
+        if not refresh:
+            cached = await self.session.scalar(
+                select(ActorKey.public_key_pem).where(ActorKey.key_id == key_id, ActorKey.private_key_pem.is_(None))
+            )
+            if cached:
+                return cached
+        try:
+            document = await (await self._fetcher()).get_object(key_owner(key_id))
+            actor = vocab.parse_object(document)
+        except (FetchError, vocab.VocabError):
+            return None
+        keys = {k.id: k.pem for k in getattr(actor, "public_keys", ())}
+        pem = keys.get(key_id)
+        if pem is None:
+            return None
+        await self._remember(key_id, actor.id, pem)
+        return pem
+
+    async def _fetcher(self) -> Fetcher:
+        actor_uri = f"{self.settings.base_url}/actor"
+        key = await local_key(self.session, actor_uri)
+        return Fetcher(self.settings, self.state.http_client, key_id_for(actor_uri), key.private_key_pem or "")
+
+    async def _remember(self, key_id: str, owner: str, pem: str) -> None:
+        key = await self.session.scalar(select(ActorKey).where(ActorKey.key_id == key_id))
+        if key is None:
+            self.session.add(ActorKey(key_id=key_id, owner_uri=owner, public_key_pem=pem))
+        elif key.private_key_pem is None:
+            key.public_key_pem, key.fetched_at = pem, utcnow()
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+
+
+async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State) -> Response[Any]:
+    body = await request.body()
+    key_id = signer_key_id(request.headers)
+    if key_id is None:
+        raise ProblemError(401, "Inbox requests must carry an HTTP signature.")
+    signer_host = host_of(key_owner(key_id))
+    # Checked before any key fetch: a stranger must not make us send requests anywhere.
+    if signer_host not in settings.peer_hosts:
+        raise ProblemError(403, f"{signer_host or 'the signer'} is not a peer of this instance.")
+    try:
+        await verify_request(
+            request.method, _path_with_query(request), request.headers, body, KeyStore(db, settings, state),
+            url_scheme=request.url.scheme, expected_host=settings.host,
+        )  # fmt: skip
+    except SignatureError as exc:
+        raise ProblemError(401, f"Signature rejected: {exc.reason}") from exc
+    payload = _parse(body)
+    db.add(InboxItem(activity_uri=payload["id"], signer_host=signer_host, payload=payload))
+    try:
+        await db.commit()
+    except IntegrityError:
+        await db.rollback()  # the same activity again: already stored once, nothing to do
+    return Response(None, status_code=202)
+
+
+def _path_with_query(request: Request[Any, Any, Any]) -> str:
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    return request.url.path + (f"?{query}" if query else "")
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise ProblemError(400, "The body is not JSON.") from exc
+    if not isinstance(payload, dict):
+        raise ProblemError(400, "The body must be a JSON object.")
+    activity_id = payload.get("id")
+    if (
+        not isinstance(activity_id, str)
+        or not activity_id.startswith(("http://", "https://"))
+        or len(activity_id) > 2048
+    ):
+        raise ProblemError(400, "The activity needs an http(s) id.")
+    return payload
+
+
+@post("/inbox", status_code=202)
+async def shared_inbox(
+    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
+) -> Response[Any]:
+    return await receive(request, db, settings, state)
+
+
+@post("/actor/inbox", status_code=202)
+async def instance_inbox(
+    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
+) -> Response[Any]:
+    return await receive(request, db, settings, state)
+
+
+@post("/c/{ref:str}/inbox", status_code=202)
+async def community_inbox(
+    ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
+) -> Response[Any]:
+    return await receive(request, db, settings, state)
+
+
+@post("/u/{username:str}/inbox", status_code=202)
+async def person_inbox(
+    username: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
+) -> Response[Any]:
+    return await receive(request, db, settings, state)
+
+
+inbox_router = Router(
+    path="/", route_handlers=[shared_inbox, instance_inbox, community_inbox, person_inbox], include_in_schema=False
+)

@@ -1,0 +1,265 @@
+"""Peering with the instances in `peers`: follow them, backfill their history, keep pulling, report health."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db import utcnow
+from server.federation import outbox, vocab
+from server.federation.fetch import Fetcher, FetchError
+from server.federation.processing import instance_fetcher
+from server.jobs import claim, schedule_retry
+from server.models import Community, Delivery, Guide, InboxItem, Job, MentorshipOffer, Peer, User
+from server.settings import Settings, host_of
+
+log = logging.getLogger("kith.federation")
+Progress = Callable[[int], None]
+MAX_PAGES = 10_000
+# A backfill of a large peer takes a while; another worker must not start the same one meanwhile.
+_LEASE = timedelta(minutes=30)
+
+
+class PeerStatus(msgspec.Struct):
+    host: str
+    base_url: str
+    state: str
+    followed_back: bool
+    last_success_at: datetime | None
+    last_error: str | None
+    queue_depth: int
+    entries_received: int
+    lag_seconds: float
+
+
+async def sync_peers(session: AsyncSession, settings: Settings, fetcher: Fetcher, only: str | None = None) -> None:
+    """Make the peers table match the config: follow the configured peers, unfollow the removed ones."""
+    existing = {peer.host: peer for peer in await session.scalars(select(Peer))}
+    for base_url in settings.peers:
+        host = host_of(base_url)
+        if only and host != only:
+            continue
+        peer = existing.get(host)
+        if peer is None:
+            peer = Peer(host=host, base_url=base_url)
+            session.add(peer)
+        if peer.state in ("removed", "rejected"):
+            peer.state = "pending"
+        try:
+            await _discover(peer, fetcher)
+        except (FetchError, vocab.VocabError) as exc:
+            peer.last_error, peer.last_error_at = getattr(exc, "reason", str(exc)), utcnow()
+            continue
+        if peer.state != "following":
+            await _follow(session, settings, peer)
+    for host, peer in existing.items():
+        if host not in settings.peer_hosts and peer.state != "removed" and not only:
+            await _unfollow(session, settings, peer)
+    await session.commit()
+
+
+async def _discover(peer: Peer, fetcher: Fetcher) -> None:
+    if peer.actor_uri and peer.inbox_url:
+        return
+    jrd = await fetcher.get_json(
+        f"{peer.base_url}/.well-known/webfinger?resource=acct:{peer.host}@{peer.host}", "application/jrd+json"
+    )
+    links = jrd.get("links") if isinstance(jrd.get("links"), list) else []
+    actor_uri = next((link.get("href") for link in links if isinstance(link, dict) and link.get("rel") == "self"), None)
+    if not isinstance(actor_uri, str):
+        raise FetchError(f"{peer.host} has no instance actor in WebFinger")
+    actor = vocab.parse_object(await fetcher.get_object(actor_uri))
+    if not isinstance(actor, vocab.Actor) or not (actor.shared_inbox or actor.inbox):
+        raise FetchError(f"{actor_uri} is not an actor with an inbox")
+    peer.actor_uri = actor.id
+    peer.inbox_url = actor.shared_inbox or actor.inbox
+    peer.outbox_url = actor.outbox
+
+
+async def _follow(session: AsyncSession, settings: Settings, peer: Peer) -> None:
+    follow = {
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": outbox.new_activity_uri(settings),
+        "type": "Follow",
+        "actor": f"{settings.base_url}/actor",
+        "object": peer.actor_uri,
+    }
+    await outbox.send(session, settings, follow, inbox_url=peer.inbox_url or "", peer_host=peer.host)
+    peer.follow_activity_uri = follow["id"]
+    peer.updated_at = utcnow()
+
+
+async def _unfollow(session: AsyncSession, settings: Settings, peer: Peer) -> None:
+    if peer.inbox_url and peer.follow_activity_uri:
+        undo = {
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": outbox.new_activity_uri(settings),
+            "type": "Undo",
+            "actor": f"{settings.base_url}/actor",
+            "object": {
+                "id": peer.follow_activity_uri,
+                "type": "Follow",
+                "actor": f"{settings.base_url}/actor",
+                "object": peer.actor_uri,
+            },
+        }
+        await outbox.send(session, settings, undo, inbox_url=peer.inbox_url, peer_host=peer.host)
+    peer.state, peer.followed_back, peer.updated_at = "removed", False, utcnow()
+
+
+async def backfill(
+    session: AsyncSession, peer: Peer, fetcher: Fetcher, *, full: bool, progress: Progress | None = None
+) -> int:
+    """Queue every activity of the peer's outbox we have not seen; a pull (full=False) stops at known ground."""
+    outbox_url = peer.outbox_url or f"{peer.base_url}/outbox"
+    collection = await fetcher.get_object(outbox_url)
+    page_url = collection.get("first")
+    page_url = page_url.get("id") if isinstance(page_url, dict) else page_url
+    queued = 0
+    for _ in range(MAX_PAGES):
+        if not isinstance(page_url, str):
+            break
+        page = await fetcher.get_object(page_url)
+        items = [item for item in page.get("orderedItems") or [] if _from_peer(item, peer.host)]
+        new = await _queue(session, peer.host, items)
+        queued += new
+        if progress:
+            progress(len(items))
+        await session.commit()
+        if not full and new == 0 and items:
+            break
+        page_url = page.get("next")
+    peer.backfilled_at = utcnow()
+    peer.last_success_at = utcnow()
+    await session.commit()
+    return queued
+
+
+def _from_peer(item: Any, host: str) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("id"), str) and host_of(item["id"]) == host
+
+
+async def _queue(session: AsyncSession, host: str, items: list[dict[str, Any]]) -> int:
+    ids = [item["id"] for item in items]
+    known = set(await session.scalars(select(InboxItem.activity_uri).where(InboxItem.activity_uri.in_(ids))))
+    # The page is newest first; queue oldest first so a Create is applied before its Update.
+    fresh = {item["id"]: item for item in reversed(items) if item["id"] not in known}
+    now = utcnow()
+    for offset, (uri, item) in enumerate(fresh.items()):
+        session.add(InboxItem(activity_uri=uri, signer_host=host, payload=item, received_at=_later(now, offset)))
+    return len(fresh)
+
+
+def _later(now: datetime, offset: int) -> datetime:
+    return now + timedelta(microseconds=offset)
+
+
+class PeerJobs:
+    """Worker step: backfill jobs, plus the first sync and the periodic pull that back up push delivery."""
+
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient):
+        self.settings = settings
+        self.sessions = sessions
+        self.client = client
+        self.synced = False
+        self.last_pull = time.monotonic()
+
+    async def __call__(self) -> int:
+        done = 0
+        async with self.sessions() as session:
+            if not self.synced:
+                self.synced = True
+                await sync_peers(session, self.settings, await instance_fetcher(session, self.settings, self.client))
+                done += 1
+            if time.monotonic() - self.last_pull >= self.settings.pull_interval_seconds:
+                self.last_pull = time.monotonic()
+                await self._schedule_pulls(session)
+            for job_id in await claim(session, Job, Job.kind == "peer-sync", limit=10):
+                job = await session.get(Job, job_id)
+                assert job is not None
+                fetcher = await instance_fetcher(session, self.settings, self.client)
+                await sync_peers(session, self.settings, fetcher, only=job.payload.get("host"))
+                job.state, job.finished_at, job.locked_until = "done", utcnow(), None
+                await session.commit()
+                done += 1
+            for job_id in await claim(session, Job, Job.kind == "backfill", limit=1, lease=_LEASE):
+                await self._run(session, job_id)
+                done += 1
+        return done
+
+    async def _schedule_pulls(self, session: AsyncSession) -> None:
+        following = await session.scalars(
+            select(Peer.host).where(Peer.state == "following", Peer.host.in_(self.settings.peer_hosts))
+        )
+        for host in following:
+            session.add(Job(kind="backfill", payload={"host": host, "full": False}))
+        await session.commit()
+
+    async def _run(self, session: AsyncSession, job_id: Any) -> None:
+        job = await session.get(Job, job_id)
+        assert job is not None
+        peer = await session.scalar(select(Peer).where(Peer.host == job.payload.get("host")))
+        try:
+            if peer is None or peer.host not in self.settings.peer_hosts:
+                raise FetchError("not a configured peer any more")
+            fetcher = await instance_fetcher(session, self.settings, self.client)
+            await backfill(session, peer, fetcher, full=bool(job.payload.get("full", True)))
+        except (FetchError, httpx.HTTPError) as exc:
+            await session.rollback()
+            job = await session.get(Job, job_id)
+            assert job is not None
+            schedule_retry(job, getattr(exc, "reason", str(exc)), permanent=peer is None)
+            if peer is not None:
+                peer.last_error, peer.last_error_at = job.last_error, utcnow()
+        else:
+            job.state, job.finished_at, job.locked_until = "done", utcnow(), None
+        await session.commit()
+
+
+async def peer_statuses(session: AsyncSession) -> list[PeerStatus]:
+    now = utcnow()
+    rows = await session.execute(
+        select(Delivery.peer_host, func.count(), func.min(Delivery.created_at))
+        .where(Delivery.state == "pending")
+        .group_by(Delivery.peer_host)
+    )
+    queues = {host: (count, oldest) for host, count, oldest in rows}
+    statuses = []
+    for peer in await session.scalars(select(Peer).order_by(Peer.host)):
+        depth, oldest = queues.get(peer.host, (0, None))
+        statuses.append(
+            PeerStatus(
+                host=peer.host,
+                base_url=peer.base_url,
+                state=peer.state,
+                followed_back=peer.followed_back,
+                last_success_at=peer.last_success_at,
+                last_error=peer.last_error,
+                queue_depth=depth,
+                entries_received=peer.entries_received,
+                lag_seconds=round((now - oldest).total_seconds(), 1) if oldest else 0.0,
+            )  # fmt: skip
+        )
+    return statuses
+
+
+async def purge(session: AsyncSession, host: str) -> int:
+    """Remove everything a former peer brought in; refused while it is still configured."""
+    removed = 0
+    for model in (Guide, MentorshipOffer):
+        result = await session.execute(delete(model).where(model.instance == host, model.local.is_(False)))
+        removed += result.rowcount or 0
+    result = await session.execute(delete(Community).where(Community.instance == host, Community.local.is_(False)))
+    removed += result.rowcount or 0
+    await session.execute(delete(User).where(User.instance == host, User.local.is_(False)))
+    await session.execute(delete(Peer).where(Peer.host == host))
+    await session.commit()
+    return removed

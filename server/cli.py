@@ -170,5 +170,114 @@ def _run_service(settings: Settings, work: Callable[[AsyncSession], Awaitable[An
         raise click.ClickException(exc.detail) from exc
 
 
+@main.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the background worker alone (pair with `kith serve --no-worker`)."""
+    import signal
+
+    from server.app import build_worker
+    from server.db import create_engine, create_sessionmaker
+    from server.federation.fetch import make_client
+
+    settings = _settings(ctx)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        client = make_client()
+        loop_worker = build_worker(settings, create_sessionmaker(engine), client)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, loop_worker.stop)
+        click.echo(f"Kith worker for {settings.base_url} running", err=True)
+        try:
+            await loop_worker.run()
+        finally:
+            await client.aclose()
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+@main.group()
+def peers() -> None:
+    """Federation peers: follow, backfill, inspect, purge."""
+
+
+@peers.command("sync")
+@click.option("--host", help="Only this peer.")
+@click.pass_context
+def peers_sync(ctx: click.Context, host: str | None) -> None:
+    """Follow the configured peers, unfollow removed ones, and backfill each followed peer's history."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from sqlalchemy import select
+
+    from server.federation.fetch import FetchError, make_client
+    from server.federation.peers import backfill, sync_peers
+    from server.federation.processing import instance_fetcher
+    from server.models import Peer
+
+    settings = _settings(ctx)
+
+    async def work(session: AsyncSession) -> None:
+        client = make_client()
+        try:
+            fetcher = await instance_fetcher(session, settings, client)
+            await sync_peers(session, settings, fetcher, only=host)
+            rows = await session.scalars(select(Peer).where(Peer.host.in_(settings.peer_hosts)))
+            for peer in list(rows):
+                if host and peer.host != host:
+                    continue
+                with Progress(TextColumn(f"backfilling {peer.host}"), BarColumn(), MofNCompleteColumn()) as bar:
+                    task = bar.add_task("backfill", total=None)
+                    try:
+                        queued = await backfill(
+                            session, peer, fetcher, full=True, progress=lambda n, task=task: bar.advance(task, n)
+                        )
+                    except FetchError as exc:
+                        click.echo(f"{peer.host}: {exc.reason}", err=True)
+                        continue
+                click.echo(f"{peer.host}: {peer.state}; {queued} new activities queued for the worker", err=True)
+        finally:
+            await client.aclose()
+
+    _with_session(settings, work)
+
+
+@peers.command("status")
+@click.pass_context
+def peers_status(ctx: click.Context) -> None:
+    """Each peer's state, last success, last error, queue depth, entries received and lag."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from server.federation.peers import peer_statuses
+
+    settings = _settings(ctx)
+    statuses = _with_session(settings, peer_statuses)
+    table = Table("peer", "state", "follows us", "last success", "last error", "queue", "received", "lag (s)")
+    for s in statuses:
+        table.add_row(
+            s.host, s.state, "yes" if s.followed_back else "no",
+            s.last_success_at.strftime("%Y-%m-%d %H:%M:%S") if s.last_success_at else "-",
+            (s.last_error or "-")[:60], str(s.queue_depth), str(s.entries_received), f"{s.lag_seconds:.0f}",
+        )  # fmt: skip
+    Console(width=160).print(table)
+
+
+@peers.command("purge")
+@click.argument("host")
+@click.pass_context
+def peers_purge(ctx: click.Context, host: str) -> None:
+    """Delete everything a former peer brought in."""
+    from server.federation.peers import purge
+
+    settings = _settings(ctx)
+    host = host.lower()
+    if host in settings.peer_hosts:
+        raise click.ClickException(f"{host} is still in peers; remove it from the config first")
+    removed = _with_session(settings, lambda session: purge(session, host))
+    click.echo(f"purged {removed} entries from {host}", err=True)
+
+
 if __name__ == "__main__":
     main()

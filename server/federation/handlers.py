@@ -94,6 +94,11 @@ async def _follow(ctx: Context, activity: vocab.Activity) -> str:
         "object": {"id": activity.id, "type": "Follow", "actor": activity.actor, "object": activity.object_id},
     }
     await outbox.send(ctx.session, ctx.settings, reply, inbox_url=inbox, peer_host=ctx.signer_host)
+    if accepted and peer is None:
+        # Their Follow can arrive before our own peer sync has run: the config is what counts.
+        base_url = ctx.settings.peers[ctx.settings.peer_hosts.index(ctx.signer_host)]
+        peer = Peer(host=ctx.signer_host, base_url=base_url, inbox_url=inbox)
+        ctx.session.add(peer)
     if accepted and peer is not None:
         peer.followed_back = True
         peer.inbox_url = peer.inbox_url or inbox

@@ -169,15 +169,15 @@ class PeerJobs:
         self.settings = settings
         self.sessions = sessions
         self.client = client
-        self.synced = False
+        self.next_sync = 0.0
+        self.sync_backoff = 2.0
         self.last_pull = time.monotonic()
 
     async def __call__(self) -> int:
         done = 0
         async with self.sessions() as session:
-            if not self.synced:
-                self.synced = True
-                await sync_peers(session, self.settings, await instance_fetcher(session, self.settings, self.client))
+            if time.monotonic() >= self.next_sync:
+                await self._sync(session)
                 done += 1
             if time.monotonic() - self.last_pull >= self.settings.pull_interval_seconds:
                 self.last_pull = time.monotonic()
@@ -194,6 +194,16 @@ class PeerJobs:
                 await self._run(session, job_id)
                 done += 1
         return done
+
+    async def _sync(self, session: AsyncSession) -> None:
+        """Sync at start; while a configured peer is not yet following (it may be down), try again, backing off."""
+        await sync_peers(session, self.settings, await instance_fetcher(session, self.settings, self.client))
+        states = set(await session.scalars(select(Peer.state).where(Peer.host.in_(self.settings.peer_hosts))))
+        if states <= {"following"} and len(states) <= len(self.settings.peer_hosts):
+            self.next_sync = float("inf")
+        else:
+            self.next_sync = time.monotonic() + self.sync_backoff
+            self.sync_backoff = min(self.sync_backoff * 2, 300.0)
 
     async def _schedule_pulls(self, session: AsyncSession) -> None:
         following = await session.scalars(

@@ -171,7 +171,8 @@ class PeerJobs:
         self.client = client
         self.next_sync = 0.0
         self.sync_backoff = 2.0
-        self.last_pull = time.monotonic()
+        # Pull once at start: whatever peers pushed while this instance was down is caught up at once.
+        self.last_pull = float("-inf")
 
     async def __call__(self) -> int:
         done = 0

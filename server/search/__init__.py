@@ -1,0 +1,28 @@
+"""Full-text search over guides and mentorship offers (Whoosh).
+
+Self-contained: no database or web imports. The app turns entries into
+`SearchDocument`s; the worker feeds them to the one `IndexWriterQueue`
+(or `rebuild`s from scratch); web handlers call `SearchService.search`.
+The database stays the source of truth: the index can always be rebuilt.
+"""
+
+from .documents import SearchDocument, markdown_to_text
+from .query import QUERY_FIELDS, QueryError
+from .service import SearchHit, SearchResults, SearchService
+from .storage import IndexUnavailable, SearchIndex, index_ok, rebuild
+from .writer import IndexWriterQueue
+
+__all__ = [
+    "QUERY_FIELDS",
+    "IndexUnavailable",
+    "IndexWriterQueue",
+    "QueryError",
+    "SearchDocument",
+    "SearchHit",
+    "SearchIndex",
+    "SearchResults",
+    "SearchService",
+    "index_ok",
+    "markdown_to_text",
+    "rebuild",
+]

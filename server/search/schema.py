@@ -1,0 +1,101 @@
+"""The Whoosh schema of the search index and the analyzers behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from whoosh import fields
+from whoosh.analysis import (
+    CharsetFilter,
+    CommaSeparatedTokenizer,
+    CompositeAnalyzer,
+    Filter,
+    IDAnalyzer,
+    LowercaseFilter,
+    RegexTokenizer,
+    StemFilter,
+    StopFilter,
+    Token,
+)
+from whoosh.support.charset import accent_map
+
+# Bump whenever the schema or an analyzer changes: an index written with
+# another version fails `index_ok` and gets rebuilt instead of being read
+# with analyzers that no longer match its terms.
+SCHEMA_VERSION = 1
+
+# Fields an unqualified query word is looked up in.
+DEFAULT_FIELDS = ("title", "summary", "body", "tags", "topics")
+# Text fields whose stored text feeds the snippet, in order of preference.
+SNIPPET_FIELDS = ("body", "summary", "title")
+# ID fields usable as exact filters and facets.
+ID_FIELDS = ("type", "community", "instance", "origin", "status")
+
+
+class RequireWordCharFilter(Filter):
+    """Drops tokens that contain no letter or digit.
+
+    Keyword fields keep punctuation ("c++", ".net"), so without this a stray
+    `*` or `-` in a query would become a required keyword term matching
+    nothing, instead of being ignored like in the text fields.
+    """
+
+    def __call__(self, tokens: Iterator[Token]) -> Iterator[Token]:
+        for token in tokens:
+            if any(ch.isalnum() for ch in token.text):
+                yield token
+
+
+def text_analyzer() -> CompositeAnalyzer:
+    """English stemming with accent folding.
+
+    Folding runs before stop words and stemming so that "café" and "cafe",
+    or "résumés" and "resumes", reduce to the same stem.
+    """
+    return RegexTokenizer() | LowercaseFilter() | CharsetFilter(accent_map) | StopFilter() | StemFilter(lang="en")
+
+
+def keyword_analyzer() -> CompositeAnalyzer:
+    """Comma-separated, lowercased keywords (tags may contain spaces)."""
+    return CommaSeparatedTokenizer() | LowercaseFilter() | RequireWordCharFilter()
+
+
+def _keyword_field() -> fields.KEYWORD:
+    return fields.KEYWORD(
+        stored=True,
+        lowercase=True,
+        commas=True,
+        scorable=True,
+        analyzer=keyword_analyzer(),
+    )
+
+
+def _id_field() -> fields.ID:
+    # Lowercased on both sides, so filters and `field:value` ignore case.
+    return fields.ID(stored=True, analyzer=IDAnalyzer(lowercase=True))
+
+
+def build_schema() -> fields.Schema:
+    """Return a fresh schema object for the search index."""
+    return fields.Schema(
+        id=fields.ID(stored=True, unique=True),
+        title=fields.TEXT(analyzer=text_analyzer(), stored=True, field_boost=3.0, spelling=True),
+        summary=fields.TEXT(analyzer=text_analyzer(), stored=True),
+        body=fields.TEXT(analyzer=text_analyzer(), stored=True),
+        tags=_keyword_field(),
+        topics=_keyword_field(),
+        languages=_keyword_field(),
+        type=_id_field(),
+        community=_id_field(),
+        instance=_id_field(),
+        origin=_id_field(),
+        status=_id_field(),
+        community_name=fields.STORED(),
+        url=fields.STORED(),
+        author=fields.STORED(),
+        created_at=fields.DATETIME(stored=True, sortable=True),
+        updated_at=fields.DATETIME(stored=True, sortable=True),
+    )
+
+
+SCHEMA = build_schema()

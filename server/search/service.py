@@ -1,0 +1,266 @@
+"""The read side: a long-lived, self-refreshing searcher behind `search()`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from whoosh import query as wq
+from whoosh import sorting
+from whoosh.index import Index
+from whoosh.searching import Results, Searcher
+
+from .facets import FacetTables, empty_facets, facet_counts
+from .query import ParsedQuery, QueryError, build_filter, parse_query
+from .snippets import snippet_html, terms_by_field
+from .spelling import suggest
+from .storage import current_marker, open_generation, read_current
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 100
+
+# (generation directory, Whoosh TOC generation): changes on swap and on commit.
+_Version = tuple[str, int]
+
+
+class SearchHit(msgspec.Struct, kw_only=True):
+    """One result row: enough to render and attribute it without the database.
+
+    `snippet_html` is escaped text whose only markup is `<mark>`.
+    """
+
+    type: str
+    id: str
+    title: str
+    url: str
+    snippet_html: str
+    community: str
+    community_name: str
+    instance: str
+    score: float
+
+
+class SearchResults(msgspec.Struct, kw_only=True):
+    """One page of hits, with the total and facets of all filtered matches.
+
+    `facets` maps "type", "community", "instance" and "tag" to
+    {value: count}; `suggestion` is a respelled query when nothing matched.
+    """
+
+    items: list[SearchHit]
+    total: int
+    facets: dict[str, dict[str, int]]
+    suggestion: str | None = None
+
+
+class SearchService:
+    """Answers searches from the index at path, following its changes.
+
+    Searchers are kept open between calls (opening one costs far more than
+    a small search) and are refreshed when the writer commits or a rebuild
+    swaps generations; that check runs at most every `refresh_interval`
+    seconds. Safe to call from many threads: each search borrows its own
+    searcher from a small pool, because Whoosh searchers are not meant to be
+    shared by concurrent searches. Never writes to the index; with no index
+    on disk yet, searches validate the query and return nothing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        refresh_interval: float = 0.2,
+        max_idle_searchers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self.refresh_interval = refresh_interval
+        self.max_idle_searchers = max_idle_searchers
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._marker: tuple[int, int] | None = None
+        self._generation: str | None = None
+        self._ix: Index | None = None
+        self._version: _Version | None = None
+        self._checked_at = float("-inf")
+        self._idle: list[tuple[Searcher, _Version]] = []
+        self._tables = FacetTables()
+
+    # Freshness
+
+    def refresh(self) -> None:
+        """Look for index changes now instead of waiting for the next check."""
+        with self._lock:
+            self._check(force=True)
+
+    def _check(self, *, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._checked_at < self.refresh_interval:
+            return
+        self._checked_at = now
+        marker = current_marker(self.path)
+        if (marker != self._marker or self._ix is None) and self._follow_current():
+            self._marker = marker
+        if self._ix is None or self._generation is None:
+            return
+        try:
+            self._version = (self._generation, self._ix.latest_generation())
+        except OSError:
+            # The generation vanished under us; look at CURRENT again next time.
+            log.warning("search index generation %s is gone", self._generation, exc_info=True)
+            self._marker = None
+
+    def _follow_current(self) -> bool:
+        """Switch to the generation CURRENT names; False if it cannot be opened."""
+        name = read_current(self.path)
+        if name == self._generation and self._ix is not None:
+            return True
+        try:
+            ix = open_generation(self.path / name) if name else None
+        except Exception:
+            # Keep answering from what we have; a later check will retry.
+            log.warning("cannot open search index generation %s", name, exc_info=True)
+            return False
+        self._close_idle()
+        self._ix, self._generation = ix, name
+        self._version = None
+        return True
+
+    def _close_idle(self) -> None:
+        for searcher, _ in self._idle:
+            searcher.close()
+        self._idle.clear()
+
+    # Searcher pool
+
+    def _acquire(self) -> tuple[Searcher, _Version] | None:
+        with self._lock:
+            self._check()
+            if self._ix is None or self._version is None:
+                return None
+            while self._idle:
+                searcher, version = self._idle.pop()
+                if version == self._version:
+                    return searcher, version
+                # Stale: the writer committed since it was opened. Whoosh's
+                # searcher.refresh() is deliberately not used: in this release
+                # its reader reuse keeps segments that a merge has replaced
+                # (old versions of documents reappear) and it fails outright
+                # on an empty index. A new searcher costs little at this rate.
+                searcher.close()
+            # Tagged with the version seen by the last check: at worst it is
+            # newer than its tag, and gets reopened once more than needed.
+            return self._ix.searcher(), self._version
+
+    def _release(self, searcher: Searcher, version: _Version) -> None:
+        with self._lock:
+            current = self._generation
+            if version[0] == current and len(self._idle) < self.max_idle_searchers:
+                self._idle.append((searcher, version))
+                return
+        searcher.close()
+
+    def close(self) -> None:
+        """Close idle searchers; searches in progress finish normally."""
+        with self._lock:
+            self._close_idle()
+            self._ix = None
+            self._generation = None
+            self._version = None
+            self._marker = None
+
+    # Searching
+
+    def search(
+        self,
+        q: str | None,
+        *,
+        type: str | None = None,
+        community: str | None = None,
+        instance: str | None = None,
+        tag: str | None = None,
+        origin: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> SearchResults:
+        """Search guides and offers, newest-first browsing when q is None.
+
+        Filters are exact (community ref, instance host, origin local|remote
+        ("all" = no filter), type guide|offer, tag) and combine with the
+        query. `total` and `facets` cover every filtered match, `items` one
+        page of them. Raises QueryError (with a readable message) for
+        anything wrong with the input; no other exception for any string.
+        """
+        if not 1 <= limit <= MAX_LIMIT:
+            raise QueryError(f"limit must be between 1 and {MAX_LIMIT}.")
+        if offset < 0:
+            raise QueryError("offset must not be negative.")
+        parsed = parse_query(q)
+        filter_q = build_filter(type=type, community=community, instance=instance, tag=tag, origin=origin)
+        borrowed = self._acquire()
+        if borrowed is None:
+            return SearchResults(items=[], total=0, facets=empty_facets())
+        searcher, version = borrowed
+        try:
+            return _run(searcher, self._tables, parsed, filter_q, limit, offset)
+        finally:
+            self._release(searcher, version)
+
+
+def _run(
+    searcher: Searcher,
+    tables: FacetTables,
+    parsed: ParsedQuery | None,
+    filter_q: wq.Query | None,
+    limit: int,
+    offset: int,
+) -> SearchResults:
+    try:
+        results = _collect(searcher, parsed, filter_q)
+    except wq.QueryError as exc:
+        # Whoosh found the query unsearchable only once it met the index.
+        raise QueryError(f"The query cannot be searched: {exc}.") from exc
+    total = results.scored_length()
+    facets = facet_counts(searcher, (docnum for _, docnum in results.top_n), tables)
+    terms = terms_by_field(parsed.query if parsed else None)
+    page = results[offset : offset + limit]
+    items = [_hit(hit, terms, scored=parsed is not None) for hit in page]
+    suggestion = None
+    if total == 0 and parsed is not None:
+        suggestion = suggest(searcher.reader(), parsed.text, parsed.query)
+    return SearchResults(items=items, total=total, facets=facets, suggestion=suggestion)
+
+
+def _collect(searcher: Searcher, parsed: ParsedQuery | None, filter_q: wq.Query | None) -> Results:
+    """Every match, ranked.
+
+    The total and facets need all matches anyway, and Whoosh scores every
+    candidate of a multi-field OR query whatever the limit.
+    """
+    if parsed is None:
+        # No query: browse everything, newest first.
+        newest = sorting.FieldFacet("updated_at", reverse=True)
+        return searcher.search(wq.Every(), limit=None, sortedby=newest, filter=filter_q)
+    return searcher.search(parsed.query, limit=None, filter=filter_q)
+
+
+def _hit(hit: Any, terms: dict[str, set[str]], *, scored: bool) -> SearchHit:
+    stored = hit.fields()
+    return SearchHit(
+        type=stored.get("type", ""),
+        id=stored.get("id", ""),
+        title=stored.get("title", ""),
+        url=stored.get("url", ""),
+        snippet_html=snippet_html(stored, terms),
+        community=stored.get("community", ""),
+        community_name=stored.get("community_name", "") or stored.get("community", ""),
+        instance=stored.get("instance", ""),
+        score=float(hit.score or 0.0) if scored else 0.0,
+    )

@@ -1,0 +1,130 @@
+"""Delivery outcomes against a real HTTP inbox on loopback that answers what each test needs."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from server.db import create_engine, create_sessionmaker, utcnow
+from server.federation.delivery import Deliverer, classify
+from server.federation.signatures import key_owner, verify_request
+from server.models import Activity, Delivery
+from tests.support.server import free_port
+
+
+class _Inbox(http.server.BaseHTTPRequestHandler):
+    status = 202
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server naming
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        type(self).received.append((self.path, dict(self.headers), body))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def inbox() -> Iterator[tuple[str, type[_Inbox]]]:
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Inbox)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}", _Inbox
+    server.shutdown()
+
+
+async def _deliver_once(settings, peer_url: str, status: int, inbox_cls) -> Delivery:
+    inbox_cls.status = status
+    settings = replace(settings, peers=(peer_url,))
+    engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
+    host = peer_url.removeprefix("http://")
+    try:
+        async with sessions() as session:
+            activity = Activity(
+                uri=f"{settings.base_url}/activities/test-{utcnow().timestamp()}-{status}", type="Create",
+                actor_uri=f"{settings.base_url}/actor", object_type="guide", object_uri="x", public=True,
+                payload={"id": "x", "type": "Create"},
+            )  # fmt: skip
+            session.add(activity)
+            await session.flush()
+            delivery = Delivery(activity_seq=activity.seq, inbox_url=f"{peer_url}/inbox", peer_host=host)
+            session.add(delivery)
+            await session.commit()
+            delivery_id = delivery.id
+        async with httpx.AsyncClient() as client:
+            await Deliverer(settings, sessions, client)()
+        async with sessions() as session:
+            return await session.scalar(select(Delivery).where(Delivery.id == delivery_id))
+    finally:
+        await engine.dispose()
+
+
+def test_success_marks_sent_and_request_is_signed(settings, inbox):
+    url, inbox_cls = inbox
+    inbox_cls.received.clear()
+    delivery = asyncio.run(_deliver_once(settings, url, 202, inbox_cls))
+    assert delivery.state == "sent" and delivery.sent_at is not None
+    path, headers, body = inbox_cls.received[-1]
+    assert path == "/inbox"
+    assert headers["Content-Type"] == "application/activity+json"
+    assert key_owner(_key_id(headers["Signature"])) == f"{settings.base_url}/actor"
+
+    async def verify():
+        from server.federation.keys import local_key
+
+        engine = create_engine(settings.database_url)
+        async with create_sessionmaker(engine)() as session:
+            pem = (await local_key(session, f"{settings.base_url}/actor")).public_key_pem
+        await engine.dispose()
+
+        async def get_key(key_id: str, refresh: bool) -> str:
+            return pem
+
+        return await verify_request("POST", "/inbox", headers, body, get_key, url_scheme="http")
+
+    assert asyncio.run(verify()).key_id.endswith("/actor#main-key")
+
+
+def test_server_error_is_retried_with_backoff(settings, inbox):
+    url, inbox_cls = inbox
+    delivery = asyncio.run(_deliver_once(settings, url, 500, inbox_cls))
+    assert delivery.state == "pending" and delivery.attempts == 1
+    assert "HTTP 500" in delivery.last_error
+    assert delivery.next_attempt_at > utcnow() + timedelta(seconds=20)
+
+
+def test_gone_is_permanent(settings, inbox):
+    url, inbox_cls = inbox
+    delivery = asyncio.run(_deliver_once(settings, url, 410, inbox_cls))
+    assert delivery.state == "failed" and "HTTP 410" in delivery.last_error
+
+
+def test_unreachable_peer_is_retried(settings):
+    delivery = asyncio.run(_deliver_once(settings, f"http://127.0.0.1:{free_port()}", 0, _Inbox))
+    assert delivery.state == "pending" and delivery.attempts == 1
+    assert delivery.last_error
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(200, (True, False)), (202, (True, False)), (400, (False, True)), (403, (False, True)), (410, (False, True)),
+     (401, (False, False)), (408, (False, False)), (429, (False, False)), (500, (False, False)), (503, (False, False))],
+)  # fmt: skip
+def test_classification(status, outcome):
+    assert classify(status) == outcome
+
+
+def _key_id(signature: str) -> str:
+    return signature.split('keyId="', 1)[1].split('"', 1)[0]

@@ -1,0 +1,80 @@
+"""Faults with real processes: nothing is lost when either side is down or dies, and nothing arrives twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.federation.test_two_instances import Side, _all, _databases, _peer, eventually
+from tests.support.server import KithServer, free_port
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def peered(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side]]:
+    with _databases(request.param) as (a_db, b_db):
+        a_port, b_port = free_port(), free_port()
+        # A short pull interval on B: the safety net behind push is what these tests lean on.
+        a = KithServer(database_url=a_db, port=a_port, env={"KITH_PEERS": f"http://127.0.0.1:{b_port}"})
+        b = KithServer(
+            database_url=b_db, port=b_port,
+            env={"KITH_PEERS": f"http://127.0.0.1:{a_port}", "KITH_PULL_INTERVAL_SECONDS": "3"},
+        )  # fmt: skip
+        try:
+            a.start()
+            b.start()
+            side_a, side_b = Side(a, a.token()), Side(b, b.token())
+            side_a.post("/communities", {"slug": "ops", "name": "Operations"})
+            eventually(
+                lambda: (
+                    (_peer(side_a, b.host) or {}).get("state") == "following"
+                    and (_peer(side_b, a.host) or {}).get("state") == "following"
+                ),
+                message="peering did not complete",
+            )
+            yield side_a, side_b
+        finally:
+            b.close()
+            a.close()
+
+
+def _remote_uris(b: Side, a: Side) -> list[str]:
+    return [g["uri"] for g in _all(b, "/guides", origin="remote", community=f"ops@{a.server.host}")]
+
+
+def _write(a: Side, prefix: str, count: int) -> set[str]:
+    return {
+        a.post("/communities/ops/guides", {"title": f"{prefix} {n}", "body_markdown": "text"})["uri"]
+        for n in range(count)
+    }
+
+
+def test_peer_down_while_writing_then_restarted_gets_everything_once(peered):
+    a, b = peered
+    b.server.stop()
+    written = _write(a, "While B was down", 50)
+    b.server.start()
+    eventually(lambda: written <= set(_remote_uris(b, a)), timeout=60, message="not all 50 guides arrived")
+    uris = _remote_uris(b, a)
+    assert len(uris) == len(set(uris))  # none twice
+
+
+def test_sender_killed_with_deliveries_pending_loses_nothing(peered):
+    a, b = peered
+    written = _write(a, "Before the crash", 20)
+    a.server.kill()
+    a.server.start()
+    eventually(lambda: written <= set(_remote_uris(b, a)), timeout=60, message="guides were lost in the crash")
+    uris = _remote_uris(b, a)
+    assert len(uris) == len(set(uris))
+
+
+def test_status_reports_health(peered):
+    a, b = peered
+    status: dict[str, Any] = _peer(a, b.server.host) or {}
+    assert status["state"] == "following" and status["followed_back"] is True
+    assert status["last_success_at"] is not None
+    assert status["queue_depth"] >= 0 and status["lag_seconds"] >= 0
+    received = _peer(b, a.server.host) or {}
+    assert received["entries_received"] >= 70

@@ -18,7 +18,7 @@ from server.accounts.api import AccountController
 from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
 from server.deps import provide_db, provide_principal, provide_settings
-from server.errors import API_EXCEPTION_HANDLERS
+from server.errors import API_EXCEPTION_HANDLERS, reject_nul_characters
 from server.federation.api import FederationController
 from server.federation.delivery import Deliverer
 from server.federation.discovery import federation_router
@@ -30,6 +30,8 @@ from server.guides.api import GuideController
 from server.instance import healthz, instance, readyz
 from server.jobs import Worker
 from server.mentorship.api import MentorshipController
+from server.search.api import SearchController
+from server.search.indexing import Indexer
 from server.settings import Settings
 
 MAX_BODY_BYTES = 1_000_000
@@ -57,6 +59,7 @@ def build_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
             Deliverer(settings, sessions, client),
             InboxProcessor(settings, sessions, client),
             PeerJobs(settings, sessions, client),
+            Indexer(settings, sessions),
         ]
     )
 
@@ -92,6 +95,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             MentorshipController,
             AccountController,
             FederationController,
+            SearchController,
             federation_router,
             inbox_router,
         ],
@@ -104,6 +108,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
+        before_request=reject_nul_characters,
     )
     app.state.settings = settings
     return app

@@ -198,6 +198,41 @@ def worker(ctx: click.Context) -> None:
     asyncio.run(run())
 
 
+@main.command()
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    """Rebuild the search index from the database; search keeps answering from the old one meanwhile."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy import func, select
+
+    from server.db import create_engine, create_sessionmaker
+    from server.models import Guide, MentorshipOffer
+    from server.search.indexing import reindex as rebuild
+
+    settings = _settings(ctx)
+
+    async def run() -> int:
+        engine = create_engine(settings.database_url)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as session:
+                total = 0
+                for model in (Guide, MentorshipOffer):
+                    total += (
+                        await session.scalar(select(func.count()).select_from(model).where(model.deleted_at.is_(None)))
+                        or 0
+                    )
+            columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns) as bar:
+                task = bar.add_task("reindex", total=total)
+                return await rebuild(settings, sessions, lambda n: bar.update(task, completed=n))
+        finally:
+            await engine.dispose()
+
+    count = asyncio.run(run())
+    click.echo(f"search index rebuilt with {count} entries", err=True)
+
+
 @main.group()
 def peers() -> None:
     """Federation peers: follow, backfill, inspect, purge."""

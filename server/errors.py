@@ -150,3 +150,17 @@ API_EXCEPTION_HANDLERS = {
 }
 
 __all__ = ["API_EXCEPTION_HANDLERS", "MediaType", "Problem", "ProblemError"]
+
+
+async def reject_nul_characters(request: Request[Any, Any, Any]) -> None:
+    """PostgreSQL cannot store NUL in text, and no honest input needs it: refuse it before any query runs."""
+    if not request.url.path.startswith("/api/"):
+        return
+    if b"%00" in request.scope.get("query_string", b"").lower():
+        raise ProblemError(422, "Query parameters must not contain NUL characters.",
+                           errors=[FieldError("query", "contains a NUL character")])  # fmt: skip
+    if request.method in ("POST", "PUT", "PATCH"):
+        body = await request.body()
+        if b"\\u0000" in body or b"\x00" in body:
+            raise ProblemError(422, "Text must not contain NUL characters.",
+                               errors=[FieldError("body", "contains a NUL character")])  # fmt: skip

@@ -98,10 +98,15 @@ class Worker:
         return done
 
     async def run(self) -> None:
-        while not self._stop.is_set():
-            if await self.tick() == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=self.idle_seconds)
+        try:
+            while not self._stop.is_set():
+                if await self.tick() == 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), timeout=self.idle_seconds)
+        finally:
+            for step in self.steps:
+                if close := getattr(step, "close", None):
+                    await close()  # e.g. the indexer commits what it still holds
 
     def stop(self) -> None:
         self._stop.set()

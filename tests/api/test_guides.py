@@ -174,3 +174,14 @@ def test_unknown_guide_is_404_problem(client):
     response = client.get("/api/v1/guides/00000000-0000-0000-0000-000000000000")
     assert response.status_code == 404
     assert response.json()["title"] == "Not found"
+
+
+def test_nul_characters_are_refused_before_reaching_the_database(client, admin, community):
+    response = client.post(
+        f"/api/v1/communities/{community['slug']}/guides",
+        content=b'{"title": "a\\u0000b", "body_markdown": "x"}',
+        headers={**admin.auth, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 422
+    assert client.get("/api/v1/guides?community=a%00b").status_code == 422
+    assert client.get("/api/v1/guides?tag=%00").status_code == 422

@@ -122,6 +122,9 @@ def test_new_guide_appears_on_peer_with_origin_attribution(pair):
     assert remote["body_html"] == guide["body_html"]
     assert remote["tags"] == ["onboarding"]
     assert remote["id"] != guide["id"]  # B's own row, never a re-authored copy of A's
+    hits = eventually(lambda: b.get("/search", q="welcoming maintainers", origin="remote")["items"], timeout=5)
+    assert hits[0]["instance"] == a.server.host and hits[0]["url"] == guide["url"]
+    assert hits[0]["community"] == f"maintainers@{a.server.host}"
     forbidden = httpx.patch(f"{b.api}/guides/{remote['id']}", json={"title": "Mine now"}, headers=b.auth)
     assert forbidden.status_code == 403
 

@@ -38,6 +38,9 @@ format: $(STAMP)
 openapi: $(STAMP)
 	$(BIN)/python -m server.openapi_export openapi/openapi.json
 
+demo: $(STAMP)
+	$(BIN)/python -m server.demo
+
 bench: $(STAMP)
 	$(BIN)/python bench/api_list.py
 

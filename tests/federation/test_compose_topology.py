@@ -1,0 +1,97 @@
+"""compose.yaml is valid Compose, and its topology (two instances on PostgreSQL, web and worker apart) works.
+
+There is no container engine here, so the same processes run locally: `kith serve --no-worker` and
+separate `kith worker` processes per instance, two workers on A to share its queue.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.federation.test_two_instances import Side, _peer, eventually
+from tests.support import postgres
+from tests.support.server import KithServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose.yaml"
+
+
+def test_compose_file_matches_the_compose_specification():
+    checker = Path(sys.executable).parent / "check-jsonschema"
+    result = subprocess.run(
+        [str(checker), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_two_peered_instances_with_separate_workers_on_postgres():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name, other in (("kith-a", "kith-b"), ("kith-b", "kith-a")):
+        web, worker = services[name], services[f"{name}-worker"]
+        assert "--no-worker" in " ".join(web["command"])
+        assert worker["command"] == ["kith", "worker"]
+        assert web["environment"]["KITH_PEERS"] == f"http://{other}:8000"
+        assert web["environment"]["KITH_DATABASE_URL"].startswith("postgresql://")
+        assert worker["environment"] == web["environment"]
+        assert web["volumes"] == worker["volumes"]  # the worker writes the search index the web reads
+    assert services["db"]["image"].startswith("postgres")
+
+
+def _worker(server: KithServer) -> subprocess.Popen[bytes]:
+    log = (server.data_dir / "worker.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "worker"], cwd=ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+@pytest.fixture(scope="module")
+def topology() -> Iterator[tuple[Side, Side]]:
+    with postgres.fresh_database() as a_db, postgres.fresh_database() as b_db:
+        a_port, b_port = free_port(), free_port()
+        a = KithServer(database_url=a_db, port=a_port, worker=False, env={"KITH_PEERS": f"http://127.0.0.1:{b_port}"})
+        b = KithServer(database_url=b_db, port=b_port, worker=False, env={"KITH_PEERS": f"http://127.0.0.1:{a_port}"})
+        workers: list[subprocess.Popen[bytes]] = []
+        try:
+            a.start()
+            b.start()
+            workers = [_worker(a), _worker(a), _worker(b)]
+            yield Side(a, a.token()), Side(b, b.token())
+        finally:
+            for process in workers:
+                process.terminate()
+            for process in workers:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            b.close()
+            a.close()
+
+
+def test_entries_flow_and_are_searchable_with_web_and_workers_apart(topology):
+    a, b = topology
+    eventually(
+        lambda: (
+            (_peer(a, b.server.host) or {}).get("state") == "following"
+            and (_peer(b, a.server.host) or {}).get("state") == "following"
+        ),
+        timeout=30,
+        message="peering did not complete",
+    )
+    a.post("/communities", {"slug": "docs", "name": "Docs"})
+    uris = {
+        a.post("/communities/docs/guides", {"title": f"Style guide part {n}", "body_markdown": "Write plainly."})["uri"]
+        for n in range(30)
+    }
+    remote = lambda: {g["uri"] for g in b.get("/guides", origin="remote", limit=100)["items"]}  # noqa: E731
+    eventually(lambda: uris <= remote(), timeout=30, message="guides did not reach B")
+    # B's worker process indexed them; B's web process answers from that index.
+    eventually(lambda: b.get("/search", q="style guide", origin="remote")["total"] >= 30, timeout=10)
+    statuses = {p["host"]: p for p in a.get("/federation/peers")}
+    assert statuses[b.server.host]["queue_depth"] == 0

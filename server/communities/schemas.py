@@ -55,6 +55,7 @@ class Community(msgspec.Struct):
     created_at: datetime
     updated_at: datetime
     stats: CommunityStats
+    former_peer: bool = False
 
 
 class CommunityPage(msgspec.Struct):

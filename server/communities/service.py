@@ -214,6 +214,7 @@ def _to_schema(c: Community, stats: schemas.CommunityStats) -> schemas.Community
         id=c.id, uri=c.uri, url=c.url, slug=c.slug, name=c.name, description=c.description,
         color=c.color, links=msgspec.convert(c.links or [], list[schemas.Link]), local=c.local,
         instance=c.instance, created_at=c.created_at, updated_at=c.updated_at, stats=stats,
+        former_peer=c.former_peer,
     )  # fmt: skip
 
 

@@ -66,7 +66,8 @@ class Deliverer:
             return len(rows)
 
     async def _send(self, delivery: Delivery, payload: dict, private_key_pem: str) -> Outcome:
-        if delivery.peer_host not in self.settings.peer_hosts:
+        # A removed peer still gets the Undo(Follow) that tells it so, and nothing else.
+        if delivery.peer_host not in self.settings.peer_hosts and payload.get("type") != "Undo":
             return Outcome(delivery.id, False, True, "no longer a configured peer")
         body = json.dumps(payload).encode()
         headers = sign_request(

@@ -89,13 +89,19 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     if signer_host not in settings.peer_hosts:
         raise ProblemError(403, f"{signer_host or 'the signer'} is not a peer of this instance.")
     try:
-        await verify_request(
+        verified = await verify_request(
             request.method, _path_with_query(request), request.headers, body, KeyStore(db, settings, state),
             url_scheme=request.url.scheme, expected_host=settings.host,
         )  # fmt: skip
     except SignatureError as exc:
         raise ProblemError(401, f"Signature rejected: {exc.reason}") from exc
+    # The allowlist was checked against the keyId we read; it must be the key that was verified.
+    if verified.key_id != key_id:
+        raise ProblemError(401, "Signature rejected: more than one keyId in the signature headers.")
     payload = _parse(body)
+    # An activity id names its origin: a peer may only send its own, or it could shadow another's by id.
+    if host_of(payload["id"]) != signer_host:
+        raise ProblemError(403, f"The activity id is not on the signer's host {signer_host}.")
     db.add(InboxItem(activity_uri=payload["id"], signer_host=signer_host, payload=payload))
     try:
         await db.commit()

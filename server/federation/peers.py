@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import msgspec
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db import utcnow
@@ -53,6 +53,7 @@ async def sync_peers(session: AsyncSession, settings: Settings, fetcher: Fetcher
             session.add(peer)
         if peer.state in ("removed", "rejected"):
             peer.state = "pending"
+            await _mark_former(session, host, False)
         try:
             await _discover(peer, fetcher)
         except (FetchError, vocab.VocabError) as exc:
@@ -113,6 +114,14 @@ async def _unfollow(session: AsyncSession, settings: Settings, peer: Peer) -> No
         }
         await outbox.send(session, settings, undo, inbox_url=peer.inbox_url, peer_host=peer.host)
     peer.state, peer.followed_back, peer.updated_at = "removed", False, utcnow()
+    await _mark_former(session, peer.host, True)
+
+
+async def _mark_former(session: AsyncSession, host: str, former: bool) -> None:
+    for model in (Community, Guide, MentorshipOffer):
+        await session.execute(
+            update(model).where(model.instance == host, model.local.is_(False)).values(former_peer=former)
+        )
 
 
 async def backfill(
@@ -210,8 +219,13 @@ class PeerJobs:
         following = await session.scalars(
             select(Peer.host).where(Peer.state == "following", Peer.host.in_(self.settings.peer_hosts))
         )
+        waiting = {
+            job.payload.get("host")
+            for job in await session.scalars(select(Job).where(Job.kind == "backfill", Job.state == "pending"))
+        }
         for host in following:
-            session.add(Job(kind="backfill", payload={"host": host, "full": False}))
+            if host not in waiting:  # one queued pull per peer is enough, even while it is down
+                session.add(Job(kind="backfill", payload={"host": host, "full": False}))
         await session.commit()
 
     async def _run(self, session: AsyncSession, job_id: Any) -> None:

@@ -42,6 +42,7 @@ class Origin(msgspec.Struct):
     instance: str
     uri: str
     url: str
+    former_peer: bool = False
 
 
 class Guide(msgspec.Struct):

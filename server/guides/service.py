@@ -37,7 +37,7 @@ def to_schema(guide: Guide) -> schemas.Guide:
         tags=list(guide.tags), license=guide.license, status=guide.status,  # type: ignore[arg-type]
         revision=guide.revision, author=person_ref(guide.author),
         community=community_ref(guide.community), local=guide.local,
-        origin=schemas.Origin(instance=guide.instance, uri=guide.uri, url=guide.url),
+        origin=schemas.Origin(instance=guide.instance, uri=guide.uri, url=guide.url, former_peer=guide.former_peer),
         derived_from=guide.derived_from, created_at=guide.created_at, updated_at=guide.updated_at,
     )  # fmt: skip
 

@@ -38,7 +38,7 @@ def to_schema(offer: MentorshipOffer) -> schemas.Offer:
         seats_taken=offer.seats_taken, languages=list(offer.languages),
         availability=offer.availability, status=offer.status,  # type: ignore[arg-type]
         mentor=person_ref(offer.mentor), community=community_ref(offer.community), local=offer.local,
-        origin=OriginRef(instance=offer.instance, uri=offer.uri, url=offer.url),
+        origin=OriginRef(instance=offer.instance, uri=offer.uri, url=offer.url, former_peer=offer.former_peer),
         created_at=offer.created_at, updated_at=offer.updated_at,
     )  # fmt: skip
 

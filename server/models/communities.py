@@ -25,6 +25,8 @@ class Community(Base):
     color: Mapped[str] = mapped_column(String(7), default="#3b6e8f")
     links: Mapped[list[Any]] = mapped_column(default=list)
     local: Mapped[bool] = mapped_column(default=True, index=True)
+    # Set when its instance is removed from peers: the entry stays, shown as from a former peer.
+    former_peer: Mapped[bool] = mapped_column(default=False)
     instance: Mapped[str] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

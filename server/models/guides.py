@@ -36,6 +36,8 @@ class Guide(Base):
     status: Mapped[str] = mapped_column(String(16), default="published")
     revision: Mapped[int] = mapped_column(default=1)
     local: Mapped[bool] = mapped_column(default=True)
+    # Set when its instance is removed from peers: the entry stays, shown as from a former peer.
+    former_peer: Mapped[bool] = mapped_column(default=False)
     instance: Mapped[str] = mapped_column(String(255), index=True)
     derived_from: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -35,6 +35,8 @@ class MentorshipOffer(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     version: Mapped[int] = mapped_column(default=1)
     local: Mapped[bool] = mapped_column(default=True)
+    # Set when its instance is removed from peers: the entry stays, shown as from a former peer.
+    former_peer: Mapped[bool] = mapped_column(default=False)
     instance: Mapped[str] = mapped_column(String(255), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -23,7 +23,12 @@ def test_member_publishes_guide_with_rendered_html(client, admin, people, commun
     assert guide["author"]["username"] == member.username
     assert guide["community"]["slug"] == community["slug"]
     assert guide["local"] is True
-    assert guide["origin"] == {"instance": "127.0.0.1:8000", "uri": guide["uri"], "url": guide["url"]}
+    assert guide["origin"] == {
+        "instance": "127.0.0.1:8000",
+        "uri": guide["uri"],
+        "url": guide["url"],
+        "former_peer": False,
+    }
     assert guide["uri"] == f"http://127.0.0.1:8000/guides/{guide['id']}"
     assert guide["url"] == f"http://127.0.0.1:8000/c/{community['slug']}/guides/onboarding-maintainers"
     assert response.headers["etag"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,7 +66,13 @@ def test_sender_killed_with_deliveries_pending_loses_nothing(peered):
     written = _write(a, "Before the crash", 20)
     a.server.kill()
     a.server.start()
-    eventually(lambda: written <= set(_remote_uris(b, a)), timeout=60, message="guides were lost in the crash")
+    try:
+        eventually(lambda: written <= set(_remote_uris(b, a)), timeout=60)
+    except AssertionError as exc:
+        missing = len(written - set(_remote_uris(b, a)))
+        raise AssertionError(
+            f"{missing} guides lost in the crash\nA:\n{a.server.log()[-3000:]}\nB:\n{b.server.log()[-3000:]}"
+        ) from exc
     uris = _remote_uris(b, a)
     assert len(uris) == len(set(uris))
 
@@ -78,3 +85,27 @@ def test_status_reports_health(peered):
     assert status["queue_depth"] >= 0 and status["lag_seconds"] >= 0
     received = _peer(b, a.server.host) or {}
     assert received["entries_received"] >= 70
+
+
+def test_removing_a_peer_unfollows_keeps_entries_marked_then_purge_removes_them(peered):
+    """Runs last in this module: it takes A out of B's peers."""
+    a, b = peered
+    ref = f"ops@{a.server.host}"
+    kept = {g["uri"] for g in _all(b, "/guides", origin="remote", community=ref)}
+    assert kept
+    b.server.stop()
+    b.server.env["KITH_PEERS"] = ""
+    b.server.start()
+    eventually(lambda: (_peer(a, b.server.host) or {}).get("followed_back") is False, message="A still delivers to B")
+    assert (_peer(b, a.server.host) or {}).get("state") == "removed"
+    guides = _all(b, "/guides", origin="remote", community=ref)
+    assert {g["uri"] for g in guides} == kept
+    assert all(g["origin"]["former_peer"] for g in guides)
+    assert b.get(f"/communities/{ref}")["former_peer"] is True
+
+    late = a.post("/communities/ops/guides", {"title": "After the split", "body_markdown": "text"})["uri"]
+    time.sleep(2)
+    assert late not in {g["uri"] for g in _all(b, "/guides", origin="remote")}
+
+    b.server.cli("peers", "purge", a.server.host)
+    assert _all(b, "/guides", origin="remote", community=ref) == []

@@ -113,7 +113,12 @@ def test_new_guide_appears_on_peer_with_origin_attribution(pair):
     })  # fmt: skip
     remote = eventually(lambda: _find(b, guide["uri"]), timeout=5, message="guide did not reach B in 5 s")
     assert remote["local"] is False
-    assert remote["origin"] == {"instance": a.server.host, "uri": guide["uri"], "url": guide["url"]}
+    assert remote["origin"] == {
+        "instance": a.server.host,
+        "uri": guide["uri"],
+        "url": guide["url"],
+        "former_peer": False,
+    }
     assert remote["community"]["uri"] == community["uri"]
     assert remote["community"]["instance"] == a.server.host
     assert remote["community"]["color"] == "#aa5500"

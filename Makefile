@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format openapi migrate demo bench clean
+.PHONY: run test lint format openapi migrate demo bench clean chromium vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,21 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var kith.egg-info
+
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+# Vendored front-end files come from the npm registry, pinned; `make vendor` refreshes them.
+HTMX_VERSION := 2.0.11
+AXE_VERSION := 4.14.1
+vendor:
+	rm -rf .vendor-tmp && mkdir .vendor-tmp
+	cd .vendor-tmp && npm pack --silent htmx.org@$(HTMX_VERSION) axe-core@$(AXE_VERSION) >/dev/null
+	tar -xzf .vendor-tmp/htmx.org-$(HTMX_VERSION).tgz -C .vendor-tmp package/dist/htmx.min.js package/LICENSE
+	cp .vendor-tmp/package/dist/htmx.min.js web/static/js/htmx-$(HTMX_VERSION).min.js
+	cp .vendor-tmp/package/LICENSE web/static/js/htmx-LICENSE
+	rm -rf .vendor-tmp/package && tar -xzf .vendor-tmp/axe-core-$(AXE_VERSION).tgz -C .vendor-tmp package/axe.min.js package/LICENSE
+	cp .vendor-tmp/package/axe.min.js tests/web/vendor/axe-$(AXE_VERSION).min.js
+	cp .vendor-tmp/package/LICENSE tests/web/vendor/axe-LICENSE
+	rm -rf .vendor-tmp

@@ -33,6 +33,7 @@ from server.mentorship.api import MentorshipController
 from server.search.api import SearchController
 from server.search.indexing import Indexer
 from server.settings import Settings
+from server.web import web_config
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -85,6 +86,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             await app.state.http_client.aclose()
             await engine.dispose()
 
+    web = web_config(settings)
     app = Litestar(
         route_handlers=[
             instance,
@@ -98,6 +100,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             SearchController,
             federation_router,
             inbox_router,
+            *web.route_handlers,
         ],
         dependencies={
             "db": Provide(provide_db),
@@ -109,6 +112,9 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         before_request=reject_nul_characters,
+        template_config=web.template_config,
+        csrf_config=web.csrf_config,
+        middleware=web.middleware,
     )
     app.state.settings = settings
     return app

@@ -172,7 +172,9 @@ async def community_actor(
     if community is None:
         raise not_found("Community")
     if not wants_activitypub(request):
-        return Redirect(f"{settings.base_url}/api/v1/communities/{community.slug}")
+        from server.web.communities import community_page
+
+        return await community_page(request, db, settings, community.slug)
     if community.deleted_at is not None:
         return as_response(_tombstone(settings, community.uri, "Group", community.deleted_at), 410)
     return as_response(await _actor(db, settings, mapping.group(community)))
@@ -204,7 +206,7 @@ async def guide_object(
     if guide is None or not guide.local or guide.status == "draft" and guide.deleted_at is None:
         raise not_found("Guide")
     if not wants_activitypub(request):
-        return Redirect(f"{settings.base_url}/api/v1/guides/{guide.id}")
+        return Redirect(f"{settings.base_url}/c/{guide.community.slug}/guides/{guide.slug}")
     if guide.deleted_at is not None:
         return as_response(_tombstone(settings, guide.uri, "Article", guide.deleted_at), 410)
     return as_response(_with_context(settings, mapping.article(guide)))
@@ -218,7 +220,9 @@ async def offer_object(
     if offer is None or not offer.local:
         raise not_found("Mentorship offer")
     if not wants_activitypub(request):
-        return Redirect(f"{settings.base_url}/api/v1/mentorship/offers/{offer.id}")
+        from server.web.mentorship import offer_page
+
+        return await offer_page(request, db, settings, offer.id)
     if offer.deleted_at is not None:
         return as_response(_tombstone(settings, offer.uri, "MentorshipOffer", offer.deleted_at), 410)
     return as_response(_with_context(settings, mapping.offer(offer)))

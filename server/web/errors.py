@@ -1,0 +1,84 @@
+"""Error pages in the site's layout, for the HTML routes only (the API keeps problem+json)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.response import Redirect, Template
+
+from server.errors import ProblemError
+from server.web.core import is_fragment_request
+
+log = logging.getLogger("kith.web")
+
+_HEADLINES = {
+    401: "Please sign in",
+    403: "That is not yours to do",
+    404: "We could not find that page",
+    405: "That does not work here",
+    409: "That clashes with something",
+    410: "This is gone",
+    412: "Someone saved meanwhile",
+    413: "That is too large",
+    422: "Something in the form needs a look",
+    429: "Too many attempts",
+    500: "Something went wrong on our side",
+}
+
+
+class SignInRequired(Exception):
+    """The page needs a signed-in person; send them to the sign-in page and back."""
+
+
+def error_page(
+    request: Request[Any, Any, Any], status: int, detail: str, headers: dict[str, str] | None = None
+) -> Template:
+    template = "partials/errors/_error.html" if is_fragment_request(request) else "pages/errors/error.html"
+    return Template(
+        template_name=template,
+        context={
+            "status": status,
+            "headline": _HEADLINES.get(status, "Something went wrong"),
+            "detail": detail,
+            "viewer": request.scope.get("kith_viewer"),
+            "settings": request.app.state.settings,
+            "title": _HEADLINES.get(status, "Error"),
+            "flashes": [],
+            "current_path": request.url.path,
+        },
+        status_code=status,
+        headers={"Vary": "HX-Request", **(headers or {})},
+    )
+
+
+def _from_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Any]:
+    return error_page(request, exc.status, exc.detail, exc.headers)
+
+
+def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    detail = exc.detail
+    if isinstance(exc, NotFoundException):
+        detail = "The address may be mistyped, or the page was removed."
+    return error_page(request, exc.status_code, detail, getattr(exc, "headers", None) or None)
+
+
+def _sign_in(request: Request[Any, Any, Any], _: SignInRequired) -> Response[Any]:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect(f"/login?next={quote(target, safe='/')}", status_code=303)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_page(request, 500, "The error was logged. Please try again in a moment.")
+
+
+WEB_EXCEPTION_HANDLERS: dict[Any, Any] = {
+    SignInRequired: _sign_in,
+    ProblemError: _from_problem,
+    HTTPException: _from_http,
+    Exception: _unexpected,
+}

@@ -1,0 +1,223 @@
+"""Guide pages: reading, writing with a live preview, editing with conflict care, revisions and diffs."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from litestar import Request, get, post
+from litestar.params import Parameter
+from litestar.response import Redirect, Template
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.communities.service import CommunityService
+from server.errors import ProblemError, forbidden, not_found
+from server.etags import make_etag
+from server.guides import schemas
+from server.guides.service import GuideService, to_schema
+from server.markdown import render
+from server.models import Guide
+from server.settings import Settings
+from server.web.core import Viewer, current_viewer, flash, fragment, is_fragment_request, page, see_other
+from server.web.errors import SignInRequired
+from server.web.forms import build, field_errors, form_data, labels
+
+
+async def _find(db: AsyncSession, settings: Settings, ref: str, guide_slug: str, viewer: Viewer | None) -> Guide:
+    community = await CommunityService(db, settings).get(ref)
+    guide_id = await db.scalar(
+        select(Guide.id).where(Guide.community_id == community.id, Guide.slug == guide_slug, Guide.deleted_at.is_(None))
+    )
+    if guide_id is None:
+        raise not_found("Guide")
+    return await GuideService(db, settings).get(guide_id, viewer.principal if viewer else None)
+
+
+async def _may_edit(db: AsyncSession, settings: Settings, viewer: Viewer | None, guide: Guide) -> bool:
+    if viewer is None or not guide.local:
+        return False
+    if viewer.is_admin or guide.author_id == viewer.user_id:
+        return True
+    return await CommunityService(db, settings).role(viewer.principal, guide.community) == "moderator"
+
+
+def guide_path(guide: schemas.Guide | Guide) -> str:
+    community = guide.community
+    ref = community.slug if guide.local else f"{community.slug}@{community.instance}"
+    return f"/c/{ref}/guides/{guide.slug}"
+
+
+@get("/c/{ref:str}/guides/{guide_slug:str}", name="guide_show")
+async def guide_show(
+    ref: str, guide_slug: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template:
+    viewer = await current_viewer(request, db)
+    guide = await _find(db, settings, ref, guide_slug, viewer)
+    context = {"guide": to_schema(guide), "can_edit": await _may_edit(db, settings, viewer, guide), "ref": ref}
+    return await page(request, db, "guides/show", context, title=guide.title)
+
+
+def _editor_context(ref: str, form: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"ref": ref, "form": form, "errors": {}, "preview_html": "", "conflict": None, "guide": None, **extra}
+
+
+@get("/c/{ref:str}/new-guide", name="guide_new")
+async def guide_new(ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+    if await current_viewer(request, db) is None:
+        raise SignInRequired
+    community = await CommunityService(db, settings).get_local(ref)
+    context = _editor_context(ref, {"license": "CC-BY-4.0"}, community=community)
+    return await page(request, db, "guides/edit", context, title="New guide")
+
+
+@post("/c/{ref:str}/guides", name="guide_create")
+async def guide_create(
+    ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template | Redirect:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    community = await CommunityService(db, settings).get_local(ref)
+    data = await form_data(request)
+    if data.get("action") == "preview":
+        context = _editor_context(ref, data, community=community, preview_html=render(data.get("body_markdown", "")))
+        return await page(request, db, "guides/edit", context, title="New guide")
+    try:
+        payload = build(schemas.GuideCreate, _guide_fields(data))
+        guide = await GuideService(db, settings).create(viewer.principal, ref, payload)
+    except ProblemError as exc:
+        if exc.status != 422:
+            raise
+        context = _editor_context(ref, data, community=community, errors=field_errors(exc))
+        return await page(request, db, "guides/edit", context, status_code=422, title="New guide")
+    flash(request, "Draft saved." if guide.status == "draft" else "Guide published.")
+    return see_other(guide_path(guide))
+
+
+@get("/c/{ref:str}/guides/{guide_slug:str}/edit", name="guide_edit")
+async def guide_edit(
+    ref: str, guide_slug: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    guide = await _find(db, settings, ref, guide_slug, viewer)
+    if not await _may_edit(db, settings, viewer, guide):
+        raise forbidden("Only the guide's author or a moderator of its community can change it.")
+    form = {
+        "title": guide.title,
+        "summary": guide.summary,
+        "body_markdown": guide.body_markdown,
+        "tags": ", ".join(guide.tags),
+        "license": guide.license,
+        "revision": str(guide.revision),
+    }
+    context = _editor_context(
+        ref, form, guide=to_schema(guide), community=guide.community, preview_html=guide.body_html
+    )
+    return await page(request, db, "guides/edit", context, title=f"Edit {guide.title}")
+
+
+@post("/c/{ref:str}/guides/{guide_slug:str}/edit", name="guide_update")
+async def guide_update(
+    ref: str, guide_slug: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template | Redirect:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    guide = await _find(db, settings, ref, guide_slug, viewer)
+    data = await form_data(request)
+    current = to_schema(guide)
+    base = _editor_context(ref, data, guide=current, community=guide.community)
+    if data.get("action") == "preview":
+        context = {**base, "preview_html": render(data.get("body_markdown", ""))}
+        return await page(request, db, "guides/edit", context, title=f"Edit {guide.title}")
+    # The revision the editor started from: if someone saved since, the service refuses (412).
+    if_match = make_etag(guide.id.hex[:12], data.get("revision", ""))
+    try:
+        payload = build(
+            schemas.GuideUpdate, {**_guide_fields(data), "summary_of_change": data.get("summary_of_change", "")}
+        )
+        guide = await GuideService(db, settings).update(viewer.principal, guide.id, payload, if_match)
+    except ProblemError as exc:
+        if exc.status == 412:
+            context = {**base, "conflict": current}
+            return await page(request, db, "guides/edit", context, status_code=409, title=f"Edit {guide.title}")
+        if exc.status != 422:
+            raise
+        context = {**base, "errors": field_errors(exc)}
+        return await page(request, db, "guides/edit", context, status_code=422, title=f"Edit {guide.title}")
+    flash(request, f"Saved as revision {guide.revision}.")
+    return see_other(guide_path(guide))
+
+
+@post("/preview", name="guide_preview")
+async def guide_preview(request: Request[Any, Any, Any], db: AsyncSession) -> Template | Redirect:
+    """The live preview: the same sanitizing renderer the service stores with."""
+    data = await form_data(request)
+    if not is_fragment_request(request):
+        return see_other("/")
+    return await fragment(
+        request, db, "partials/guides/_preview.html", {"preview_html": render(data.get("body_markdown", ""))}
+    )
+
+
+@get("/c/{ref:str}/guides/{guide_slug:str}/revisions", name="guide_revisions")
+async def guide_revisions(
+    ref: str,
+    guide_slug: str,
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    settings: Settings,
+    older: int | None = Parameter(query="from", default=None, ge=1),
+    newer: int | None = Parameter(query="to", default=None, ge=1),
+) -> Template:
+    viewer = await current_viewer(request, db)
+    guide = await _find(db, settings, ref, guide_slug, viewer)
+    principal = viewer.principal if viewer else None
+    service = GuideService(db, settings)
+    revisions = await service.revisions(guide.id, principal)
+    newer = newer or (revisions[0].number if revisions else 1)
+    older_number = older or max(1, newer - 1)
+    diff: list[dict[str, str]] = []
+    if revisions and older_number != newer:
+        left = await service.revision(guide.id, older_number, principal)
+        right = await service.revision(guide.id, newer, principal)
+        diff = _diff(left.body_markdown, right.body_markdown)
+        if left.title != right.title:
+            diff.insert(0, {"kind": "note", "text": f"Title: “{left.title}” → “{right.title}”"})
+    context = {"guide": to_schema(guide), "revisions": revisions, "older": older_number, "newer": newer, "diff": diff}
+    return await page(request, db, "guides/revisions", context, title=f"Revisions of {guide.title}")
+
+
+def _diff(old: str, new: str) -> list[dict[str, str]]:
+    """Line diff for people: removed and added lines, with a little context, no patch syntax."""
+    lines: list[dict[str, str]] = []
+    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=2):
+        if line.startswith(("---", "+++")):
+            continue
+        if line.startswith("@@"):
+            lines.append({"kind": "hunk", "text": "…"})
+        elif line.startswith("+"):
+            lines.append({"kind": "added", "text": line[1:]})
+        elif line.startswith("-"):
+            lines.append({"kind": "removed", "text": line[1:]})
+        else:
+            lines.append({"kind": "context", "text": line[1:]})
+    return lines
+
+
+def _guide_fields(data: dict[str, str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "title": data.get("title", ""),
+        "body_markdown": data.get("body_markdown", ""),
+        "summary": data.get("summary", ""),
+        "tags": labels(data.get("tags", "")),
+        "license": data.get("license", "").strip() or "CC-BY-4.0",
+        "status": "draft" if data.get("action") == "draft" else "published",
+    }
+    return fields
+
+
+guide_handlers = [guide_show, guide_new, guide_create, guide_edit, guide_update, guide_preview, guide_revisions]

@@ -1,0 +1,188 @@
+"""Mentorship pages: offers with filters, an offer with its request form, my requests and a mentor's queue."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Request, get, post
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.communities.service import CommunityService
+from server.errors import ProblemError, not_found
+from server.mentorship import schemas
+from server.mentorship.service import MentorshipService, request_schema, to_schema
+from server.settings import Settings
+from server.web.core import current_viewer, flash, fragment, is_fragment_request, page, see_other
+from server.web.errors import SignInRequired
+from server.web.forms import build, field_errors, form_data, labels
+
+FORMATS = {"one_to_one": "One to one", "group": "Group"}
+
+
+@get("/mentorship", name="offers")
+async def offers(
+    request: Request[Any, Any, Any],
+    db: AsyncSession,
+    settings: Settings,
+    topic: str | None = None,
+    language: str | None = None,
+    format: str | None = None,
+    seats: bool = False,
+    cursor: str | None = None,
+) -> Template:
+    items, next_cursor = await MentorshipService(db, settings).list(
+        topic=topic or None, language=language or None, status="open" if seats else None, limit=20, cursor=cursor
+    )
+    if format in FORMATS:
+        items = [offer for offer in items if offer.format == format]
+    if seats:
+        items = [offer for offer in items if offer.seats_taken < offer.capacity]
+    filters = {"topic": topic or "", "language": language or "", "format": format or "", "seats": seats}
+    context = {"offers": items, "filters": filters, "formats": FORMATS, "next_cursor": next_cursor, "cursor": cursor}
+    return await page(request, db, "mentorship/offers", context, title="Mentorship")
+
+
+async def offer_page(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, offer_id: UUID) -> Template:
+    """The human page of a local offer; the ActivityPub route hands browsers here."""
+    viewer = await current_viewer(request, db)
+    service = MentorshipService(db, settings)
+    offer = await service.get(offer_id)
+    requests: list[schemas.MentorshipRequest] = []
+    mine: list[schemas.MentorshipRequest] = []
+    is_mentor = viewer is not None and (offer.mentor_id == viewer.user_id or viewer.is_admin)
+    if viewer is not None and is_mentor:
+        requests, _ = await service.requests_for_offer(viewer.principal, offer.id, 100, None)
+    elif viewer is not None:
+        made, _ = await service.my_requests(viewer.principal, True, 100, None)
+        mine = [r for r in made if r.offer.id == offer.id]
+    context = {
+        "offer": to_schema(offer),
+        "requests": requests,
+        "mine": mine,
+        "is_mentor": is_mentor,
+        "formats": FORMATS,
+        "errors": {},
+    }
+    response = await page(request, db, "mentorship/offer", context, title=offer.title)
+    response.headers["Vary"] = "Accept, HX-Request"
+    return response
+
+
+@post("/mentorship/offers/{offer_id:uuid}/requests", name="offer_request")
+async def offer_request(
+    offer_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Redirect:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    data = await form_data(request)
+    try:
+        await MentorshipService(db, settings).request(viewer.principal, offer_id, data.get("message", "")[:5000])
+    except ProblemError as exc:
+        if exc.status != 409:
+            raise
+        flash(request, exc.detail, "error")
+        return see_other(f"/mentorship/offers/{offer_id}")
+    flash(request, "Your request is on its way to the mentor.")
+    return see_other(f"/mentorship/offers/{offer_id}")
+
+
+@get("/mentorship/requests", name="my_requests")
+async def my_requests(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    service = MentorshipService(db, settings)
+    mine, _ = await service.my_requests(viewer.principal, True, 100, None)
+    queue, _ = await service.my_requests(viewer.principal, False, 100, None)
+    context = {"mine": mine, "queue": queue}
+    return await page(request, db, "mentorship/requests", context, title="My mentorship")
+
+
+@post("/mentorship/requests/{request_id:uuid}/{action:str}", name="request_decide")
+async def request_decide(
+    request_id: UUID, action: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template | Redirect:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    service = MentorshipService(db, settings)
+    if action not in ("accept", "decline", "withdraw"):
+        raise not_found("Action")
+    error = None
+    try:
+        if action == "withdraw":
+            changed = await service.withdraw(viewer.principal, request_id)
+        else:
+            changed = await service.decide(
+                viewer.principal, request_id, f"{action}ed" if action == "accept" else "declined"
+            )
+    except ProblemError as exc:
+        if exc.status != 409:
+            raise
+        error = exc.detail
+        changed = await service.get_request(request_id)
+    if is_fragment_request(request):
+        context = {
+            "item": request_schema(changed),
+            "error": error,
+            "role": "requester" if action == "withdraw" else "mentor",
+        }
+        return await fragment(request, db, "partials/mentorship/_request_row.html", context)
+    flash(request, error or f"Request {request_schema(changed).state}.", "error" if error else "info")
+    return see_other(safe_back(request, "/mentorship/requests"))
+
+
+def safe_back(request: Request[Any, Any, Any], default: str) -> str:
+    referer = request.headers.get("referer", "")
+    base = request.app.state.settings.base_url
+    return referer[len(base) :] if referer.startswith(base + "/") else default
+
+
+@get("/c/{ref:str}/new-offer", name="offer_new")
+async def offer_new(ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+    if await current_viewer(request, db) is None:
+        raise SignInRequired
+    community = await CommunityService(db, settings).get_local(ref)
+    context = {
+        "ref": ref,
+        "community": community,
+        "form": {"capacity": "1", "format": "one_to_one"},
+        "errors": {},
+        "formats": FORMATS,
+    }
+    return await page(request, db, "mentorship/new", context, title="New mentorship offer")
+
+
+@post("/c/{ref:str}/offers", name="offer_create")
+async def offer_create(
+    ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template | Redirect:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    community = await CommunityService(db, settings).get_local(ref)
+    data = await form_data(request)
+    fields = {
+        "title": data.get("title", ""),
+        "description_markdown": data.get("description_markdown", ""),
+        "topics": labels(data.get("topics", "")),
+        "languages": labels(data.get("languages", "")),
+        "format": data.get("format", ""),
+        "availability": data.get("availability", ""),
+        "capacity": int(data["capacity"]) if data.get("capacity", "").isdigit() else 0,
+    }
+    try:
+        offer = await MentorshipService(db, settings).create(viewer.principal, ref, build(schemas.OfferCreate, fields))
+    except ProblemError as exc:
+        if exc.status != 422:
+            raise
+        context = {"ref": ref, "community": community, "form": data, "errors": field_errors(exc), "formats": FORMATS}
+        return await page(request, db, "mentorship/new", context, status_code=422, title="New mentorship offer")
+    flash(request, "Your offer is open.")
+    return see_other(f"/mentorship/offers/{offer.id}")
+
+
+mentorship_handlers = [offers, offer_request, my_requests, request_decide, offer_new, offer_create]

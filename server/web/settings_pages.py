@@ -1,0 +1,107 @@
+"""API tokens for everyone, and the federation page for admins."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Request, get, post
+from litestar.response import Redirect, Template
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.accounts.schemas import TokenCreate
+from server.accounts.security import SCOPES
+from server.accounts.service import AccountService
+from server.errors import ProblemError, forbidden, not_found
+from server.federation.peers import peer_statuses
+from server.models import Job, Peer
+from server.settings import Settings
+from server.web.core import Viewer, current_viewer, flash, page, see_other
+from server.web.errors import SignInRequired
+from server.web.forms import build, field_errors, form_data
+
+
+async def _signed_in(request: Request[Any, Any, Any], db: AsyncSession) -> Viewer:
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    return viewer
+
+
+async def _tokens_page(
+    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, viewer: Viewer, **extra: Any
+) -> Template:
+    status_code = extra.pop("status_code", 200)
+    tokens = await AccountService(db, settings).list_tokens(viewer.principal)
+    scopes = SCOPES if viewer.is_admin else tuple(s for s in SCOPES if s != "admin")
+    context = {"tokens": tokens, "scopes": scopes, "created": None, "errors": {}, **extra}
+    return await page(request, db, "settings/tokens", context, status_code=status_code, title="API tokens")
+
+
+@get("/settings/tokens", name="tokens")
+async def tokens(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+    return await _tokens_page(request, db, settings, await _signed_in(request, db))
+
+
+@post("/settings/tokens", name="token_create")
+async def token_create(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+    viewer = await _signed_in(request, db)
+    data = await form_data(request)
+    try:
+        wanted = build(TokenCreate, {"name": data.get("name", "").strip(), "scope": data.get("scope", "read")})
+        created = await AccountService(db, settings).create_token(viewer.principal, wanted.name, wanted.scope)
+    except ProblemError as exc:
+        if exc.status not in (403, 422):
+            raise
+        return await _tokens_page(request, db, settings, viewer, errors=field_errors(exc), status_code=exc.status)
+    # The secret is shown in this one response and never again: it is stored only as a hash.
+    return await _tokens_page(request, db, settings, viewer, created=created)
+
+
+@post("/settings/tokens/{token_id:uuid}/revoke", name="token_revoke")
+async def token_revoke(
+    token_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Redirect:
+    viewer = await _signed_in(request, db)
+    await AccountService(db, settings).revoke_token(viewer.principal, token_id)
+    flash(request, "Token revoked; it stopped working at once.")
+    return see_other("/settings/tokens")
+
+
+async def _admin(request: Request[Any, Any, Any], db: AsyncSession) -> Viewer:
+    viewer = await _signed_in(request, db)
+    if not viewer.is_admin:
+        raise forbidden("The federation page is for instance admins.")
+    return viewer
+
+
+@get("/admin/federation", name="federation")
+async def federation(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+    await _admin(request, db)
+    peers = await peer_statuses(db)
+    known = {peer.host for peer in peers}
+    configured = [host for host in settings.peer_hosts if host not in known]
+    context = {"peers": peers, "configured": configured, "peer_hosts": settings.peer_hosts}
+    return await page(request, db, "admin/federation", context, title="Federation")
+
+
+@post("/admin/federation/peers/{host:str}/sync", name="federation_sync")
+async def federation_sync(host: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Redirect:
+    await _admin(request, db)
+    host = host.lower()
+    if host not in settings.peer_hosts:
+        raise not_found(f"Peer {host!r}")
+    # The same jobs as POST /api/v1/federation/peers/{host}/sync: re-follow if needed, then a full backfill.
+    peer = await db.scalar(select(Peer).where(Peer.host == host))
+    if peer is None:
+        db.add(Peer(host=host, base_url=settings.peers[settings.peer_hosts.index(host)]))
+    if peer is None or peer.state != "following":
+        db.add(Job(kind="peer-sync", payload={"host": host}))
+    db.add(Job(kind="backfill", payload={"host": host, "full": True}))
+    await db.commit()
+    flash(request, f"Sync with {host} started; the worker is on it.")
+    return see_other("/admin/federation")
+
+
+settings_handlers = [tokens, token_create, token_revoke, federation, federation_sync]

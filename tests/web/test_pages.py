@@ -1,0 +1,367 @@
+"""Every page, in-process: full page or fragment, Vary, error pages, forms with CSRF, and the services' rules."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from litestar.testing import TestClient
+
+from tests.conftest import join
+from tests.support.html import elements
+from tests.web.conftest import csrf_token, sign_in, submit
+
+HX = {"HX-Request": "true"}
+
+
+def _guide(client: TestClient, person, community: dict, **fields) -> dict:  # type: ignore[no-untyped-def]
+    body = {"title": f"Guide {uuid.uuid4().hex[:6]}", "body_markdown": "# Hello\n\nFirst *text*.", **fields}
+    response = client.post(f"/api/v1/communities/{community['slug']}/guides", json=body, headers=person.auth)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _offer(client: TestClient, person, community: dict, **fields) -> dict:  # type: ignore[no-untyped-def]
+    body = {
+        "title": "Pairing on Python",
+        "description_markdown": "Let us *pair*.",
+        "topics": ["python"],
+        "format": "one_to_one",
+        "capacity": 2,
+        "languages": ["en"],
+        **fields,
+    }
+    response = client.post(f"/api/v1/communities/{community['slug']}/mentorship/offers", json=body, headers=person.auth)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _path(guide: dict) -> str:
+    return f"/c/{guide['community']['slug']}/guides/{guide['slug']}"
+
+
+def _has(html: str, tag: str, **attrs: str) -> bool:
+    return any(t == tag and all(a.get(k) == v for k, v in attrs.items()) for t, a in elements(html))
+
+
+def test_home_serves_full_page_or_fragment(visitor, client, admin, community):
+    guide = _guide(client, admin, community)
+    full = visitor.get("/")
+    assert full.status_code == 200
+    assert full.headers["content-type"].startswith("text/html")
+    assert "HX-Request" in full.headers["vary"]
+    assert full.text.lstrip().lower().startswith("<!doctype html>")
+    assert guide["title"] in full.text and community["name"] in full.text
+    assert _has(full.text, "script", src="/static/js/htmx-2.0.11.min.js")
+    fragment = visitor.get("/", headers=HX)
+    assert fragment.status_code == 200 and "HX-Request" in fragment.headers["vary"]
+    assert "<html" not in fragment.text and guide["title"] in fragment.text
+    restore = visitor.get("/", headers={**HX, "HX-History-Restore-Request": "true"})
+    assert "<html" in restore.text
+
+
+def test_htmx_is_served_from_this_instance(visitor):
+    response = visitor.get("/static/js/htmx-2.0.11.min.js")
+    assert response.status_code == 200 and "htmx" in response.text[:2000]
+    assert visitor.get("/static/css/kith.css").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/mentorship", "/search", "/search?q=hello", "/login"],
+)
+def test_public_pages_render_both_ways(visitor, path):
+    full = visitor.get(path)
+    assert full.status_code == 200, full.text
+    assert "<main" in full.text
+    fragment = visitor.get(path, headers=HX)
+    assert fragment.status_code == 200 and "<main" not in fragment.text
+    assert full.headers["vary"] == fragment.headers["vary"] and "HX-Request" in full.headers["vary"]
+
+
+def test_community_page_shows_identity_guides_offers_members(visitor, client, admin, people, community):
+    member = people.make("member")
+    join(client, admin, community, member)
+    guide = _guide(client, member, community)
+    offer = _offer(client, member, community)
+    page = visitor.get(f"/c/{community['slug']}")
+    assert page.status_code == 200
+    assert community["name"] in page.text and guide["title"] in page.text and offer["title"] in page.text
+    assert member.username in page.text
+    assert "HX-Request" in page.headers["vary"]
+    assert "<html" not in visitor.get(f"/c/{community['slug']}", headers=HX).text
+    # ActivityPub clients still get the Group at the same URL.
+    actor = visitor.get(f"/c/{community['slug']}", headers={"Accept": "application/activity+json"})
+    assert actor.json()["type"] == "Group"
+
+
+def test_guide_page_renders_sanitized_markdown_and_metadata(visitor, client, admin, community):
+    guide = _guide(client, admin, community, tags=["soil"], body_markdown="Hi <script>alert(1)</script> **bold**")
+    page = visitor.get(_path(guide))
+    assert page.status_code == 200
+    assert "<strong>bold</strong>" in page.text and "<script>alert" not in page.text
+    assert "#soil" in page.text and "CC-BY-4.0" in page.text
+    assert not _has(page.text, "a", href=_path(guide) + "/edit")  # anonymous: no edit link
+    fragment = visitor.get(_path(guide), headers=HX)
+    assert "<html" not in fragment.text and "<strong>bold</strong>" in fragment.text
+
+
+def test_unknown_pages_get_a_useful_404_in_the_layout(visitor, community):
+    for path in (f"/c/{community['slug']}/guides/no-such-guide", "/c/nope-nope/guides/x"):
+        response = visitor.get(path)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "We could not find that page" in response.text and 'href="/"' in response.text
+    # The API keeps problem+json.
+    api = visitor.get(f"/api/v1/guides/{uuid.uuid4()}")
+    assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+
+
+def test_sign_in_sets_a_safe_session_cookie(visitor, people):
+    person = people.make("reader")
+    page = visitor.get("/login")
+    response = visitor.post(
+        "/login",
+        data={"_csrf_token": csrf_token(page.text), "username": person.username, "password": "correct horse"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith("kith_session="))
+    assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
+    assert "Secure" not in cookie  # the test instance is plain http
+    home = visitor.get("/")
+    assert person.username in home.text and "Sign out" in home.text
+
+
+def test_wrong_password_is_refused_and_then_rate_limited(visitor, people):
+    person = people.make("guess")
+    statuses = []
+    for _ in range(7):
+        response = submit(visitor, "/login", "/login", {"username": person.username, "password": "wrong password"})
+        statuses.append(response.status_code)
+    assert statuses[0] == 400 and statuses[-1] == 429
+    assert "Too many" in response.text and "Retry-After" in response.headers
+    # Even the right password waits out the window: that is the point.
+    right = submit(visitor, "/login", "/login", {"username": person.username, "password": "correct horse"})
+    assert right.status_code == 429
+
+
+def test_session_cookie_never_authenticates_the_api(visitor, admin, people):
+    person = people.make("cookie")
+    sign_in(visitor, person.username)
+    assert visitor.get("/api/v1/me").status_code == 401
+    response = visitor.post("/api/v1/communities", json={"slug": "by-cookie", "name": "By cookie"})
+    assert response.status_code == 401
+
+
+def test_form_post_without_csrf_token_is_refused_and_changes_nothing(visitor, client, admin, people, community):
+    member = people.make("csrf")
+    join(client, admin, community, member)
+    sign_in(visitor, member.username)
+    title = f"Forged {uuid.uuid4().hex[:6]}"
+    response = visitor.post(
+        f"/c/{community['slug']}/guides", data={"title": title, "body_markdown": "x", "action": "publish"}
+    )
+    assert response.status_code == 403
+    listed = client.get("/api/v1/guides", params={"community": community["slug"], "limit": 100}).json()["items"]
+    assert title not in [g["title"] for g in listed]
+    # With a token from someone else's page (a mismatched cookie) it is refused too.
+    stranger = visitor.post("/logout", data={"_csrf_token": "not-a-real-token"})
+    assert stranger.status_code == 403
+
+
+def test_admin_creates_a_community_through_the_form(visitor, client, admin):
+    sign_in(visitor, admin.username)
+    slug = f"web-{uuid.uuid4().hex[:6]}"
+    response = submit(
+        visitor,
+        "/communities/new",
+        "/communities",
+        {"slug": slug, "name": "Gardeners", "color": "#2e7d32"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303 and response.headers["location"] == f"/c/{slug}"
+    assert client.get(f"/api/v1/communities/{slug}").json()["color"] == "#2e7d32"
+    duplicate = submit(visitor, "/communities/new", "/communities", {"slug": slug, "name": "Again"})
+    assert duplicate.status_code == 409 and "already exists" in duplicate.text
+
+
+def test_members_cannot_create_communities(visitor, people):
+    person = people.make("plain")
+    sign_in(visitor, person.username)
+    assert visitor.get("/communities/new").status_code == 403
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(visitor, community):
+    response = visitor.get(f"/c/{community['slug']}/new-guide", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next=/c/{community['slug']}/new-guide"
+
+
+def test_member_writes_previews_edits_and_diffs_a_guide(visitor, client, admin, people, community):
+    member = people.make("writer")
+    join(client, admin, community, member)
+    sign_in(visitor, member.username)
+    new_page = f"/c/{community['slug']}/new-guide"
+    preview = visitor.post(
+        "/preview",
+        data={"_csrf_token": csrf_token(visitor.get(new_page).text), "body_markdown": "# Title\n\n*soft*"},
+        headers=HX,
+    )
+    assert preview.status_code == 200 and "<em>soft</em>" in preview.text and "<html" not in preview.text
+    no_js_preview = submit(
+        visitor,
+        new_page,
+        f"/c/{community['slug']}/guides",
+        {"title": "Compost", "body_markdown": "*soft*", "action": "preview"},
+    )
+    assert "<em>soft</em>" in no_js_preview.text and "Compost" in no_js_preview.text
+    created = submit(
+        visitor,
+        new_page,
+        f"/c/{community['slug']}/guides",
+        {
+            "title": "Compost basics",
+            "body_markdown": "Line one\nLine two",
+            "tags": "soil, compost",
+            "action": "publish",
+        },
+        follow_redirects=False,
+    )
+    assert created.status_code == 303
+    path = created.headers["location"]
+    assert path == f"/c/{community['slug']}/guides/compost-basics"
+    edited = submit(
+        visitor,
+        path + "/edit",
+        path + "/edit",
+        {
+            "title": "Compost basics",
+            "body_markdown": "Line one\nLine 2 changed",
+            "revision": "1",
+            "summary_of_change": "clearer",
+            "action": "publish",
+        },
+        follow_redirects=False,
+    )
+    assert edited.status_code == 303
+    diff = visitor.get(path + "/revisions?from=1&to=2")
+    assert diff.status_code == 200
+    assert _has(diff.text, "del", role="listitem") and _has(diff.text, "ins", role="listitem")
+    assert "Line 2 changed" in diff.text and "Line two" in diff.text
+    assert "<html" not in visitor.get(path + "/revisions?from=1&to=2", headers=HX).text
+
+
+def test_stale_edit_is_a_conflict_that_keeps_the_text(visitor, client, admin, people, community):
+    member = people.make("stale")
+    join(client, admin, community, member)
+    guide = _guide(client, member, community)
+    client.patch(f"/api/v1/guides/{guide['id']}", json={"body_markdown": "someone else"}, headers=member.auth)
+    sign_in(visitor, member.username)
+    path = _path(guide)
+    response = submit(
+        visitor,
+        path + "/edit",
+        path + "/edit",
+        {"title": guide["title"], "body_markdown": "my careful words", "revision": "1", "action": "publish"},
+    )
+    assert response.status_code == 409
+    assert "saved this guide while you were editing" in response.text and "my careful words" in response.text
+    assert client.get(f"/api/v1/guides/{guide['id']}").json()["body_markdown"] == "someone else"
+
+
+def test_drafts_are_visible_only_to_their_author(visitor, client, admin, people, community):
+    member = people.make("drafter")
+    join(client, admin, community, member)
+    sign_in(visitor, member.username)
+    created = submit(
+        visitor,
+        f"/c/{community['slug']}/new-guide",
+        f"/c/{community['slug']}/guides",
+        {"title": "Secret plan", "body_markdown": "shh", "action": "draft"},
+        follow_redirects=False,
+    )
+    path = created.headers["location"]
+    assert "Draft" in visitor.get(path).text
+    with TestClient(app=visitor.app, base_url=str(visitor.base_url)) as stranger:
+        assert stranger.get(path).status_code == 404
+
+
+def test_remote_guides_offer_no_edit(visitor, client, admin, community):
+    guide = _guide(client, admin, community)
+    sign_in(visitor, admin.username)
+    page = visitor.get(_path(guide))
+    assert _has(page.text, "a", href=_path(guide) + "/edit")
+
+
+def test_mentorship_request_and_accept_inline(visitor, web_app, settings, client, admin, people, community):
+    mentor = people.make("mentor")
+    join(client, admin, community, mentor)
+    offer = _offer(client, mentor, community, topics=["gardening"])
+    listing = visitor.get("/mentorship", params={"topic": "gardening", "seats": "true"})
+    assert offer["title"] in listing.text
+    assert offer["title"] not in visitor.get("/mentorship", params={"topic": "gardening", "format": "group"}).text
+    learner = people.make("learner")
+    sign_in(visitor, learner.username)
+    page_url = f"/mentorship/offers/{offer['id']}"
+    asked = submit(visitor, page_url, page_url + "/requests", {"message": "I grow tomatoes"}, follow_redirects=False)
+    assert asked.status_code == 303
+    assert "pending" in visitor.get("/mentorship/requests").text
+    again = submit(visitor, page_url, page_url + "/requests", {"message": "again"})
+    assert "already asked" in again.text
+    with TestClient(app=web_app, base_url=settings.base_url) as mentor_browser:
+        sign_in(mentor_browser, mentor.username)
+        queue = mentor_browser.get("/mentorship/requests")
+        assert "I grow tomatoes" in queue.text
+        request_id = next(
+            a["id"].removeprefix("request-") for t, a in elements(queue.text) if a.get("id", "").startswith("request-")
+        )
+        row = mentor_browser.post(
+            f"/mentorship/requests/{request_id}/accept", data={"_csrf_token": csrf_token(queue.text)}, headers=HX
+        )
+        assert row.status_code == 200 and "accepted" in row.text and "<html" not in row.text
+    assert client.get(f"/api/v1/mentorship/offers/{offer['id']}").json()["seats_taken"] == 1
+
+
+def test_tokens_page_shows_the_secret_once_and_revokes(visitor, client, people):
+    person = people.make("tokens")
+    sign_in(visitor, person.username)
+    created = submit(visitor, "/settings/tokens", "/settings/tokens", {"name": "script", "scope": "read"})
+    assert created.status_code == 200
+    secret = next(a["value"] for t, a in elements(created.text) if a.get("id") == "secret")
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    again = visitor.get("/settings/tokens")
+    assert secret not in again.text and "script" in again.text
+    token_id = client.get("/api/v1/me/tokens", headers={"Authorization": f"Bearer {secret}"}).json()["items"][0]["id"]
+    revoked = submit(visitor, "/settings/tokens", f"/settings/tokens/{token_id}/revoke", {}, follow_redirects=False)
+    assert revoked.status_code == 303
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+
+def test_federation_page_is_for_admins(visitor, admin, people):
+    person = people.make("nosy")
+    sign_in(visitor, person.username)
+    assert visitor.get("/admin/federation").status_code == 403
+    with TestClient(app=visitor.app, base_url=str(visitor.base_url)) as admin_browser:
+        sign_in(admin_browser, admin.username)
+        page = admin_browser.get("/admin/federation")
+        assert page.status_code == 200 and "Federation" in page.text
+
+
+def test_search_finds_guides_by_title_and_keeps_the_query_in_the_url(visitor, client, admin, community):
+    word = f"zucchini{uuid.uuid4().hex[:5]}"
+    guide = _guide(client, admin, community, title=f"Growing {word}")
+    page = visitor.get("/search", params={"q": word})
+    assert page.status_code == 200
+    assert _has(page.text, "input", id="q", value=word)
+    assert guide["title"] in page.text or "index" in page.text
+    fragment = visitor.get("/search", params={"q": word}, headers=HX)
+    assert "<html" not in fragment.text and 'id="results"' in fragment.text
+
+
+def test_logout_ends_the_session(visitor, people):
+    person = people.make("leaver")
+    sign_in(visitor, person.username)
+    response = submit(visitor, "/", "/logout", {}, follow_redirects=False)
+    assert response.status_code == 303
+    assert "Sign in" in visitor.get("/").text

@@ -34,6 +34,7 @@ from server.search.api import SearchController
 from server.search.indexing import Indexer
 from server.settings import Settings
 from server.web import web_config
+from server.web.errors import negotiated
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -107,7 +108,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             "settings": Provide(provide_settings, sync_to_thread=False),
             "principal": Provide(provide_principal),
         },
-        exception_handlers=API_EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=negotiated(API_EXCEPTION_HANDLERS),
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,

@@ -168,13 +168,13 @@ async def instance_actor(request: Request[Any, Any, Any], db: AsyncSession, sett
 async def community_actor(
     ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Response[Any]:
+    if not wants_activitypub(request):
+        from server.web.communities import community_page  # pages import services; keep this module light
+
+        return await community_page(request, db, settings, ref)  # local, or remote as slug@host
     community = await _local_community(db, ref, include_deleted=True)
     if community is None:
         raise not_found("Community")
-    if not wants_activitypub(request):
-        from server.web.communities import community_page
-
-        return await community_page(request, db, settings, community.slug)
     if community.deleted_at is not None:
         return as_response(_tombstone(settings, community.uri, "Group", community.deleted_at), 410)
     return as_response(await _actor(db, settings, mapping.group(community)))
@@ -216,13 +216,13 @@ async def guide_object(
 async def offer_object(
     offer_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Response[Any]:
-    offer = await db.get(MentorshipOffer, offer_id)
-    if offer is None or not offer.local:
-        raise not_found("Mentorship offer")
     if not wants_activitypub(request):
         from server.web.mentorship import offer_page
 
-        return await offer_page(request, db, settings, offer.id)
+        return await offer_page(request, db, settings, offer_id)
+    offer = await db.get(MentorshipOffer, offer_id)
+    if offer is None or not offer.local:
+        raise not_found("Mentorship offer")
     if offer.deleted_at is not None:
         return as_response(_tombstone(settings, offer.uri, "MentorshipOffer", offer.deleted_at), 410)
     return as_response(_with_context(settings, mapping.offer(offer)))

@@ -82,3 +82,26 @@ WEB_EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: _from_http,
     Exception: _unexpected,
 }
+
+
+def wants_html(request: Request[Any, Any, Any]) -> bool:
+    """A browser outside /api/: it gets pages. Scripts and peers keep problem+json."""
+    if request.url.path.startswith("/api/"):
+        return False
+    accept = request.headers.get("accept", "").lower()
+    if "application/activity+json" in accept or "application/ld+json" in accept:
+        return False
+    return "text/html" in accept or bool(request.headers.get("hx-request"))
+
+
+def negotiated(api_handlers: dict[Any, Any]) -> dict[Any, Any]:
+    """App-wide handlers (unknown URLs, the ActivityPub routes) that answer each client in its own format."""
+
+    def pick(api_handler: Any, web_handler: Any) -> Any:
+        def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            return web_handler(request, exc) if wants_html(request) else api_handler(request, exc)
+
+        return handle
+
+    web_for = {ProblemError: _from_problem, HTTPException: _from_http, Exception: _unexpected}
+    return {kind: pick(handler, web_for.get(kind, _unexpected)) for kind, handler in api_handlers.items()}

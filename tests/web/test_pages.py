@@ -365,3 +365,38 @@ def test_logout_ends_the_session(visitor, people):
     response = submit(visitor, "/", "/logout", {}, follow_redirects=False)
     assert response.status_code == 303
     assert "Sign in" in visitor.get("/").text
+
+
+def test_browsers_get_html_errors_and_scripts_get_problems(client):
+    html = client.get("/no/such/page", headers={"Accept": "text/html"})
+    assert html.status_code == 404 and html.headers["content-type"].startswith("text/html")
+    assert "could not find" in html.text
+    api = client.get("/api/v1/no/such", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.headers["content-type"].startswith("application/problem+json")
+    offer = client.get("/mentorship/offers/00000000-0000-0000-0000-000000000000", headers={"Accept": "text/html"})
+    assert offer.status_code == 404 and offer.headers["content-type"].startswith("text/html")
+    peer = client.get("/c/nope", headers={"Accept": "application/activity+json"})
+    assert peer.status_code == 404 and not peer.headers["content-type"].startswith("text/html")
+
+
+def test_remote_community_has_a_page_naming_its_instance(client, settings):
+    import asyncio
+    import uuid as uuid_
+
+    from server.db import create_engine, create_sessionmaker
+    from server.models import Community
+
+    slug = f"weavers-{uuid_.uuid4().hex[:6]}"
+
+    async def add_remote() -> None:
+        engine = create_engine(settings.database_url)
+        async with create_sessionmaker(engine)() as session:
+            uri = f"https://peer.example/c/{slug}"
+            session.add(Community(uri=uri, url=uri, slug=slug, name="Weavers", local=False, instance="peer.example"))
+            await session.commit()
+        await engine.dispose()
+
+    asyncio.run(add_remote())
+    page = client.get(f"/c/{slug}@peer.example", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert "Weavers" in page.text and "peer.example" in page.text

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import msgspec
 from litestar import Controller, get, post
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.security import Principal
 from server.deps import require
 from server.errors import forbidden, not_found
-from server.federation.peers import PeerStatus, peer_statuses
-from server.models import Job, Peer
+from server.federation.peers import PeerStatus, peer_statuses, request_sync
 from server.openapi_docs import problems
 from server.settings import Settings
 
@@ -47,16 +45,8 @@ class FederationController(Controller):
         self, host: str, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> SyncStarted:
         _admin(principal)
-        host = host.lower()
-        if host not in settings.peer_hosts:
-            raise not_found(f"Peer {host!r}")
-        peer = await db.scalar(select(Peer).where(Peer.host == host))
-        if peer is None:
-            peer = Peer(host=host, base_url=settings.peers[settings.peer_hosts.index(host)])
-            db.add(peer)
-        if peer.state != "following":
-            db.add(Job(kind="peer-sync", payload={"host": host}))
-        job = Job(kind="backfill", payload={"host": host, "full": True})
-        db.add(job)
-        await db.commit()
-        return SyncStarted(host=host, job_id=str(job.id))
+        try:
+            job = await request_sync(db, settings, host)
+        except LookupError as exc:
+            raise not_found(f"Peer {host!r}") from exc
+        return SyncStarted(host=host.lower(), job_id=str(job.id))

@@ -249,6 +249,23 @@ class PeerJobs:
         await session.commit()
 
 
+async def request_sync(session: AsyncSession, settings: Settings, host: str) -> Job:
+    """Queue a re-follow (when not following) and a full backfill of a configured peer; the worker does both."""
+    host = host.lower()
+    if host not in settings.peer_hosts:
+        raise LookupError(host)
+    peer = await session.scalar(select(Peer).where(Peer.host == host))
+    if peer is None:
+        peer = Peer(host=host, base_url=settings.peers[settings.peer_hosts.index(host)])
+        session.add(peer)
+    if peer.state != "following":
+        session.add(Job(kind="peer-sync", payload={"host": host}))
+    job = Job(kind="backfill", payload={"host": host, "full": True})
+    session.add(job)
+    await session.commit()
+    return job
+
+
 async def peer_statuses(session: AsyncSession) -> list[PeerStatus]:
     now = utcnow()
     rows = await session.execute(

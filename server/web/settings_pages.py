@@ -7,15 +7,13 @@ from uuid import UUID
 
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.schemas import TokenCreate
 from server.accounts.security import SCOPES
 from server.accounts.service import AccountService
 from server.errors import ProblemError, forbidden, not_found
-from server.federation.peers import peer_statuses
-from server.models import Job, Peer
+from server.federation.peers import peer_statuses, request_sync
 from server.settings import Settings
 from server.web.core import Viewer, current_viewer, flash, page, see_other
 from server.web.errors import SignInRequired
@@ -89,17 +87,10 @@ async def federation(request: Request[Any, Any, Any], db: AsyncSession, settings
 @post("/admin/federation/peers/{host:str}/sync", name="federation_sync")
 async def federation_sync(host: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Redirect:
     await _admin(request, db)
-    host = host.lower()
-    if host not in settings.peer_hosts:
-        raise not_found(f"Peer {host!r}")
-    # The same jobs as POST /api/v1/federation/peers/{host}/sync: re-follow if needed, then a full backfill.
-    peer = await db.scalar(select(Peer).where(Peer.host == host))
-    if peer is None:
-        db.add(Peer(host=host, base_url=settings.peers[settings.peer_hosts.index(host)]))
-    if peer is None or peer.state != "following":
-        db.add(Job(kind="peer-sync", payload={"host": host}))
-    db.add(Job(kind="backfill", payload={"host": host, "full": True}))
-    await db.commit()
+    try:
+        await request_sync(db, settings, host)
+    except LookupError as exc:
+        raise not_found(f"Peer {host!r}") from exc
     flash(request, f"Sync with {host} started; the worker is on it.")
     return see_other("/admin/federation")
 

@@ -14,12 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from slugify import slugify
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import utcnow
 from server.federation import outbox, vocab
 from server.federation.fetch import FetchError
+from server.guides.service import free_slug
 from server.markdown import render, sanitize
 from server.models import Community, DeletedObject, Guide, Job, MentorshipOffer, Peer, User
 from server.refs import key_of
@@ -241,7 +242,7 @@ async def _upsert_guide(ctx: Context, post: vocab.Post) -> str:
         "updated_at": post.updated or post.published or utcnow(),
     }
     if guide is None:
-        slug = await _free_slug(ctx.session, community, post.slug or fields["title"])
+        slug = await free_slug(ctx.session, community, post.slug or fields["title"])
         guide = Guide(
             uri=post.id, community=community, author=author, slug=slug, status="published", local=False,
             instance=ctx.signer_host, created_at=post.published or utcnow(), **fields,
@@ -406,23 +407,6 @@ async def _author_of(ctx: Context, post: vocab.Post) -> User:
     ctx.session.add(user)
     await ctx.session.flush()
     return user
-
-
-async def _free_slug(session: AsyncSession, community: Community, title: str) -> str:
-    base = slugify(title, max_length=100, word_boundary=True) or "guide"
-    taken = set(
-        await session.scalars(
-            select(Guide.slug).where(
-                Guide.community_id == community.id, or_(Guide.slug == base, Guide.slug.like(f"{base}-%"))
-            )
-        )
-    )
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
 
 
 async def _fetch_object(ctx: Context, uri: str) -> vocab.APObject:

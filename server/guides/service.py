@@ -151,7 +151,7 @@ class GuideService:
         title = _clean_title(data.title)
         author = await self.session.get(User, principal.user_id)
         guide_id = new_id()
-        slug = await self._free_slug(community, title)
+        slug = await free_slug(self.session, community, title)
         now = utcnow()
         guide = Guide(
             id=guide_id, uri=f"{self.settings.base_url}/guides/{guide_id}",
@@ -207,22 +207,24 @@ class GuideService:
         await outbox.record(self.session, self.settings, "Delete", guide, public=guide.status == "published")
         await self.session.commit()
 
-    async def _free_slug(self, community: Community, title: str) -> str:
-        base = slugify(title, max_length=100, word_boundary=True) or "guide"
-        taken = set(
-            await self.session.scalars(
-                select(Guide.slug).where(
-                    Guide.community_id == community.id,
-                    or_(Guide.slug == base, Guide.slug.like(f"{base}-%")),
-                )
+
+async def free_slug(session: AsyncSession, community: Community, title: str) -> str:
+    """A slug for the title that no other guide of the community uses: `title`, `title-2`, ..."""
+    base = slugify(title, max_length=100, word_boundary=True) or "guide"
+    taken = set(
+        await session.scalars(
+            select(Guide.slug).where(
+                Guide.community_id == community.id,
+                or_(Guide.slug == base, Guide.slug.like(f"{base}-%")),
             )
         )
-        if base not in taken:
-            return base
-        n = 2
-        while f"{base}-{n}" in taken:
-            n += 1
-        return f"{base}-{n}"
+    )
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
 
 
 def _snapshot(guide: Guide, author_id: UUID, summary_of_change: str) -> GuideRevision:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.federation.test_two_instances import Side, _peer, eventually
+from tests.federation.test_two_instances import Side, _peer
 from tests.support import postgres
 from tests.support.server import KithServer, free_port
+from tests.support.wait import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.federation.test_two_instances import Side, _all, _databases, _peer, eventually
+from tests.federation.test_two_instances import Side, _all, _databases, _peer
 from tests.support.server import KithServer, free_port
+from tests.support.wait import eventually
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

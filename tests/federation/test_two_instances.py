@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 
 from tests.support import postgres
 from tests.support.server import KithServer, free_port
+from tests.support.wait import eventually
 
 DEADLINE = 15.0
 
@@ -39,18 +39,6 @@ class Side:
         response = httpx.post(f"{self.api}{path}", json=body, headers=self.auth, timeout=10)
         assert response.status_code == 201, response.text
         return response.json()
-
-
-def eventually(check: Callable[[], Any], timeout: float = DEADLINE, message: str = "") -> Any:
-    """Poll until `check` returns something truthy; federation is asynchronous by design."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"not true within {timeout} s")
-        time.sleep(0.2)
 
 
 @contextlib.contextmanager

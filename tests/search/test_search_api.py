@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,6 +16,7 @@ from server.app import create_app
 from server.db import create_engine, create_sessionmaker
 from server.search.indexing import index_path, reindex
 from tests.conftest import join
+from tests.support.wait import eventually as wait_until
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +28,7 @@ def live(settings, tmp_path_factory) -> Iterator[TestClient]:
 
 
 def eventually(check, timeout: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        time.sleep(0.05)
+    return wait_until(check, timeout=timeout, interval=0.05)
 
 
 def _search(client, **params):

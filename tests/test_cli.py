@@ -31,3 +31,18 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     bad = _kith(tmp_path, "migrate", KITH_BASE_URL="nonsense")
     assert bad.returncode != 0
     assert "base_url (KITH_BASE_URL)" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_reindex_rebuilds_the_search_index_from_the_database(tmp_path):
+    assert _kith(tmp_path, "migrate").returncode == 0
+    result = _kith(tmp_path, "reindex")
+    assert result.returncode == 0, result.stderr
+    assert "search index rebuilt with 0 entries" in result.stderr
+    assert (tmp_path / "var" / "search" / "CURRENT").exists()
+
+
+def test_peers_status_prints_a_table(tmp_path):
+    assert _kith(tmp_path, "migrate").returncode == 0
+    result = _kith(tmp_path, "peers", "status")
+    assert result.returncode == 0, result.stderr
+    assert "state" in result.stdout and "queue" in result.stdout

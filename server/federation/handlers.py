@@ -22,7 +22,7 @@ from server.federation import outbox, vocab
 from server.federation.fetch import FetchError
 from server.guides.service import free_slug
 from server.markdown import render, sanitize
-from server.models import Community, DeletedObject, Guide, Job, MentorshipOffer, Peer, User
+from server.models import Activity, Community, DeletedObject, Guide, Job, MentorshipOffer, Peer, User
 from server.refs import key_of
 from server.settings import Settings, host_of
 
@@ -113,8 +113,16 @@ async def _accept_or_reject(ctx: Context, activity: vocab.Activity) -> str:
         raise Rejected(f"no peering with {ctx.signer_host}")
     inner = activity.object
     follow_id = inner.id if isinstance(inner, vocab.Activity) else activity.object_id
-    if peer.follow_activity_uri and follow_id != peer.follow_activity_uri:
-        return "ignored answer to an old follow"
+    if follow_id != peer.follow_activity_uri:
+        # Sync retries may have sent several Follows before the first answer came: any of ours counts.
+        ours = await ctx.session.scalar(
+            select(Activity.uri).where(
+                Activity.uri == follow_id, Activity.type == "Follow", Activity.object_uri == peer.actor_uri
+            )
+        )
+        if ours is None:
+            return "ignored answer to a follow we did not send"
+        peer.follow_activity_uri = follow_id
     if activity.type == "Accept":
         was_following = peer.state == "following"
         peer.state = "following"

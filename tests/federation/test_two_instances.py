@@ -91,7 +91,7 @@ def test_peers_follow_each_other(pair):
 def test_backfill_brings_every_old_guide(pair):
     a, b, _ = pair
     total = lambda: len(_all(b, "/guides", origin="remote", community=f"maintainers@{a.server.host}"))  # noqa: E731
-    eventually(lambda: total() == 200, timeout=60, message="B did not backfill 200 guides")
+    eventually(lambda: total() == 200, timeout=120, message="B did not backfill 200 guides")
 
 
 def test_new_guide_appears_on_peer_with_origin_attribution(pair):

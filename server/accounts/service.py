@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import secrets
+import unicodedata
 from datetime import timedelta
 from uuid import UUID
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.schemas import PersonRef, Roles, Token, TokenCreated
@@ -18,14 +21,21 @@ from server.accounts.security import (
     new_token_secret,
     verify_password,
 )
-from server.db import utcnow
+from server.db import new_id, utcnow
 from server.errors import ProblemError, conflict, invalid, not_found
-from server.models import ApiToken, Community, Membership, User
+from server.models import ApiToken, Community, Membership, OIDCIdentity, User
 from server.settings import Settings
 
 USERNAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,31}$")
 # last_used_at is for humans; writing it on every request would turn each read into a write.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def username_from(hint: str) -> str:
+    """A valid username (see USERNAME_RE) close to what a person is called elsewhere; "user" if nothing is left."""
+    text = unicodedata.normalize("NFKD", hint.split("@", 1)[0]).encode("ascii", "ignore").decode().lower()
+    text = re.sub(r"[^a-z0-9_.-]+", "-", text).strip(".-")[:32].rstrip(".-")
+    return text or "user"
 
 
 def person_ref(user: User) -> PersonRef:
@@ -67,6 +77,48 @@ class AccountService:
         if user is None or not verify_password(user.password_hash, password):
             return None
         return user
+
+    async def oidc_user(self, issuer: str, subject: str, *, username_hint: str, display_name: str = "") -> User:
+        """The account linked to this identity at an OpenID provider; on its first sign-in, a new account for it.
+
+        A new account gets a free username near `username_hint` and no password. It is never linked to an existing
+        account by a matching username or email: whoever controls the provider's account would take over the
+        local one.
+        """
+        for _attempt in range(3):
+            user = await self.session.scalar(
+                select(User)
+                .join(OIDCIdentity, OIDCIdentity.user_id == User.id)
+                .where(OIDCIdentity.issuer == issuer, OIDCIdentity.subject == subject, User.local.is_(True))
+            )
+            if user is not None:
+                return user
+            username = await self._free_username(username_from(username_hint))
+            uri = f"{self.settings.base_url}/u/{username}"
+            user = User(
+                id=new_id(), username=username, instance=self.settings.host,
+                display_name=(display_name.strip() or username)[:100], password_hash=None, is_admin=False,
+                local=True, uri=uri, url=uri,
+            )  # fmt: skip
+            self.session.add(user)
+            self.session.add(OIDCIdentity(user_id=user.id, issuer=issuer, subject=subject))
+            try:
+                await self.session.commit()
+            except IntegrityError:
+                # A concurrent first sign-in took the identity or the username: look again.
+                await self.session.rollback()
+                continue
+            return user
+        raise conflict("Could not create an account for this sign-in; please try again.")
+
+    async def _free_username(self, base: str) -> str:
+        for number in range(1, 20):
+            suffix = "" if number == 1 else f"-{number}"
+            candidate = base[: 32 - len(suffix)] + suffix
+            if await self.local_user(candidate) is None:
+                return candidate
+        suffix = f"-{secrets.token_hex(4)}"
+        return base[: 32 - len(suffix)] + suffix
 
     async def has_users(self) -> bool:
         return await self.session.scalar(select(User.id).where(User.local.is_(True)).limit(1)) is not None

@@ -5,6 +5,7 @@ from server.models.communities import Community
 from server.models.federation import Activity, ActorKey, DeletedObject, Delivery, InboxItem, Job, Peer
 from server.models.guides import Guide, GuideRevision
 from server.models.mentorship import MentorshipOffer, MentorshipRequest
+from server.models.oidc import OIDCIdentity
 
 __all__ = [
     "Activity",
@@ -20,6 +21,7 @@ __all__ = [
     "Membership",
     "MentorshipOffer",
     "MentorshipRequest",
+    "OIDCIdentity",
     "Peer",
     "User",
 ]

@@ -22,6 +22,7 @@ from server.web.errors import WEB_EXCEPTION_HANDLERS
 from server.web.filters import register_filters
 from server.web.guides import guide_handlers
 from server.web.mentorship import mentorship_handlers
+from server.web.oidc import oidc_handlers
 from server.web.search import search_handlers
 from server.web.settings_pages import settings_handlers
 
@@ -52,6 +53,7 @@ web_router = Router(
         *mentorship_handlers,
         *search_handlers,
         *auth_handlers,
+        *oidc_handlers,
         *settings_handlers,
     ],
     exception_handlers=WEB_EXCEPTION_HANDLERS,

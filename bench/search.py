@@ -1,0 +1,429 @@
+"""Search at scale (issue 4): index build rate, endpoint latency against raw in-process search, server memory.
+
+A benchmark, not a test. It
+
+  1. generates N realistic guides (default 100,000) from a seeded, deterministic word list of ~5,000
+     English-like words drawn with a Zipf distribution: titles of 3-8 words, a one-sentence summary, bodies
+     of 150-400 words in sentences and paragraphs, 1-3 tags, 40 communities, a fifth of them from peers;
+  2. builds the index with `server.search.rebuild` straight from SearchDocuments (docs/s);
+  3. starts a real `kith serve --no-worker` process whose data dir holds that index (the web process only
+     reads the index; `--no-worker` keeps the Indexer from rebuilding it from the empty database), and sends
+     300 two-word queries drawn from the same Zipf list to GET /api/v1/search at a steady 20 requests/s
+     (open loop: each request leaves at its scheduled time whatever the others do, and its latency counts
+     from that time), after a warm-up;
+  4. runs the same 300 queries through a raw in-process `SearchService(path).search(...)`, paced the same
+     way, as the baseline, and prints endpoint p95 / raw p95;
+  5. reads the server process's peak RSS (VmHWM in /proc/<pid>/status) after the run.
+
+Targets: endpoint p95 <= 15 ms, endpoint p95 / raw p95 <= 1.5, peak RSS <= 300 MB.
+
+Everything listens on and talks to 127.0.0.1 only; the temp data dir and the server process are removed on
+the way out.
+
+    .venv/bin/python bench/search.py                 # 100,000 guides (on 2 shared cores: 25+ minutes to build)
+    .venv/bin/python bench/search.py --docs 20000    # about 11 minutes there
+    .venv/bin/python bench/search.py --docs 2000     # a smoke run
+    .venv/bin/python bench/search.py --profile       # afterwards, cProfile 100 raw searches and print the top
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import random
+import statistics
+import string
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import accumulate
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make the project's `server` and `tests.support` importable
+
+from server.search import SearchDocument, SearchService, rebuild  # noqa: E402
+from tests.support.server import KithServer  # noqa: E402
+
+SEED = 4
+VOCABULARY = 5_000
+ZIPF_S = 1.0
+_TABLE_BITS = 20
+_TABLE_SIZE = 2**_TABLE_BITS
+QUERIES = 300
+RATE = 20.0  # requests per second
+WARMUP = 30
+TARGET_P95_MS = 15.0
+TARGET_RATIO = 1.5
+TARGET_RSS_MB = 300.0
+REQUEST_TIMEOUT = 120.0
+LOCAL_HOST = "kith.bench.example"
+PEER_HOSTS = ("peer-one.example", "peer-two.example", "peer-three.example", "peer-four.example")
+
+# -- the corpus ---------------------------------------------------------------------------------------------
+
+
+def _parts(text: str) -> list[str]:
+    return text.split(" ")
+
+
+_ONSETS = _parts(
+    "b bl br c ch cl cr d dr f fl fr g gl gr h j k l m n p pl pr qu r s sc sh sk sl sm sn sp st str sw t th tr "
+    "v w wh y z"
+)
+_VOWELS = _parts("a e i o u a e i o ai ea ee ie oa oo ou")
+_CODAS = _parts("- - - - b ck d ft g l ld lk ll lt m mp n nd ng nk nt p r rd rk rm rn rt s sk sp ss st t th x")
+# Words the query language or the analyzer treats specially: Whoosh's English stop words and operators.
+_RESERVED = {
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "for", "from", "have", "if", "in", "is", "it",
+    "may", "not", "of", "on", "or", "tbd", "that", "the", "this", "to", "us", "we", "when", "will", "with",
+    "yet", "you", "your", "near",
+}  # fmt: skip
+
+
+class Corpus:
+    """A deterministic vocabulary ranked by frequency (short words first, as in real text), drawn Zipf-wise."""
+
+    def __init__(self, seed: int = SEED, size: int = VOCABULARY, s: float = ZIPF_S) -> None:
+        rng = random.Random(seed)
+        words: dict[str, float] = {}
+        while len(words) < size:
+            syllables = rng.choices((1, 2, 3), weights=(35, 48, 17))[0]
+            word = "".join(
+                rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS).strip("-") for _ in range(syllables)
+            )
+            if len(word) >= 3 and word not in _RESERVED and word not in words:
+                words[word] = len(word) + rng.uniform(0, 6)  # frequent words tend to be short
+        self.words = sorted(words, key=words.__getitem__)
+        # Inverse CDF sampled on 2**20 points: one table lookup per word instead of a bisect (the rarest word,
+        # p ~ 2e-5, still gets ~20 slots), so 30 million draws take seconds.
+        cumulative = list(accumulate(1.0 / rank**s for rank in range(1, size + 1)))
+        slots = [round(c / cumulative[-1] * _TABLE_SIZE) for c in cumulative]
+        self._table = [w for w, lo, hi in zip(self.words, [0, *slots], slots, strict=False) for _ in range(hi - lo)]
+        assert len(self._table) == _TABLE_SIZE
+        self.tags = self.words[40:440:2]  # 200 tags of middling frequency
+        self.communities = [f"{a}-{b}" for a, b in zip(self.words[100:140], self.words[600:640], strict=True)]
+
+    def draw(self, rng: random.Random, k: int) -> list[str]:
+        table, bits = self._table, rng.getrandbits
+        return [table[bits(_TABLE_BITS)] for _ in range(k)]
+
+    def sentence(self, rng: random.Random, low: int, high: int) -> str:
+        words = self.draw(rng, rng.randint(low, high))
+        return words[0].capitalize() + " " + " ".join(words[1:]) + "."
+
+    def title(self, rng: random.Random) -> str:
+        words = self.draw(rng, rng.randint(3, 8))
+        return " ".join([words[0].capitalize(), *words[1:]])
+
+    def body(self, rng: random.Random) -> str:
+        """150-400 words in sentences of 6-18 words and paragraphs of 3-6 sentences (plain text, one line each)."""
+        words = self.draw(rng, rng.randint(150, 400))
+        paragraphs: list[str] = []
+        at = 0
+        while at < len(words):
+            sentences: list[str] = []
+            for _ in range(rng.randint(3, 6)):
+                if at >= len(words):
+                    break
+                n = rng.randint(6, 18)
+                sentences.append(" ".join([words[at].capitalize(), *words[at + 1 : at + n]]) + ".")
+                at += n
+            paragraphs.append(" ".join(sentences))
+        return "\n".join(paragraphs)
+
+    def markdown_body(self, rng: random.Random) -> str:
+        """The same kind of body as markdown, with a heading, some emphasis and a list, as guides are written."""
+        paragraphs = self.body(rng).split("\n")
+        heading = " ".join(self.draw(rng, rng.randint(2, 4))).capitalize()
+        parts = [f"## {heading}", *paragraphs]
+        if len(paragraphs) > 2:
+            words = paragraphs[1].split(" ")
+            words[1] = f"*{words[1]}*"
+            parts[2] = " ".join(words)
+            items = paragraphs[-1].rstrip(".").split(". ")
+            parts[-1] = "\n".join(f"- {item}" for item in items)
+        return "\n\n".join(parts)
+
+    def query(self, rng: random.Random) -> str:
+        first, second = self.draw(rng, 1)[0], self.draw(rng, 1)[0]
+        while second == first:
+            second = self.draw(rng, 1)[0]
+        return f"{first} {second}"
+
+
+def documents(corpus: Corpus, count: int, seed: int = SEED) -> Iterator[SearchDocument]:
+    rng = random.Random(seed + 1)
+    epoch = datetime(2023, 1, 1, tzinfo=UTC)
+    for n in range(count):
+        community = corpus.communities[min(int(rng.paretovariate(1.2)) - 1, len(corpus.communities) - 1)]
+        remote = rng.random() < 0.2
+        instance = rng.choice(PEER_HOSTS) if remote else LOCAL_HOST
+        created = epoch + timedelta(seconds=rng.randint(0, 3 * 365 * 86_400))
+        title = corpus.title(rng)
+        slug = "-".join(title.lower().split()) + f"-{n}"
+        yield SearchDocument(
+            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            type="guide",
+            title=title,
+            url=f"https://{instance}/c/{community}/guides/{slug}",
+            community=f"{community}@{instance}" if remote else community,
+            community_name=community.replace("-", " ").title(),
+            instance=instance,
+            origin="remote" if remote else "local",
+            created_at=created,
+            updated_at=created + timedelta(seconds=rng.randint(0, 90 * 86_400)),
+            summary=corpus.sentence(rng, 8, 20),
+            body=corpus.body(rng),
+            tags=sorted(set(rng.sample(corpus.tags, rng.randint(1, 3)))),
+            status="published",
+            author="".join(rng.choices(string.ascii_lowercase, k=6)),
+        )
+
+
+# -- measuring ----------------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile, in the values' unit."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))]
+
+
+def describe(latencies: Sequence[float]) -> str:
+    ms = [x * 1000 for x in latencies]
+    return (
+        f"p50 {percentile(ms, 50):7.1f} ms   p95 {percentile(ms, 95):7.1f} ms   p99 {percentile(ms, 99):7.1f} ms   "
+        f"max {max(ms):7.1f} ms   mean {statistics.fmean(ms):7.1f} ms"
+    )
+
+
+async def endpoint_latencies(
+    base_url: str, queries: Sequence[str], warmup: Sequence[str]
+) -> tuple[list[float], list[int]]:
+    """Open-loop: request i leaves at start + i/RATE; latency is from that scheduled time to the full answer."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT, trust_env=False) as api:
+        for q in warmup:  # opens the connection, the server's searcher pool and its facet tables
+            (await api.get("/api/v1/search", params={"q": q})).raise_for_status()
+        latencies: list[float] = [0.0] * len(queries)
+        totals: list[int] = [0] * len(queries)
+
+        async def one(i: int, scheduled: float) -> None:
+            response = await api.get("/api/v1/search", params={"q": queries[i]})
+            latencies[i] = time.perf_counter() - scheduled
+            if response.status_code != 200:
+                raise RuntimeError(f"q={queries[i]!r}: {response.status_code} {response.text[:300]}")
+            totals[i] = response.json()["total"]
+
+        start = time.perf_counter() + 0.05
+        tasks = []
+        for i in range(len(queries)):
+            scheduled = start + i / RATE
+            await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(i, scheduled)))
+        await asyncio.gather(*tasks)
+    return latencies, totals
+
+
+def raw_latencies(
+    service: SearchService, queries: Sequence[str], warmup: Sequence[str]
+) -> tuple[list[float], list[int]]:
+    """The same queries straight through SearchService.search in this process, paced at the same rate."""
+    for q in warmup:
+        service.search(q)
+    latencies: list[float] = []
+    totals: list[int] = []
+    start = time.perf_counter() + 0.05
+    for i, q in enumerate(queries):
+        scheduled = start + i / RATE
+        time.sleep(max(0.0, scheduled - time.perf_counter()))
+        began = time.perf_counter()
+        results = service.search(q)
+        latencies.append(time.perf_counter() - max(began, scheduled))
+        totals.append(results.total)
+    return latencies, totals
+
+
+def profile_raw(index: Path, queries: Sequence[str]) -> None:
+    """cProfile a separate, unpaced pass of raw searches (the measured passes run without a profiler)."""
+    service = SearchService(index)
+    try:
+        for q in queries[:5]:
+            service.search(q)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for q in queries:
+            service.search(q)
+        profiler.disable()
+    finally:
+        service.close()
+    for order, title in (("cumulative", "cumulative"), ("tottime", "own time")):
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(30)
+        print(f"\ncProfile of {len(queries)} raw searches ({title}):\n{out.getvalue()}")
+
+
+def proc_status(pid: int, field: str) -> float | None:
+    """A kB field of /proc/<pid>/status, in MB; None where /proc is not available."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def directory_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def build_index(path: Path, corpus: Corpus, count: int) -> float:
+    """Generate the documents, then index them; returns indexing docs/s (generation excluded)."""
+    started = time.perf_counter()
+    docs = list(documents(corpus, count))
+    words = sum(len(d.body.split()) + len(d.title.split()) + len(d.summary.split()) for d in docs)
+    print(f"  generated {count:,} guides ({words / count:.0f} words each on average) "
+          f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+    step = max(count // 10, 1)
+    started = time.perf_counter()
+
+    def progress(n: int) -> None:
+        if n % step == 0:
+            print(f"    {n:>7,} indexed  {time.perf_counter() - started:6.1f} s", flush=True)
+
+    indexed = rebuild(path, iter(docs), progress)
+    seconds = time.perf_counter() - started
+    assert indexed == count, (indexed, count)
+    del docs
+    rate = count / seconds
+    print(f"  rebuild: {count:,} docs in {seconds:.1f} s = {rate:,.0f} docs/s "
+          f"(index on disk: {directory_mb(path):.0f} MB)", flush=True)  # fmt: skip
+    return rate
+
+
+async def run(count: int, profile: bool) -> int:
+    corpus = Corpus()
+    qrng = random.Random(SEED + 2)
+    queries = [corpus.query(qrng) for _ in range(QUERIES)]
+    warmup = [corpus.query(qrng) for _ in range(WARMUP)]
+    print(f"search bench: {count:,} guides, vocabulary {len(corpus.words):,} words (Zipf s={ZIPF_S}), "
+          f"{QUERIES} two-word queries at {RATE:.0f}/s after {WARMUP} warm-up; load average {load_average()}",
+          flush=True)  # fmt: skip
+    server = KithServer(worker=False, startup_timeout=60.0)  # owns a temp data dir, removed by close()
+    try:
+        index = server.data_dir / "search"
+        build_rate = build_index(index, corpus, count)
+
+        # The baseline first: the same searches in this process, no HTTP, no server running.
+        service = SearchService(index)
+        raw, raw_totals = raw_latencies(service, queries, warmup)
+        service.close()
+        del service
+        print(f"  raw SearchService.search   {describe(raw)}", flush=True)
+
+        server.start()  # kith migrate, kith serve --no-worker, wait for /readyz
+        assert server.pid is not None
+        print(f"  kith serve --no-worker on {server.base_url} (pid {server.pid}), "
+              f"RSS at start {proc_status(server.pid, 'VmRSS') or 0:.0f} MB", flush=True)  # fmt: skip
+        cpu_before, wall_before = cpu_seconds(server.pid), time.perf_counter()
+        endpoint, totals = await endpoint_latencies(server.base_url, queries, warmup)
+        wall = time.perf_counter() - wall_before
+        cpu_after = cpu_seconds(server.pid)
+        memory = {field: proc_status(server.pid, field) for field in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
+        print(f"  GET /api/v1/search         {describe(endpoint)}", flush=True)
+        if totals != raw_totals:
+            print("  WARNING: the endpoint and the raw search disagree on some totals", flush=True)
+        server.stop()
+        if profile:
+            profile_raw(index, queries[:100])
+    finally:
+        server.close()
+    report(count, build_rate, raw, endpoint, totals, wall, cpu_before, cpu_after, memory)
+    return 0
+
+
+def report(
+    count: int,
+    build_rate: float,
+    raw: Sequence[float],
+    endpoint: Sequence[float],
+    totals: Sequence[int],
+    wall: float,
+    cpu_before: float | None,
+    cpu_after: float | None,
+    memory: dict[str, float | None],
+) -> None:
+    p95_endpoint, p95_raw = percentile(endpoint, 95) * 1000, percentile(raw, 95) * 1000
+    ratio = p95_endpoint / p95_raw
+    mean_raw = statistics.fmean(raw) * 1000
+    print(f"\n{count:,} guides; load average now {load_average()}")
+    print(f"queries with hits: {sum(1 for t in totals if t > 0)}/{len(totals)}; matches per query: "
+          f"median {statistics.median(totals):,.0f}, max {max(totals):,}")  # fmt: skip
+    print(f"raw mean search time {mean_raw:.0f} ms: one core (Whoosh holds the GIL) serves at most "
+          f"{1000 / mean_raw:.1f} searches/s against the {RATE:.0f}/s offered")  # fmt: skip
+    print(f"the endpoint answered {len(endpoint)} requests in {wall:.1f} s ({len(endpoint) / wall:.1f}/s)", end="")
+    if cpu_before is not None and cpu_after is not None:
+        print(f", server CPU {(cpu_after - cpu_before) / wall:.2f} cores", end="")
+    print()
+    peak, rss, anon, mapped = (memory[k] for k in ("VmHWM", "VmRSS", "RssAnon", "RssFile"))
+    if rss is not None:
+        print(f"server RSS after the run {rss:.0f} MB (anonymous {anon or 0:.0f} MB, file-backed {mapped or 0:.0f} MB)")
+    rows = [
+        ("index build (server.search.rebuild)", f"{build_rate:,.0f} docs/s", ""),
+        ("raw SearchService p50 / p95", f"{percentile(raw, 50) * 1000:,.1f} / {p95_raw:,.1f} ms", ""),
+        ("GET /api/v1/search p50 / p95", f"{percentile(endpoint, 50) * 1000:,.1f} / {p95_endpoint:,.1f} ms", ""),
+        (f"endpoint p95 <= {TARGET_P95_MS:.0f} ms", f"{p95_endpoint:,.1f} ms", verdict(p95_endpoint <= TARGET_P95_MS)),
+        (f"endpoint p95 / raw p95 <= {TARGET_RATIO}", f"{ratio:,.2f}x", verdict(ratio <= TARGET_RATIO)),
+        (
+            f"server peak RSS (VmHWM) <= {TARGET_RSS_MB:.0f} MB",
+            f"{peak:,.0f} MB" if peak is not None else "/proc n/a",
+            verdict(peak is not None and peak <= TARGET_RSS_MB),
+        ),
+    ]
+    for name, value, result in rows:
+        print(f"{name:<38} {value:>24}  {result}")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--docs", type=int, default=100_000, help="guides to index (default 100000)")
+    parser.add_argument(
+        "--profile", action="store_true", help="after measuring, cProfile 100 raw searches and print the top"
+    )
+    args = parser.parse_args(argv)
+    if args.docs < 1:
+        parser.error("--docs must be positive")
+    sys.exit(asyncio.run(run(args.docs, args.profile)))
+
+
+if __name__ == "__main__":
+    main()

@@ -29,6 +29,10 @@ def _configure(connection: Connection) -> None:
 async def _run_async(url: str) -> None:
     engine = create_engine(url)
     async with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch mode rebuilds tables that other rows point at; SQLite must not enforce keys meanwhile.
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
         await connection.run_sync(_configure)
     await engine.dispose()
 

@@ -154,6 +154,8 @@ __all__ = ["API_EXCEPTION_HANDLERS", "MediaType", "Problem", "ProblemError"]
 
 async def reject_nul_characters(request: Request[Any, Any, Any]) -> None:
     """PostgreSQL cannot store NUL in text, and no honest input needs it: refuse it before any query runs."""
+    if "\x00" in request.url.path:
+        raise ProblemError(404, "No such resource.")
     if not request.url.path.startswith("/api/"):
         return
     if b"%00" in request.scope.get("query_string", b"").lower():

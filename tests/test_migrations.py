@@ -57,3 +57,40 @@ def test_readyz_is_503_until_migrated(empty_database: str, tmp_path) -> None:
     migrate.upgrade(empty_database)
     with TestClient(app=create_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
+
+
+def test_migrations_upgrade_a_database_that_holds_data(empty_database: str) -> None:
+    """Batch-mode table rebuilds on SQLite must not trip over foreign keys of existing rows."""
+    import uuid
+
+    from sqlalchemy import text
+
+    migrate.upgrade(empty_database, "0002")
+
+    async def seed() -> None:
+        engine = create_engine(empty_database)
+        community_id, user_id = uuid.uuid4(), uuid.uuid4()
+        hex_ = (lambda u: u.hex) if empty_database.startswith("sqlite") else (lambda u: str(u))
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("INSERT INTO users (id, username, instance, display_name, is_admin, local, uri, url, created_at, "
+                     "updated_at) VALUES (:id, 'ada', 'h', 'Ada', false, true, 'http://h/u/ada', 'http://h/u/ada', "
+                     "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"id": hex_(user_id)})  # fmt: skip
+            await connection.execute(
+                text("INSERT INTO communities (id, uri, url, slug, name, description, color, links, local, instance, "
+                     "created_at, updated_at) VALUES (:id, 'http://h/c/x', 'http://h/c/x', 'x', 'X', '', '#000000', "
+                     "'[]', true, 'h', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"), {"id": hex_(community_id)})  # fmt: skip
+            await connection.execute(
+                text("INSERT INTO guides (id, uri, url, community_id, author_id, slug, title, summary, body_markdown, "
+                     "body_html, tags, tags_key, license, status, revision, local, instance, created_at, updated_at) "
+                     "VALUES (:id, 'http://h/g/1', 'http://h/g/1', :c, :u, 'g', 'G', '', 'b', '<p>b</p>', '[]', '|', "
+                     "'CC-BY-4.0', 'published', 1, true, 'h', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                {"id": hex_(uuid.uuid4()), "c": hex_(community_id), "u": hex_(user_id)},
+            )  # fmt: skip
+        await engine.dispose()
+
+    asyncio.run(seed())
+    migrate.upgrade(empty_database)
+    migrate.downgrade(empty_database, "0002")
+    migrate.upgrade(empty_database)
+    assert _drift(empty_database) == []

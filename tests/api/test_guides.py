@@ -190,3 +190,10 @@ def test_nul_characters_are_refused_before_reaching_the_database(client, admin, 
     assert response.status_code == 422
     assert client.get("/api/v1/guides?community=a%00b").status_code == 422
     assert client.get("/api/v1/guides?tag=%00").status_code == 422
+
+
+def test_nul_in_a_path_is_not_found_not_a_server_error(client):
+    assert client.get("/api/v1/communities/se%00ed").status_code == 404
+    assert client.get("/api/v1/communities/seed/members/ad%00min").status_code in (404, 405)
+    assert client.get("/c/se%00ed", headers={"Accept": "application/activity+json"}).status_code == 404
+    assert client.get("/u/ad%00min", headers={"Accept": "application/activity+json"}).status_code == 404

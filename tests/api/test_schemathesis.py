@@ -41,6 +41,14 @@ CHECKS = [
 # Small enough for both backends to finish in well under three minutes on two cores.
 MAX_EXAMPLES = 12
 SEED = 20250101
+# Each case is a real HTTP round trip, so Hypothesis's per-example deadline and speed checks do not apply.
+SETTINGS = hypothesis.settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ def _seed(server: KithServer) -> Seed:
         )
         offer_body = {"title": "Pairing", "description_markdown": "Let us pair.", "topics": ["python"]}
         offer_body |= {"format": "one_to_one", "capacity": 2}
-        offer, doomed_offer = (_post(api, "/communities/seed/mentorship/offers", offer_body, mentor) for _ in "ab")
+        offer, doomed_offer = (_post(api, "/communities/seed/mentorship/offers", offer_body, mentor) for _ in range(2))
         request = _post(api, f"/mentorship/offers/{offer['id']}/requests", {"message": "May I join?"}, admin)
         spare = _post(api, "/me/tokens", {"name": "spare", "scope": "read"}, admin)
     return Seed(
@@ -164,25 +172,13 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
 
 
 @schema.parametrize()
-@hypothesis.settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+@SETTINGS
 def test_api_as_admin(case: schemathesis.Case, target: Target) -> None:
     case.call_and_validate(base_url=target.server.base_url, headers=target.auth, checks=CHECKS, timeout=30)
 
 
 @schema.include(method="GET").parametrize()
-@hypothesis.settings(
-    max_examples=MAX_EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+@SETTINGS
 def test_reads_anonymously(case: schemathesis.Case, target: Target) -> None:
     """Without a token: public reads answer, protected ones say 401 in the documented shape."""
     case.call_and_validate(base_url=target.server.base_url, checks=CHECKS, timeout=30)

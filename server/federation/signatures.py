@@ -70,7 +70,7 @@ def host_of(url: str) -> str:
 
 # Every signed request asks this of its keyId, and every delivery of its target; the same
 # few URLs come back again and again. A bad URL raises and so is never cached.
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=256)
 def _host_of(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -335,7 +335,9 @@ async def verify_request(
         _check_host(request, expected_host)
     _check_freshness(signature, request, time.time() if now is None else now.timestamp(), max_skew)
     _check_digests(signature, request, body)
-    await _check_key(signature, get_public_key)
+    pem = await get_public_key(signature.key_id, refresh=False)
+    if pem is None or not _signed_by(signature, pem):
+        await _check_refreshed_key(signature, get_public_key, pem)
     return _verified(signature.key_id, signature.scheme)
 
 
@@ -500,12 +502,11 @@ def _content_digest_values(request: _Request) -> Iterator[tuple[str, bytes]]:
         yield algorithm, value if isinstance(value, bytes) else b""
 
 
-async def _check_key(signature: _Signature, get_public_key: PublicKeyGetter) -> None:
-    pem = await get_public_key(signature.key_id, refresh=False)
+async def _check_refreshed_key(signature: _Signature, get_public_key: PublicKeyGetter, pem: str | None) -> None:
+    """The key `get_public_key` gave without a refresh, `pem`, is missing or did not verify the
+    signature: reject it, or accept it if a refreshed key verifies it."""
     if pem is None:
         raise SignatureError(f"unknown key {signature.key_id}: no public key could be obtained")
-    if _signed_by(signature, pem):
-        return
     # The sender may have rotated its key since we cached it: fetch it once more.
     fresh = await get_public_key(signature.key_id, refresh=True)
     if fresh is not None and fresh != pem and _signed_by(signature, fresh):
@@ -573,10 +574,10 @@ def _parse_cavage_usual(value: str, request: _Request) -> _Signature | None:
         return None
     signature = _b64decode(encoded)
     try:
-        if parsed.template is None or parsed.values is None:
-            raise KeyError
-        values = parsed.values(request.headers)
-    except KeyError:  # not the usual names, or a signed header is missing (which this reports)
+        values = None if parsed.values is None else parsed.values(request.headers)
+    except KeyError:  # a signed header is missing: _cavage_base says which
+        values = None
+    if parsed.template is None or values is None:
         message = _cavage_base(parsed.names, request, parsed.params)
     else:
         message = parsed.template % (f"{request.method.lower()} {request.target}", *values)
@@ -612,7 +613,7 @@ def _cavage_head(head: str) -> _CavageHead | None:
     # `head` is all of the header before `,signature="`; its parameters followed by that one are
     # the parameters of the whole header, unless it ends in a comma (`,,` is malformed) or has a
     # signature parameter of its own (to keep the last-one-wins rule in one place).
-    if not head or head.endswith(",") or head.rstrip().endswith(","):
+    if not head or head.rstrip().endswith(","):
         return None
     try:
         params = _cavage_params(head)

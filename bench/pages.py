@@ -1,0 +1,423 @@
+"""Throughput of the HTML pages against a bare Litestar endpoint served the same way. A benchmark, not a test.
+
+Starts Kith as `make run` does (`kith migrate`, then `kith serve`: one uvicorn worker, SQLite, background
+worker on) and seeds 20 communities and 10,000 guides, by the fastest path measured: the communities and
+the first 500 guides through the API (timed, for guide creations/s), the rest through the service layer
+in-process while the server is stopped (timed too; no HTTP, no token checks, no worker competing). After
+the restart it waits for the background worker to finish indexing them for search, so that indexing does
+not share the server's CPU with the measurements. Then, with 16 concurrent keep-alive connections sending
+a browser's Accept header (`text/html,...`) and keeping the cookies they are given, as a returning
+anonymous visitor does, it sends a fixed number of requests after a warm-up to:
+
+  - GET /                               (the home page)
+  - GET /c/{slug}                       (a community page, cycling through the 20 communities)
+  - GET /c/{slug}/guides/{guide-slug}   (a guide page, cycling through 1,000 guides)
+  - GET /bare                           (a one-route Litestar JSON app under uvicorn with the same settings,
+                                         in its own process, measured in the same run)
+
+and prints each page's requests/s divided by /bare's, with PASS or MISS against the target (>= 0.15), and
+the same ratio by server CPU per request, which other load on the machine moves far less. The client is
+a minimal raw-socket HTTP/1.1 one (httpx costs more CPU per request than the bare endpoint does, so it
+would measure the client).
+
+Everything listens on and talks to 127.0.0.1 only; temp dirs and processes are removed on the way out.
+Exits 1 if a page misses the target.
+
+    .venv/bin/python bench/pages.py            # 10,000 guides, 2,000 requests per page
+    .venv/bin/python bench/pages.py --quick    # 1,000 guides, 300 requests per page, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make the project's `server` and `tests.support` importable
+
+from tests.support.server import LOOPBACK, KithServer, free_port  # noqa: E402
+
+TARGET = 0.15
+CONCURRENCY = 16
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+READY_TIMEOUT = 20.0
+INDEX_TIMEOUT = 900.0
+REQUEST_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    communities: int = 20
+    guides: int = 10_000
+    api_creations: int = 500
+    warmup: int = 200
+    requests: int = 2_000
+    guide_pages: int = 1_000
+
+
+QUICK = Plan(guides=1_000, api_creations=200, warmup=50, requests=300, guide_pages=200)
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    bytes_per_response: float
+    server_cpu: float | None  # cores the server process used while it was measured
+    client_cpu: float  # cores this process (the load generator) used meanwhile
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def server_ms(self) -> float | None:
+        """Server CPU per request: unlike req/s, it barely moves when other work shares the machine."""
+        return None if self.server_cpu is None else self.server_cpu / self.rate * 1000
+
+    def line(self) -> str:
+        p50 = statistics.median(self.latencies) * 1000
+        p99 = statistics.quantiles(self.latencies, n=100)[98] * 1000
+        server = f"{self.server_cpu:4.2f}" if self.server_cpu is not None else "   ?"
+        per_request = f"{self.server_ms:6.2f}" if self.server_ms is not None else "     ?"
+        return (
+            f"  {self.name:<34} {self.rate:>6.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
+            f"{self.bytes_per_response / 1024:5.1f} KiB   CPU: server {server} ({per_request} ms/req), "
+            f"client {self.client_cpu:4.2f}"
+        )
+
+
+# -- the client: one keep-alive connection each -------------------------------------------------------------
+
+
+class BrowserConnection:
+    """A keep-alive HTTP/1.1 GET over asyncio streams with a browser's Accept header, reading the status line
+    and a Content-Length body, and sending back the cookies the server set (as a returning visitor does)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.authority = base_url.removeprefix("http://")
+        host, _, port = self.authority.partition(":")
+        self.address = (host, int(port))
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.cookies: dict[str, str] = {}
+        self.received = 0
+
+    async def get(self, path: str) -> int:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(*self.address)
+        reader, writer = self.streams
+        cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.authority}\r\nAccept: {BROWSER_ACCEPT}\r\n"
+        writer.write((request + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n").encode())
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        headers: dict[str, str] = {}
+        for line in head.split("\r\n")[1:]:
+            name, colon, value = line.partition(":")
+            if not colon:
+                continue
+            name, value = name.strip().lower(), value.strip()
+            if name == "set-cookie":
+                pair = value.split(";", 1)[0]
+                cookie_name, _, cookie_value = pair.partition("=")
+                self.cookies[cookie_name.strip()] = cookie_value.strip()
+            headers[name] = value
+        if "content-length" not in headers:
+            raise RuntimeError(f"GET {path}: no Content-Length; this client reads only sized bodies")
+        length = int(headers["content-length"])
+        await reader.readexactly(length)
+        self.received += length
+        if headers.get("connection", "").lower() == "close":
+            await self.aclose()
+        return int(head[9:12])
+
+    async def aclose(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+# -- load generation ----------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User+system CPU time of a process, from /proc (Linux); None where that is not available."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(connections: Sequence[BrowserConnection], total: int, path_for: Callable[[int], str]) -> list[float]:
+    """Send `total` GETs, the connections taking turns from one counter; every answer must be a 200."""
+    counter = itertools.count()
+    latencies: list[float] = []
+
+    async def loop(connection: BrowserConnection) -> None:
+        while (index := next(counter)) < total:
+            path = path_for(index)
+            started = time.perf_counter()
+            status = await asyncio.wait_for(connection.get(path), REQUEST_TIMEOUT)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                raise RuntimeError(f"GET {path}: {status}")
+
+    await asyncio.gather(*(loop(connection) for connection in connections))
+    return latencies
+
+
+async def measure(name: str, base_url: str, pid: int, plan: Plan, path_for: Callable[[int], str]) -> Result:
+    connections = [BrowserConnection(base_url) for _ in range(CONCURRENCY)]
+    try:
+        await drive(connections, plan.warmup, path_for)  # connections open, cookies set, caches warm
+        received_before = sum(connection.received for connection in connections)
+        cpu_before, client_before, started = cpu_seconds(pid), time.process_time(), time.perf_counter()
+        latencies = await drive(connections, plan.requests, path_for)
+        seconds, cpu_after, client_after = time.perf_counter() - started, cpu_seconds(pid), time.process_time()
+        received = sum(connection.received for connection in connections) - received_before
+    finally:
+        for connection in connections:
+            await connection.aclose()
+    server_cpu = (cpu_after - cpu_before) / seconds if cpu_before is not None and cpu_after is not None else None
+    client_cpu = (client_after - client_before) / seconds
+    return Result(name, plan.requests, seconds, latencies, received / plan.requests, server_cpu, client_cpu)
+
+
+# -- the bare endpoint --------------------------------------------------------------------------------------
+
+
+def serve_bare(port: int) -> None:
+    """The uvicorn.run call of `kith serve` (server/cli.py), so the baseline differs from Kith only by the app."""
+    import uvicorn
+    from litestar import Litestar, get
+
+    @get("/bare", sync_to_thread=False)
+    def bare() -> dict[str, str]:
+        return {"status": "ok", "name": "bare"}
+
+    app = Litestar(route_handlers=[bare])
+    uvicorn.run(app, host=LOOPBACK, port=port, log_level="warning", access_log=False, lifespan="on")
+
+
+@contextmanager
+def bare_server() -> Iterator[tuple[str, int]]:
+    """(base URL, pid) of the bare app running in a subprocess of this script."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL)
+    base_url = f"http://{LOOPBACK}:{port}"
+    try:
+        _wait_for(f"{base_url}/bare", process)
+        yield base_url, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the bare server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT:.0f} s")
+
+
+# -- seeding ------------------------------------------------------------------------------------------------
+
+
+def guide_body(number: int) -> dict[str, object]:
+    """A guide of a few paragraphs, a list, a link and code: about 1 KB of Markdown, as a short how-to is."""
+    return {
+        "title": f"Guide number {number}",
+        "summary": f"A seeded how-to, number {number}, for the page benchmark.",
+        "body_markdown": (
+            f"# Guide {number}\n\n"
+            "Why this matters: a short introduction of a few sentences that says what the reader will get "
+            "out of the guide and what they need before they start. It runs on for a line or two.\n\n"
+            "## Steps\n\n"
+            "1. Gather what you need.\n2. Do the first thing *carefully*.\n3. Check the result.\n\n"
+            f"See [the reference](https://example.org/{number}) for the details, or run:\n\n"
+            "```\nkith --help\n```\n\n"
+            "## Pitfalls\n\n"
+            "- Do not skip the check.\n- Keep notes as you go.\n- Ask a mentor when stuck.\n"
+        ),
+        "tags": ["bench", f"tag{number % 10}"],
+    }
+
+
+def community_of(number: int, plan: Plan) -> str:
+    return f"bench-{number % plan.communities:02d}"
+
+
+async def seed_through_api(server: KithServer, token: str, plan: Plan) -> float:
+    """The communities, then the first guides with CONCURRENCY requests in flight; returns guide creations/s."""
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=f"{server.base_url}/api/v1", headers=headers, limits=limits, timeout=60.0, trust_env=False
+    ) as api:
+        for n in range(plan.communities):
+            slug = community_of(n, plan)
+            (await api.post("/communities", json={"slug": slug, "name": f"Bench {slug}"})).raise_for_status()
+        counter = itertools.count()
+
+        async def create() -> None:
+            while (n := next(counter)) < plan.api_creations:
+                (await api.post(f"/communities/{community_of(n, plan)}/guides", json=guide_body(n))).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(create() for _ in range(CONCURRENCY)))
+        return plan.api_creations / (time.perf_counter() - started)
+
+
+async def seed_in_process(server: KithServer, token: str, plan: Plan) -> float:
+    """The remaining guides through GuideService on the server's own database; returns creations/s."""
+    import msgspec
+
+    from server.accounts.service import AccountService
+    from server.db import create_engine, create_sessionmaker
+    from server.guides.schemas import GuideCreate
+    from server.guides.service import GuideService
+    from server.settings import load_settings
+
+    settings = load_settings(env=server.env)
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            principal = await AccountService(session, settings).principal_for_token(token)
+            assert principal is not None, "the admin token does not resolve"
+            service = GuideService(session, settings)
+            started = time.perf_counter()
+            for n in range(plan.api_creations, plan.guides):
+                data = msgspec.convert(guide_body(n), GuideCreate)
+                await service.create(principal, community_of(n, plan), data)
+            return (plan.guides - plan.api_creations) / (time.perf_counter() - started)
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_search_index(base_url: str, guides: int) -> float:
+    """Wait until the background worker has indexed every guide, so indexing does not compete with the
+    measurements for the server's one CPU; returns the seconds waited (at most INDEX_TIMEOUT)."""
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, trust_env=False) as api:
+        while time.monotonic() - started < INDEX_TIMEOUT:
+            response = await api.get("/api/v1/search", params={"q": "bench", "type": "guide", "limit": 1})
+            if response.status_code == 200 and response.json()["total"] >= guides:
+                await asyncio.sleep(2)  # the worker deletes its finished jobs just after the index commit
+                return time.monotonic() - started
+            await asyncio.sleep(2)
+    print(f"  warning: the search index was still catching up after {INDEX_TIMEOUT:.0f} s", flush=True)
+    return time.monotonic() - started
+
+
+async def guide_paths(base_url: str, count: int) -> list[str]:
+    """The pages of the newest `count` published guides, by walking the guide list as API clients do."""
+    paths: list[str] = []
+    params: dict[str, str | int] = {"limit": 100}
+    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, trust_env=False) as api:
+        while len(paths) < count:
+            page = (await api.get("/api/v1/guides", params=params)).raise_for_status().json()
+            paths += [f"/c/{item['community']['slug']}/guides/{item['slug']}" for item in page["items"]]
+            if not page["next_cursor"]:
+                break
+            params["cursor"] = page["next_cursor"]
+    return paths[:count]
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+PAGES = ("GET /", "GET /c/{slug}", "GET /c/{slug}/guides/{guide-slug}")
+
+
+async def run(plan: Plan) -> bool:
+    with KithServer() as server:
+        print(f"Kith on {server.base_url}, SQLite in {server.data_dir}", flush=True)
+        token = server.token()
+        api_rate = await seed_through_api(server, token, plan)
+        print(f"  {plan.api_creations} guides through the API: {api_rate:.0f} creations/s", flush=True)
+        server.stop()  # seed the rest with nothing else touching the database
+        local_rate = await seed_in_process(server, token, plan)
+        print(f"  {plan.guides - plan.api_creations} more through the service layer: {local_rate:.0f}/s", flush=True)
+        server.start()
+        assert server.pid is not None
+        waited = await wait_for_search_index(server.base_url, plan.guides)
+        print(f"  search index caught up {waited:.0f} s after the restart", flush=True)
+        paths = await guide_paths(server.base_url, plan.guide_pages)
+        communities = [f"/c/{community_of(n, plan)}" for n in range(plan.communities)]
+        results = [
+            await measure(PAGES[0], server.base_url, server.pid, plan, lambda i: "/"),
+            await measure(PAGES[1], server.base_url, server.pid, plan, lambda i: communities[i % len(communities)]),
+            await measure(PAGES[2], server.base_url, server.pid, plan, lambda i: paths[i % len(paths)]),
+        ]
+    with bare_server() as (bare_url, bare_pid):
+        results.append(await measure("GET /bare", bare_url, bare_pid, plan, lambda i: "/bare"))
+    return report(plan, results, api_rate, local_rate)
+
+
+def report(plan: Plan, results: Sequence[Result], api_rate: float, local_rate: float) -> bool:
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"\n{plan.requests} requests per page after {plan.warmup} warm-up, {CONCURRENCY} connections, "
+          f"{plan.guides} guides in {plan.communities} communities (SQLite, one uvicorn worker)")  # fmt: skip
+    print(
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load} (other work on the machine skews req/s)"
+    )
+    for result in results:
+        print(result.line())
+    by_name = {result.name: result for result in results}
+    bare = by_name["GET /bare"]
+    passed = True
+    print()
+    for name in PAGES:
+        ratio = by_name[name].rate / bare.rate
+        verdict = "PASS" if ratio >= TARGET else "MISS"
+        passed = passed and ratio >= TARGET
+        line = f"  {name:<34} / bare = {ratio:5.3f}   target >= {TARGET:.2f}: {verdict}"
+        if bare.server_ms is not None and by_name[name].server_ms is not None:
+            # What the ratio would be with each server owning a full core and a client that keeps up.
+            line += f"   (by server CPU per request: {bare.server_ms / by_name[name].server_ms:5.3f})"
+        print(line)
+    print(f"\nseeding: {api_rate:.0f} guide creations/s through the API, {local_rate:.0f}/s through the service layer")
+    return passed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,000 guides and 300 requests per page")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_bare:
+        serve_bare(args.serve_bare)
+        return 0
+    return 0 if asyncio.run(run(QUICK if args.quick else Plan())) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

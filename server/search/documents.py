@@ -11,6 +11,9 @@ import msgspec
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+# How much of a body is stored for snippets: the rest is indexed, not stored.
+EXCERPT_CHARS = 2_000
+
 EntryType = Literal["guide", "offer"]
 Origin = Literal["local", "remote"]
 
@@ -70,6 +73,14 @@ def _ref(value: str) -> str:
     return value.strip().lower()
 
 
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The start of text, at most limit characters, cut between words."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit + 1)
+    return text[: cut if cut > 0 else limit].rstrip()
+
+
 def document_fields(doc: SearchDocument) -> dict[str, Any]:
     """Map a document to the keyword arguments of Whoosh's `add_document`."""
     return {
@@ -78,6 +89,7 @@ def document_fields(doc: SearchDocument) -> dict[str, Any]:
         "title": doc.title,
         "summary": doc.summary,
         "body": doc.body,
+        "excerpt": excerpt(doc.body),
         "tags": _keywords(doc.tags),
         "topics": _keywords(doc.topics),
         "languages": _keywords(doc.languages),

@@ -22,12 +22,16 @@ from whoosh.support.charset import accent_map
 # Bump whenever the schema or an analyzer changes: an index written with
 # another version fails `index_ok` and gets rebuilt instead of being read
 # with analyzers that no longer match its terms.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Fields an unqualified query word is looked up in.
 DEFAULT_FIELDS = ("title", "summary", "body", "tags", "topics")
 # Text fields whose stored text feeds the snippet, in order of preference.
 SNIPPET_FIELDS = ("body", "summary", "title")
+# The stored field each snippet field's text is read from: only the start of a
+# body is stored (see `documents.EXCERPT_CHARS`), as loading and highlighting
+# whole bodies for every hit of a page was most of a search's cost.
+SNIPPET_SOURCES = {"body": "excerpt", "summary": "summary", "title": "title"}
 # ID fields usable as exact filters and facets.
 ID_FIELDS = ("type", "community", "instance", "origin", "status")
 
@@ -81,7 +85,8 @@ def build_schema() -> fields.Schema:
         id=fields.ID(stored=True, unique=True),
         title=fields.TEXT(analyzer=text_analyzer(), stored=True, field_boost=3.0, spelling=True),
         summary=fields.TEXT(analyzer=text_analyzer(), stored=True),
-        body=fields.TEXT(analyzer=text_analyzer(), stored=True),
+        body=fields.TEXT(analyzer=text_analyzer()),
+        excerpt=fields.STORED(),
         tags=_keyword_field(),
         topics=_keyword_field(),
         languages=_keyword_field(),

@@ -1,4 +1,4 @@
-"""The read side: a long-lived, self-refreshing searcher behind `search()`."""
+"""The read side: one long-lived, self-refreshing searcher behind `search()`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from whoosh import sorting
 from whoosh.index import Index
 from whoosh.searching import Results, Searcher
 
-from .facets import FacetTables, empty_facets, facet_counts
+from .facets import AllowedDocs, LeafMatches, MatchSets, empty_facets, facet_counts, match_bits, total
 from .query import ParsedQuery, QueryError, build_filter, parse_query
 from .snippets import snippet_html, terms_by_field
 from .spelling import suggest
@@ -63,12 +63,14 @@ class SearchResults(msgspec.Struct, kw_only=True):
 class SearchService:
     """Answers searches from the index at path, following its changes.
 
-    Searchers are kept open between calls (opening one costs far more than
-    a small search) and are refreshed when the writer commits or a rebuild
-    swaps generations; that check runs at most every `refresh_interval`
-    seconds. Safe to call from many threads: each search borrows its own
-    searcher from a small pool, because Whoosh searchers are not meant to be
-    shared by concurrent searches. Never writes to the index; with no index
+    One searcher is kept open between calls (opening one costs far more than
+    a small search) and replaced when the writer commits or a rebuild swaps
+    generations; that check runs at most every `refresh_interval` seconds.
+    Safe to call from many threads: searches take turns on the one searcher.
+    A Whoosh search holds the GIL from start to end, so concurrent searches
+    would only interleave, each waiting as long in total, while every extra
+    searcher maps the segment files again and keeps its own caches (several
+    hundred MB on a large index). Never writes to the index; with no index
     on disk yet, searches validate the query and return nothing.
     """
 
@@ -77,21 +79,21 @@ class SearchService:
         path: str | os.PathLike[str],
         *,
         refresh_interval: float = 0.2,
-        max_idle_searchers: int = 4,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self.refresh_interval = refresh_interval
-        self.max_idle_searchers = max_idle_searchers
         self._clock = clock
+        # Held for a whole search: the searcher is replaced only between searches.
         self._lock = threading.Lock()
         self._marker: tuple[int, int] | None = None
         self._generation: str | None = None
         self._ix: Index | None = None
         self._version: _Version | None = None
         self._checked_at = float("-inf")
-        self._idle: list[tuple[Searcher, _Version]] = []
-        self._tables = FacetTables()
+        self._searcher: Searcher | None = None
+        self._searcher_version: _Version | None = None
+        self._sets = MatchSets()
 
     # Freshness
 
@@ -128,49 +130,43 @@ class SearchService:
             # Keep answering from what we have; a later check will retry.
             log.warning("cannot open search index generation %s", name, exc_info=True)
             return False
-        self._close_idle()
+        self._close_searcher()
+        # Another generation has other segments: drop their cached bitmaps now.
+        self._sets.clear()
         self._ix, self._generation = ix, name
         self._version = None
         return True
 
-    def _close_idle(self) -> None:
-        for searcher, _ in self._idle:
-            searcher.close()
-        self._idle.clear()
+    def _close_searcher(self) -> None:
+        if self._searcher is not None:
+            self._searcher.close()
+        self._searcher = None
+        self._searcher_version = None
 
-    # Searcher pool
-
-    def _acquire(self) -> tuple[Searcher, _Version] | None:
-        with self._lock:
-            self._check()
-            if self._ix is None or self._version is None:
-                return None
-            while self._idle:
-                searcher, version = self._idle.pop()
-                if version == self._version:
-                    return searcher, version
-                # Stale: the writer committed since it was opened. Whoosh's
-                # searcher.refresh() is deliberately not used: in this release
-                # its reader reuse keeps segments that a merge has replaced
-                # (old versions of documents reappear) and it fails outright
-                # on an empty index. A new searcher costs little at this rate.
-                searcher.close()
+    def _current_searcher(self) -> Searcher | None:
+        """The searcher for the version seen by the last check (call with the lock held)."""
+        self._check()
+        if self._ix is None or self._version is None:
+            return None
+        if self._searcher is None or self._searcher_version != self._version:
+            # Stale: the writer committed since it was opened. Whoosh's
+            # searcher.refresh() is deliberately not used: in this release
+            # its reader reuse keeps segments that a merge has replaced
+            # (old versions of documents reappear) and it fails outright
+            # on an empty index. A new searcher costs little at this rate.
+            self._close_searcher()
             # Tagged with the version seen by the last check: at worst it is
             # newer than its tag, and gets reopened once more than needed.
-            return self._ix.searcher(), self._version
-
-    def _release(self, searcher: Searcher, version: _Version) -> None:
-        with self._lock:
-            current = self._generation
-            if version[0] == current and len(self._idle) < self.max_idle_searchers:
-                self._idle.append((searcher, version))
-                return
-        searcher.close()
+            self._searcher = self._ix.searcher()
+            self._searcher_version = self._version
+            self._sets.retain(_segment_ids(self._searcher))
+        return self._searcher
 
     def close(self) -> None:
-        """Close idle searchers; searches in progress finish normally."""
+        """Close the searcher; a search in progress finishes first."""
         with self._lock:
-            self._close_idle()
+            self._close_searcher()
+            self._sets.clear()
             self._ix = None
             self._generation = None
             self._version = None
@@ -194,9 +190,9 @@ class SearchService:
 
         Filters are exact (community ref, instance host, origin local|remote
         ("all" = no filter), type guide|offer, tag) and combine with the
-        query. `total` and `facets` cover every filtered match, `items` one
-        page of them. Raises QueryError (with a readable message) for
-        anything wrong with the input; no other exception for any string.
+        query. `total` (exact) and `facets` cover every filtered match,
+        `items` one page of them. Raises QueryError (with a readable message)
+        for anything wrong with the input; no other exception for any string.
         """
         if not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit must be between 1 and {MAX_LIMIT}.")
@@ -204,51 +200,55 @@ class SearchService:
             raise QueryError("offset must not be negative.")
         parsed = parse_query(q)
         filter_q = build_filter(type=type, community=community, instance=instance, tag=tag, origin=origin)
-        borrowed = self._acquire()
-        if borrowed is None:
-            return SearchResults(items=[], total=0, facets=empty_facets())
-        searcher, version = borrowed
-        try:
-            return _run(searcher, self._tables, parsed, filter_q, limit, offset)
-        finally:
-            self._release(searcher, version)
+        with self._lock:
+            searcher = self._current_searcher()
+            if searcher is None:
+                return SearchResults(items=[], total=0, facets=empty_facets())
+            try:
+                return _run(searcher, self._sets, parsed, filter_q, limit, offset)
+            except wq.QueryError as exc:
+                # Whoosh found the query unsearchable only once it met the index.
+                raise QueryError(f"The query cannot be searched: {exc}.") from exc
+
+
+def _segment_ids(searcher: Searcher) -> set[str]:
+    return {segment.segment_id() for leaf, _ in searcher.leaf_searchers() if (segment := leaf.reader().segment())}
 
 
 def _run(
     searcher: Searcher,
-    tables: FacetTables,
+    sets: MatchSets,
     parsed: ParsedQuery | None,
     filter_q: wq.Query | None,
     limit: int,
     offset: int,
 ) -> SearchResults:
-    try:
-        results = _collect(searcher, parsed, filter_q)
-    except wq.QueryError as exc:
-        # Whoosh found the query unsearchable only once it met the index.
-        raise QueryError(f"The query cannot be searched: {exc}.") from exc
-    total = results.scored_length()
-    facets = facet_counts(searcher, (docnum for _, docnum in results.top_n), tables)
-    terms = terms_by_field(parsed.query if parsed else None)
-    page = results[offset : offset + limit]
-    items = [_hit(hit, terms, scored=parsed is not None) for hit in page]
+    # Every match, unscored, for the exact total and the facets.
+    matches = match_bits(searcher, sets, parsed.query if parsed else None, filter_q)
+    count = total(matches)
+    facets = facet_counts(matches)
+    items: list[SearchHit] = []
+    if offset < count:
+        # Scores only for the page: the top offset + limit matches.
+        results = _top(searcher, parsed, filter_q, matches, offset + limit)
+        terms = terms_by_field(parsed.query if parsed else None)
+        items = [_hit(hit, terms, scored=parsed is not None) for hit in results[offset : offset + limit]]
     suggestion = None
-    if total == 0 and parsed is not None:
+    if count == 0 and parsed is not None:
         suggestion = suggest(searcher.reader(), parsed.text, parsed.query)
-    return SearchResults(items=items, total=total, facets=facets, suggestion=suggestion)
+    return SearchResults(items=items, total=count, facets=facets, suggestion=suggestion)
 
 
-def _collect(searcher: Searcher, parsed: ParsedQuery | None, filter_q: wq.Query | None) -> Results:
-    """Every match, ranked.
-
-    The total and facets need all matches anyway, and Whoosh scores every
-    candidate of a multi-field OR query whatever the limit.
-    """
+def _top(
+    searcher: Searcher, parsed: ParsedQuery | None, filter_q: wq.Query | None, matches: list[LeafMatches], limit: int
+) -> Results:
+    """The best `limit` matches, ranked (newest first when browsing)."""
+    # The filter's documents are already known; Whoosh would otherwise collect them into a set per search.
+    allowed = AllowedDocs(matches) if filter_q is not None else None
     if parsed is None:
-        # No query: browse everything, newest first.
         newest = sorting.FieldFacet("updated_at", reverse=True)
-        return searcher.search(wq.Every(), limit=None, sortedby=newest, filter=filter_q)
-    return searcher.search(parsed.query, limit=None, filter=filter_q)
+        return searcher.search(wq.Every(), limit=limit, sortedby=newest, filter=allowed)
+    return searcher.search(parsed.query, limit=limit, filter=allowed)
 
 
 def _hit(hit: Any, terms: dict[str, set[str]], *, scored: bool) -> SearchHit:

@@ -1,51 +1,41 @@
-"""Result snippets: escaped text with the matched words in `<mark>`."""
+"""Result snippets: escaped text with the matched words in `<mark>`.
+
+A page highlights up to 100 hits, so a snippet must cost a fraction of a millisecond. Whoosh's
+highlighter runs every token of the text through the analyzer and its fragmenter (about 2 ms for a
+2 KB body); here the text is split with the analyzer's own tokenizer pattern in C, each distinct word
+is analyzed once and remembered, and fragments are cut around the matched words only. Only the
+stored excerpt (the start of the body, see `documents.EXCERPT_CHARS`) is highlighted.
+"""
 
 from __future__ import annotations
 
 import html
+import re
 import textwrap
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from whoosh import highlight
 from whoosh import query as wq
 
 from .query import positive_leaves
-from .schema import SCHEMA, SNIPPET_FIELDS
+from .schema import SCHEMA, SNIPPET_FIELDS, SNIPPET_SOURCES
 
 SNIPPET_CHARS = 200
-# Only this much of a long text is searched for matches to mark: analysing a
-# whole book per hit would dominate the search. A later match falls back to
-# the plain excerpt.
-HIGHLIGHT_SCAN_CHARS = 20_000
+# Context kept before the first and after the last match of a fragment.
+_SURROUND = 60
 _FRAGMENTS = 2
+# Matches looked for before choosing the fragments.
+_ENOUGH_MATCHES = 8
 _ELLIPSIS = "…"
+# The text analyzer's tokenizer pattern (Whoosh's RegexTokenizer default).
+_WORD = re.compile(r"\w+(?:\.?\w+)*")
+# Distinct words remembered with their indexed form; cleared when full.
+_MAX_CACHED_WORDS = 200_000
 
-
-class MarkFormatter(highlight.Formatter):
-    """Wraps matches in `<mark>` and HTML-escapes everything else.
-
-    Whoosh's HtmlFormatter adds class attributes and leaves quotes alone;
-    the only markup a snippet may carry is a bare `<mark>`.
-    """
-
-    between = f" {_ELLIPSIS} "
-
-    def _text(self, text: str) -> str:
-        return html.escape(text, quote=True)
-
-    def format_token(self, text: str, token: Any, replace: bool = False) -> str:
-        word = highlight.get_text(text, token, replace)
-        return f"<mark>{html.escape(word, quote=True)}</mark>"
-
-    def format(self, fragments: list[highlight.Fragment], replace: bool = False) -> str:
-        if not fragments:
-            return ""
-        body = super().format(fragments, replace=replace)
-        # Say when a fragment starts or ends mid-text, so it reads as an excerpt.
-        head = _ELLIPSIS if fragments[0].startchar > 0 else ""
-        tail = _ELLIPSIS if fragments[-1].endchar < len(fragments[-1].text) else ""
-        return f"{head}{body}{tail}"
+_UNSEEN = object()
+_cache_lock = threading.Lock()
+_analyzed: dict[str, dict[str, str | None]] = {}
 
 
 def terms_by_field(q: wq.Query | None) -> dict[str, set[str]]:
@@ -61,16 +51,89 @@ def terms_by_field(q: wq.Query | None) -> dict[str, set[str]]:
     return found
 
 
+def _term_of(field: str, word: str) -> str | None:
+    """The indexed form of one word in field (None for a stop word)."""
+    cache = _analyzed.get(field)
+    if cache is None:
+        with _cache_lock:
+            cache = _analyzed.setdefault(field, {})
+    try:
+        return cache[word]
+    except KeyError:
+        pass
+    term = None
+    for token in SCHEMA[field].analyzer(word, mode="query", removestops=False):
+        term = token.text
+        break
+    if len(cache) >= _MAX_CACHED_WORDS:
+        cache.clear()
+    cache[word] = term
+    return term
+
+
+def _matches(field: str, text: str, terms: set[str]) -> list[tuple[int, int]]:
+    known = _analyzed.get(field) or {}
+    spans = []
+    for m in _WORD.finditer(text):
+        word = m.group()
+        # The cache lookup inline: this loop runs for every word of every snippet.
+        term = known.get(word, _UNSEEN)
+        if term is _UNSEEN:
+            term = _term_of(field, word)
+        if term in terms:
+            spans.append(m.span())
+            if len(spans) >= _ENOUGH_MATCHES:
+                break  # enough to cut two fragments from; the rest of the text is not read
+    return spans
+
+
+def _fragments(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """Cut (start, end, matches) fragments of at most SNIPPET_CHARS around clusters of matches."""
+    frags: list[tuple[int, int, list[tuple[int, int]]]] = []
+    i = 0
+    while i < len(spans):
+        first_start = spans[i][0]
+        start = max(0, first_start - _SURROUND)
+        if start:
+            # Begin on a word boundary, not mid-word.
+            space = text.find(" ", start, first_start)
+            start = space + 1 if space != -1 else first_start
+        inside = [spans[i]]
+        i += 1
+        while i < len(spans) and spans[i][1] - start <= SNIPPET_CHARS:
+            inside.append(spans[i])
+            i += 1
+        end = min(len(text), inside[-1][1] + _SURROUND, start + SNIPPET_CHARS)
+        if end < len(text):
+            space = text.rfind(" ", inside[-1][1], end)
+            end = space if space != -1 else inside[-1][1]
+        frags.append((start, end, inside))
+    return frags
+
+
+def _format(text: str, start: int, end: int, spans: list[tuple[int, int]]) -> str:
+    out: list[str] = []
+    at = start
+    for s, e in spans:
+        out.append(html.escape(text[at:s], quote=True))
+        out.append(f"<mark>{html.escape(text[s:e], quote=True)}</mark>")
+        at = e
+    out.append(html.escape(text[at:end], quote=True))
+    return "".join(out)
+
+
 def _highlighted(field: str, text: str, terms: set[str]) -> str:
-    fragmenter = highlight.ContextFragmenter(maxchars=SNIPPET_CHARS, surround=60, charlimit=HIGHLIGHT_SCAN_CHARS)
-    return highlight.highlight(
-        text,
-        terms,
-        SCHEMA[field].analyzer,
-        fragmenter,
-        MarkFormatter(),
-        top=_FRAGMENTS,
-    )
+    spans = _matches(field, text, terms)
+    if not spans:
+        return ""
+    frags = _fragments(text, spans)
+    # The fragments with the most matches, shown in text order.
+    best = sorted(sorted(frags, key=lambda f: -len(f[2]))[:_FRAGMENTS], key=lambda f: f[0])
+    body = f" {_ELLIPSIS} ".join(_format(text, start, end, inside) for start, end, inside in best)
+    # Say when the snippet starts or ends mid-text, so it reads as an excerpt.
+    head = _ELLIPSIS if best[0][0] > 0 else ""
+    tail = _ELLIPSIS if best[-1][1] < len(text) else ""
+    return f"{head}{body}{tail}"
 
 
 def _excerpt(text: str) -> str:
@@ -85,13 +148,13 @@ def snippet_html(stored: Mapping[str, Any], terms: Mapping[str, set[str]]) -> st
     summary or body stands in, escaped.
     """
     for field in SNIPPET_FIELDS:
-        text = stored.get(field) or ""
+        text = stored.get(SNIPPET_SOURCES[field]) or ""
         if text and terms.get(field):
             marked = _highlighted(field, text, terms[field])
             if marked:
                 return marked
     for field in ("summary", "body"):
-        text = stored.get(field) or ""
+        text = stored.get(SNIPPET_SOURCES[field]) or ""
         if text.strip():
             return _excerpt(text)
     return ""

@@ -174,7 +174,9 @@ def _fill(ix: Index, documents: Iterable[SearchDocument], progress: Progress | N
     except BaseException:
         writer.cancel()
         raise
-    writer.commit(optimize=True)
+    # One writer session on an empty index makes a single segment: there is
+    # nothing for optimize=True to merge.
+    writer.commit()
     if progress is not None and count % PROGRESS_EVERY != 0:
         progress(count)
     return count

@@ -201,3 +201,23 @@ def test_deleted_index_is_rebuilt_and_503_meanwhile(settings, admin, tmp_path):
             assert early.headers["content-type"].startswith("application/problem+json")
         _ready(client)
         assert _search(client, q="guide OR mentoring OR onboarding")["total"] == total
+
+
+def test_index_with_an_older_schema_is_rebuilt_in_the_background(settings, admin, tmp_path):
+    settings = replace(settings, data_dir=tmp_path)
+    with TestClient(app=create_app(settings, run_worker=True), base_url=settings.base_url) as client:
+        _ready(client)
+        before = _search(client, q="guide OR mentoring OR onboarding")
+    # An index written by an earlier release: its generation says schema version 1.
+    path = index_path(settings)
+    generation = path / (path / "CURRENT").read_text().strip()
+    (generation / "SCHEMA").write_text("1\n")
+    with TestClient(app=create_app(settings, run_worker=True), base_url=settings.base_url) as client:
+        early = client.get("/api/v1/search", params={"q": "guide"})
+        assert early.status_code in (200, 503)
+        eventually(lambda: (path / "CURRENT").read_text().strip() != generation.name, timeout=30)
+        _ready(client)
+        after = _search(client, q="guide OR mentoring OR onboarding")
+    assert after["total"] == before["total"]
+    assert [item["id"] for item in after["items"]] == [item["id"] for item in before["items"]]
+    assert [item["snippet_html"] for item in after["items"]] == [item["snippet_html"] for item in before["items"]]

@@ -629,3 +629,190 @@ def test_service_without_an_index_returns_nothing_but_still_validates(tmp_path: 
     index_docs(tmp_path / "not-yet", [make_doc("Anything")])
     svc.refresh()
     assert svc.search("anything").total == 1
+
+
+# Totals, facets and snippets at scale
+
+
+def _oracle(path: Path, query: str, **filters: str) -> tuple[int, dict[str, dict[str, int]]]:
+    """Whoosh's own answer: every match scored and loaded, the way the service used to count."""
+    from collections import Counter
+
+    from server.search.query import build_filter, parse_query
+    from server.search.storage import open_generation, read_current
+
+    ix = open_generation(path / str(read_current(path)))
+    try:
+        with ix.searcher() as searcher:
+            parsed = parse_query(query)
+            assert parsed is not None
+            results = searcher.search(parsed.query, limit=None, filter=build_filter(**filters))
+            counters: dict[str, Counter[str]] = {name: Counter() for name in ("type", "community", "instance", "tag")}
+            for hit in results:
+                stored = hit.fields()
+                for name, field in (("type", "type"), ("community", "community"), ("instance", "instance")):
+                    counters[name][stored[field]] += 1
+                counters["tag"].update(t for t in stored.get("tags", "").split(",") if t)
+            return len(results), {name: dict(c) for name, c in counters.items()}
+    finally:
+        ix.close()
+
+
+@pytest.mark.parametrize("sparse_ratio", [64, 1], ids=["bitmaps", "document-lists"])
+def test_total_and_facets_are_exact_across_segments_and_deletions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sparse_ratio: int
+) -> None:
+    # With a ratio of 1 every facet value but one present in every document is kept as a list.
+    monkeypatch.setattr("server.search.facets.SPARSE_RATIO", sparse_ratio)
+    rng = random.Random(7)
+    words = ["seed", "compost", "tulip", "garden", "water", "soil", "bee", "rain"]
+    path = tmp_path / "index"
+    queue = IndexWriterQueue(SearchIndex(path))
+    docs = []
+    for batch in range(3):  # three commits: three segments
+        for i in range(60):
+            doc = make_doc(
+                " ".join(rng.sample(words, 2)) + f" {batch}-{i}",
+                " ".join(rng.choice(words) for _ in range(12)),
+                tags=rng.sample(["alpha", "beta", "gamma"], rng.randint(0, 2)),
+                community=rng.choice(["gardeners", "bees@b.example"]),
+                instance=rng.choice(["a.example", "b.example"]),
+                type=rng.choice(["guide", "offer"]),
+            )
+            docs.append(doc)
+            queue.add(doc)
+        queue.flush()
+    for doc in docs[::7]:  # deletions in every segment
+        queue.delete(doc.id)
+    for doc in docs[1::11]:  # updates: the old version is deleted, the new one lands in a new segment
+        queue.add(make_doc(doc.title, "rain rain", id=doc.id))
+    queue.flush()
+    svc = SearchService(path)
+    cases: list[tuple[str, dict[str, str]]] = [
+        ("seed", {}),
+        ("seed compost", {}),
+        ("seed OR tulip", {}),
+        ("garden NOT water", {}),
+        ('"rain rain"', {}),
+        ("soil ANDMAYBE bee", {}),
+        ("title:tulip (bee OR rain)", {}),
+        ("tag:alpha", {}),
+        ("water", {"type": "offer"}),
+        ("water", {"community": "bees@b.example", "tag": "beta"}),
+        ("nothingmatchesthis", {}),
+    ]
+    for query, filters in cases:
+        results = svc.search(query, limit=5, **filters)
+        total, facets = _oracle(path, query, **filters)
+        assert results.total == total, query
+        assert results.facets == {
+            name: dict(sorted(c.items(), key=lambda vc: (-vc[1], vc[0]))) for name, c in facets.items()
+        }, query
+        assert len(results.items) == min(5, total)
+    svc.close()
+
+
+def test_snippet_is_cut_from_the_stored_excerpt_only(tmp_path: Path) -> None:
+    from server.search.documents import EXCERPT_CHARS
+    from server.search.storage import open_generation, read_current
+
+    filler = " ".join(["lorem"] * (EXCERPT_CHARS // 5))
+    early = make_doc("First", "Tulips early. " + filler)
+    late = make_doc("Second", filler + " tulips late.", summary="About bulbs")
+    svc = index_docs(tmp_path / "index", [early, late])
+    snippets = {item.title: item.snippet_html for item in svc.search("tulips").items}
+    assert snippets["First"].startswith("<mark>Tulips</mark> early.")
+    # Found through the whole indexed body, but only its start is stored: the summary stands in.
+    assert snippets["Second"] == "About bulbs"
+    ix = open_generation(tmp_path / "index" / str(read_current(tmp_path / "index")))
+    try:
+        stored = list(ix.searcher().documents())
+    finally:
+        ix.close()
+    assert all("body" not in fields and len(fields["excerpt"]) <= EXCERPT_CHARS for fields in stored)
+
+
+def test_snippet_shows_two_separate_passages(tmp_path: Path) -> None:
+    gap = " ".join(["filler"] * 80)
+    svc = index_docs(
+        tmp_path / "index", [make_doc("Far apart", f"Intro words. Onboarding here. {gap} Onboarded there. {gap}")]
+    )
+    snippet = svc.search("onboarding").items[0].snippet_html
+    assert snippet.count("<mark>") == 2
+    assert "<mark>Onboarding</mark> here." in snippet and "<mark>Onboarded</mark> there." in snippet
+    assert " … " in snippet and snippet.endswith("…")
+    assert len(snippet) < 2 * 200 + 60
+
+
+def test_concurrent_searches_agree_with_sequential_ones(service: SearchService) -> None:
+    queries = ["onboarding", "members OR mentoring", "python", "café", "garden NOT compost", "tag:gardening"]
+    expected = {q: service.search(q) for q in queries}
+    failures: list[str] = []
+
+    def run() -> None:
+        for _ in range(20):
+            for q in queries:
+                if service.search(q) != expected[q]:
+                    failures.append(q)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_an_index_with_the_previous_schema_is_rebuilt(tmp_path: Path) -> None:
+    from whoosh import fields as wf
+    from whoosh import index as whoosh_index
+
+    from server.search.schema import SCHEMA_VERSION, build_schema
+
+    # What version 1 wrote: the whole body stored, no excerpt.
+    old = build_schema()
+    old.remove("excerpt")
+    old.remove("body")
+    old.add("body", wf.TEXT(analyzer=old["summary"].analyzer, stored=True))
+    path = tmp_path / "index"
+    gen = path / "gen-000001"
+    gen.mkdir(parents=True)
+    ix = whoosh_index.create_in(str(gen), old)
+    with ix.writer() as writer:
+        writer.add_document(id="1", title="Tulips", body="All about tulips", type="guide")
+    ix.close()
+    (gen / "SCHEMA").write_text("1\n")
+    (path / "CURRENT").write_text("gen-000001\n")
+    assert SCHEMA_VERSION != 1
+
+    assert not index_ok(path)
+    svc = SearchService(path)
+    assert svc.search("tulips").total == 0  # not readable with this schema: nothing, and no error
+    index = SearchIndex(path)
+    assert index.needs_rebuild
+    index.rebuild([make_doc("Tulips", "All about tulips")])
+    assert index_ok(path)
+    svc.refresh()
+    (hit,) = svc.search("tulips").items
+    assert hit.snippet_html == "All about <mark>tulips</mark>"
+
+
+def test_bitmaps_of_merged_away_segments_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "index"
+    index = SearchIndex(path)
+    queue = IndexWriterQueue(index)
+    for i in range(3):  # three commits, three segments
+        queue.add(make_doc(f"Tulips {i}", "bulbs"))
+        queue.flush()
+    svc = SearchService(path)
+    assert svc.search("tulips").total == 3
+    before = set(svc._sets._segments)
+    assert len(before) == 3
+    writer = index.open().writer()
+    writer.add_document(id="extra", title="More tulips")
+    writer.commit(optimize=True)  # merges everything into one new segment
+    svc.refresh()
+    assert svc.search("tulips").total == 4
+    after = set(svc._sets._segments)
+    assert len(after) == 1 and not after & before
+    assert all(key[0] in after for key in svc._sets._terms)

@@ -16,8 +16,9 @@ A benchmark, not a test. It
   3. as the baseline, with both servers stopped, inserts the same N guides through `GuideService.create`
      in-process on a fresh SQLite database (each create records its outbox activity and its index job, as the
      services do), and prints backfill time / direct insert time. With --with-indexing it then also times the
-     worker's Indexer step working off those index jobs (B's worker does that work in the same loop while it
-     backfills; the target's baseline does not include it).
+     worker's Indexer step working off those index jobs (B's worker does that work too, in its index writer
+     thread, mostly after the backfill: indexing waits while inbox items pile up; the target's baseline does
+     not include it).
 
 Targets: >= 400 entries/s, backfill time / direct insert time <= 3.
 
@@ -76,7 +77,7 @@ TARGET_RATE = 400.0
 TARGET_RATIO = 3.0
 DRAIN_TIMEOUT = 600.0
 BACKFILL_TIMEOUT = 600.0
-SEARCH_TIMEOUT = 180.0
+SEARCH_TIMEOUT = 600.0
 POLL = 0.5
 
 
@@ -152,8 +153,9 @@ async def drain_index_jobs(env: dict[str, str]) -> tuple[float, int]:
         while True:
             step = await indexer()
             done += step
-            if step == 0 and (indexer.rebuilding is None) and not (indexer.queue and indexer.queue.pending):
-                if count_rows(settings.database_url, "jobs", "kind = 'index'") == 0:
+            if step == 0:
+                # Job rows go once the writer thread has committed them.
+                if indexer.rebuilding is None and count_rows(settings.database_url, "jobs", "kind = 'index'") == 0:
                     break
                 await asyncio.sleep(0.05)
             if time.perf_counter() - started > DRAIN_TIMEOUT:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+import pytest
+from sqlalchemy import delete, func, select
 
+from server import migrate
 from server.db import create_engine, create_sessionmaker, utcnow
 from server.jobs import claim, retry_delay, schedule_retry
-from server.models import Job
+from server.models import InboxItem, Job
+from server.search import SearchIndex
+from server.search.indexing import INBOX_BACKLOG, MAX_DEFER_SECONDS, Indexer, index_path
+from server.settings import Settings
+from tests.support import postgres
 
 
 def _run(coro):
@@ -83,3 +91,103 @@ def test_retry_delay_doubles_from_30s_to_6h():
     assert timedelta(seconds=24) <= retry_delay(1) <= timedelta(seconds=36)
     assert timedelta(seconds=48) <= retry_delay(2) <= timedelta(seconds=72)
     assert retry_delay(30) <= timedelta(hours=6) * 1.2
+
+
+# --- the indexing step: its own writer thread, and it yields to an inbox backlog ----------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database(request, tmp_path):
+    """A database of its own: the indexer claims every index job, so it must not see other tests' rows."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'kith.db'}"
+        migrate.upgrade(url)
+        yield url
+        return
+    with postgres.fresh_database() as url:
+        migrate.upgrade(url)
+        yield url
+
+
+def _indexing_settings(database_url, tmp_path):
+    settings = Settings(
+        base_url="http://127.0.0.1:8000", instance_name="Kith Test", data_dir=tmp_path / "data",
+        database_url=database_url, secret_key="test-secret",
+    )  # fmt: skip
+    SearchIndex(index_path(settings)).close()  # an empty, current index: no rebuild
+    return settings
+
+
+async def _index_jobs(sessions) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(Job).where(Job.kind == "index"))
+
+
+def test_index_jobs_go_only_after_the_writer_thread_committed_them(fresh_database, tmp_path):
+    settings = _indexing_settings(fresh_database, tmp_path)
+
+    async def work(sessions):
+        async with sessions() as session:
+            session.add_all(Job(kind="index", payload={"type": "guide", "id": str(uuid.uuid4())}) for _ in range(3))
+            await session.commit()
+        indexer = Indexer(settings, sessions)
+        try:
+            assert await indexer() == 3
+            deadline = time.monotonic() + 15
+            while await _index_jobs(sessions):
+                assert time.monotonic() < deadline, "the index jobs were never committed"
+                await asyncio.sleep(0.05)
+                await indexer()
+            # The rows went, so the thread must have committed the batch first.
+            assert indexer.queue.commits >= 1
+            assert indexer.writer.committed >= 1
+        finally:
+            await indexer.close()
+
+    _run(_with_sessions(fresh_database, work))
+
+
+def test_indexing_waits_while_inbox_items_pile_up_but_not_for_long(fresh_database, tmp_path):
+    settings = _indexing_settings(fresh_database, tmp_path)
+
+    async def work(sessions):
+        async with sessions() as session:
+            session.add_all(
+                InboxItem(activity_uri=f"http://peer.test/activities/{n}", signer_host="peer.test", payload={})
+                for n in range(INBOX_BACKLOG)
+            )
+            session.add(Job(kind="index", payload={"type": "guide", "id": str(uuid.uuid4())}))
+            await session.commit()
+        indexer = Indexer(settings, sessions)
+        try:
+            assert await indexer() == 0  # a backfill is being applied: the index waits
+            async with sessions() as session:
+                job = await session.scalar(select(Job).where(Job.kind == "index"))
+                assert job.locked_until is None
+            indexer.last_take -= MAX_DEFER_SECONDS  # ...but only so long
+            assert await indexer() == 1
+            async with sessions() as session:
+                await session.execute(delete(InboxItem).where(InboxItem.signer_host == "peer.test"))
+                await session.commit()
+        finally:
+            await indexer.close()
+        assert await _index_jobs(sessions) == 0  # closing commits what the writer held
+
+    _run(_with_sessions(fresh_database, work))
+
+
+def test_indexing_runs_as_usual_without_a_backlog(fresh_database, tmp_path):
+    settings = _indexing_settings(fresh_database, tmp_path)
+
+    async def work(sessions):
+        async with sessions() as session:
+            session.add(InboxItem(activity_uri="http://peer.test/activities/one", signer_host="peer.test", payload={}))
+            session.add(Job(kind="index", payload={"type": "offer", "id": str(uuid.uuid4())}))
+            await session.commit()
+        indexer = Indexer(settings, sessions)
+        try:
+            assert await indexer() == 1
+        finally:
+            await indexer.close()
+
+    _run(_with_sessions(fresh_database, work))

@@ -11,13 +11,13 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from slugify import slugify
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db import utcnow
+from server.db import new_id, utcnow
 from server.federation import outbox, vocab
 from server.federation.fetch import FetchError
 from server.guides.service import free_slug
@@ -63,18 +63,28 @@ async def handle(
     payload: dict[str, Any],
     signer_host: str,
     fetch: ObjectFetcher | None = None,
+    *,
+    activity: vocab.Activity | None = None,
 ) -> str:
-    """Apply one activity and say what happened; raise Rejected for what must never apply."""
-    try:
-        activity = vocab.parse_activity(payload)
-    except vocab.VocabError as exc:
-        raise Rejected(exc.reason) from exc
+    """Apply one activity and say what happened; raise Rejected for what must never apply.
+
+    `activity` is the payload already parsed, when the caller has it.
+    """
+    if activity is None:
+        activity = parse(payload)
     ctx = Context(session, settings, signer_host, fetch)
     ctx.require_origin(activity.actor, "actor")
     handler = _HANDLERS.get(activity.type)
     if handler is None:
         return f"ignored {activity.type}"
     return await handler(ctx, activity)
+
+
+def parse(payload: dict[str, Any]) -> vocab.Activity:
+    try:
+        return vocab.parse_activity(payload)
+    except vocab.VocabError as exc:
+        raise Rejected(exc.reason) from exc
 
 
 # --- following ------------------------------------------------------------------------
@@ -234,21 +244,7 @@ async def _upsert_guide(ctx: Context, post: vocab.Post) -> str:
         return "ignored stale guide"
     community = await _community_of(ctx, post)
     author = await _author_of(ctx, post)
-    markdown, html = _body(post)
-    tags = _labels([t.name or "" for t in post.tags if t.type == "Hashtag"], "tags")
-    fields = {
-        "title": _text(post.name or "", MAX_TITLE, "title", required=True),
-        "summary": _text(_plain(post.summary or ""), 500, "summary"),
-        "body_markdown": markdown,
-        "body_html": html,
-        "tags": tags,
-        "tags_key": key_of(tags),
-        "license": _text(post.license or "unspecified", 64, "license"),
-        "revision": post.revision or ((guide.revision + 1) if guide else 1),
-        "derived_from": post.derived_from,
-        "url": _same_host_url(ctx, post.url, post.id),
-        "updated_at": post.updated or post.published or utcnow(),
-    }
+    fields = _guide_fields(ctx.signer_host, post, guide)
     if guide is None:
         slug = await free_slug(ctx.session, community, post.slug or fields["title"])
         guide = Guide(
@@ -265,6 +261,25 @@ async def _upsert_guide(ctx: Context, post: vocab.Post) -> str:
     ctx.session.add(Job(kind="index", payload={"type": "guide", "id": str(guide.id)}))
     await _received(ctx)
     return "guide stored"
+
+
+def _guide_fields(signer_host: str, post: vocab.Post, guide: Guide | None) -> dict[str, Any]:
+    """A guide's columns from a remote Article: limits checked, HTML rendered from the markdown source."""
+    markdown, html = _body(post)
+    tags = _labels([t.name or "" for t in post.tags if t.type == "Hashtag"], "tags")
+    return {
+        "title": _text(post.name or "", MAX_TITLE, "title", required=True),
+        "summary": _text(_plain(post.summary or ""), 500, "summary"),
+        "body_markdown": markdown,
+        "body_html": html,
+        "tags": tags,
+        "tags_key": key_of(tags),
+        "license": _text(post.license or "unspecified", 64, "license"),
+        "revision": post.revision or ((guide.revision + 1) if guide else 1),
+        "derived_from": post.derived_from,
+        "url": _same_url(signer_host, post.url, post.id),
+        "updated_at": post.updated or post.published or utcnow(),
+    }
 
 
 async def _upsert_offer(ctx: Context, post: vocab.Post) -> str:
@@ -359,7 +374,11 @@ def _body(post: vocab.Post) -> tuple[str, str]:
 
 
 def _same_host_url(ctx: Context, url: str | None, fallback: str) -> str:
-    if url and url.startswith(("http://", "https://")) and host_of(url) == ctx.signer_host:
+    return _same_url(ctx.signer_host, url, fallback)
+
+
+def _same_url(signer_host: str, url: str | None, fallback: str) -> str:
+    if url and url.startswith(("http://", "https://")) and host_of(url) == signer_host:
         return url
     return fallback
 
@@ -445,6 +464,159 @@ async def _received(ctx: Context) -> None:
     if peer is not None:
         peer.entries_received += 1
         peer.last_received_at = utcnow()
+
+
+# --- many new guides at once ----------------------------------------------------------
+
+
+class NewGuides:
+    """Creates of guides this instance has never seen, taken from a batch of inbox items and written together.
+
+    A backfill brings thousands of them. One at a time, each costs a dozen round trips (tombstone, guide,
+    community, author, slug, peer); here the lookups are one IN query per table for the whole batch and the
+    writes one flush. Only the plain case is taken: a new guide whose community and author are already known
+    here. Anything else (updates, offers, unknown communities or authors, an activity failing a check) is
+    left to `handle`, which applies the same rules one activity at a time, so the outcome is the same.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.staged: list[_Staged] = []
+        self._tombstoned: set[str] = set()
+        self._existing: set[str] = set()
+        self._communities: dict[str, Community] = {}
+        self._authors: dict[str, User] = {}
+        self._peers: dict[str, Peer] = {}
+
+    async def look_up(self, activities: list[vocab.Activity]) -> None:
+        """Everything the guide Creates among `activities` refer to; call again after other writes."""
+        objects: set[str] = set()
+        refs: set[str] = set()
+        for activity in activities:
+            post = _new_guide_post(activity)
+            if post is not None:
+                objects.add(post.id)
+                refs.update(post.audience, post.attributed_to)
+        if not objects:
+            return  # nothing for the batch: spare the queries
+        session = self.session
+        self._tombstoned = set(await session.scalars(select(DeletedObject.uri).where(DeletedObject.uri.in_(objects))))
+        self._existing = set(await session.scalars(select(Guide.uri).where(Guide.uri.in_(objects))))
+        communities = await session.scalars(select(Community).where(Community.uri.in_(refs)))
+        self._communities = {community.uri: community for community in communities}
+        self._authors = {user.uri: user for user in await session.scalars(select(User).where(User.uri.in_(refs)))}
+        self._peers = {peer.host: peer for peer in await session.scalars(select(Peer))}
+
+    def stage(self, activity: vocab.Activity, signer_host: str) -> bool:
+        """Take the activity into the batch when it is the plain case; False leaves it to `handle`."""
+        post = _new_guide_post(activity)
+        # Origin first, as in handle: the actor and the object must both be on the signer's host.
+        if post is None or host_of(activity.actor) != signer_host or host_of(post.id) != signer_host:
+            return False
+        if post.id in self._tombstoned or post.id in self._existing:
+            return False
+        community = self._community(post, signer_host)
+        people = [uri for uri in post.attributed_to if uri not in post.audience]
+        author = self._authors.get(people[0]) if people and host_of(people[0]) == signer_host else None
+        if community is None or author is None:
+            return False
+        try:
+            fields = _guide_fields(signer_host, post, None)
+        except Rejected:
+            return False  # `handle` rejects it with the same reason, in its own savepoint
+        self.staged.append(_Staged(post, signer_host, community, author, fields))
+        self._existing.add(post.id)
+        return True
+
+    def _community(self, post: vocab.Post, signer_host: str) -> Community | None:
+        # The same choice as _community_of: the first known community of the signer among the candidates.
+        for uri in [*post.audience, *(uri for uri in post.attributed_to if uri not in post.audience)]:
+            if host_of(uri) != signer_host:
+                continue
+            community = self._communities.get(uri)
+            if community is None and uri in post.audience:
+                return None  # _community_of would fetch it
+            if community is not None:
+                return community if community.deleted_at is None else None
+        return None
+
+    async def write(self) -> int:
+        """Insert the staged guides with their index jobs; returns how many."""
+        staged, self.staged = self.staged, []
+        if not staged:
+            return 0
+        slugs = await self._slugs(staged)
+        guides: list[dict[str, Any]] = []
+        jobs: list[dict[str, Any]] = []
+        received: dict[str, int] = {}
+        for entry, slug in zip(staged, slugs, strict=True):
+            guide_id = new_id()
+            guides.append(
+                {
+                    "id": guide_id, "uri": entry.post.id, "community_id": entry.community.id,
+                    "author_id": entry.author.id, "slug": slug, "status": "published", "local": False,
+                    "instance": entry.signer_host, "created_at": entry.post.published or utcnow(), **entry.fields,
+                }
+            )  # fmt: skip
+            jobs.append({"kind": "index", "payload": {"type": "guide", "id": str(guide_id)}})
+            received[entry.signer_host] = received.get(entry.signer_host, 0) + 1
+        # Bulk inserts: one executemany per table, without the unit of work's per-object bookkeeping.
+        await self.session.execute(insert(Guide), guides)
+        await self.session.execute(insert(Job), jobs)
+        now = utcnow()
+        for host, count in received.items():
+            if (peer := self._peers.get(host)) is not None:
+                peer.entries_received += count
+                peer.last_received_at = now
+        await self.session.flush()
+        return len(staged)
+
+    async def _slugs(self, staged: list[_Staged]) -> list[str]:
+        """free_slug for every staged guide with one query, probing further only where a slug is taken."""
+        bases = [slugify(entry.post.slug or entry.fields["title"], max_length=100, word_boundary=True) or "guide"
+                 for entry in staged]  # fmt: skip
+        community_ids = {entry.community.id for entry in staged}
+        taken: dict[Any, set[str]] = {community_id: set() for community_id in community_ids}
+        rows = await self.session.execute(
+            select(Guide.community_id, Guide.slug).where(Guide.community_id.in_(community_ids), Guide.slug.in_(bases))
+        )
+        for community_id, slug in rows:
+            taken[community_id].add(slug)
+        probed: set[tuple[Any, str]] = set()
+        slugs = []
+        for entry, base in zip(staged, bases, strict=True):
+            used = taken[entry.community.id]
+            slug = base
+            if base in used:
+                if (entry.community.id, base) not in probed:
+                    probed.add((entry.community.id, base))
+                    numbered = select(Guide.slug).where(
+                        Guide.community_id == entry.community.id, Guide.slug.like(f"{base}-%")
+                    )
+                    used.update(await self.session.scalars(numbered))
+                n = 2
+                while f"{base}-{n}" in used:
+                    n += 1
+                slug = f"{base}-{n}"
+            used.add(slug)
+            slugs.append(slug)
+        return slugs
+
+
+class _Staged(NamedTuple):
+    post: vocab.Post
+    signer_host: str
+    community: Community
+    author: User
+    fields: dict[str, Any]
+
+
+def _new_guide_post(activity: vocab.Activity) -> vocab.Post | None:
+    """The embedded Article or Page of a Create or Update, the only kind NewGuides takes."""
+    obj = activity.object
+    if activity.type not in ("Create", "Update") or not isinstance(obj, vocab.Post) or obj.mentorship is not None:
+        return None
+    return obj if obj.type in ("Article", "Page") else None
 
 
 _HANDLERS: dict[str, Callable[[Context, vocab.Activity], Awaitable[str]]] = {

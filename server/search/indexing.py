@@ -11,18 +11,19 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db import utcnow
 from server.jobs import claim
-from server.models import Guide, Job, MentorshipOffer
+from server.models import Guide, InboxItem, Job, MentorshipOffer
 from server.search import IndexWriterQueue, SearchDocument, SearchIndex, index_ok, markdown_to_text
 from server.search import rebuild as rebuild_index
 from server.search.storage import read_current
@@ -31,6 +32,10 @@ from server.settings import Settings
 log = logging.getLogger("kith.search")
 REBUILDING = "REBUILDING"
 BATCH = 500
+# While this many inbox items are due (a backfill, a burst from a peer), applying them comes first: the
+# index is derived and catches up afterwards. The wait is bounded: the index keeps moving during a long backfill.
+INBOX_BACKLOG = 100
+MAX_DEFER_SECONDS = 20.0
 Entry = Guide | MentorshipOffer
 
 
@@ -49,6 +54,12 @@ def community_ref(entry: Entry) -> str:
 
 
 def document_for(entry: Entry) -> SearchDocument | None:
+    snapshot = snapshot_of(entry)
+    return None if snapshot is None else document_from(snapshot)
+
+
+def snapshot_of(entry: Entry) -> dict[str, Any] | None:
+    """What the index needs of a public entry, as plain values: cheap to read, safe to hand to another thread."""
     if entry.deleted_at is not None or entry.community.deleted_at is not None:
         return None
     common: dict[str, Any] = {
@@ -60,14 +71,19 @@ def document_for(entry: Entry) -> SearchDocument | None:
     if isinstance(entry, Guide):
         if entry.status != "published":
             return None
-        return SearchDocument(
-            type="guide", summary=entry.summary, body=markdown_to_text(entry.body_markdown), tags=list(entry.tags),
-            status=entry.status, author=entry.author.username, **common,
-        )  # fmt: skip
-    return SearchDocument(
-        type="offer", body=markdown_to_text(entry.description_markdown), topics=list(entry.topics),
-        languages=list(entry.languages), status=entry.status, author=entry.mentor.username, **common,
-    )  # fmt: skip
+        return {
+            "type": "guide", "summary": entry.summary, "markdown": entry.body_markdown, "tags": list(entry.tags),
+            "status": entry.status, "author": entry.author.username, **common,
+        }  # fmt: skip
+    return {
+        "type": "offer", "markdown": entry.description_markdown, "topics": list(entry.topics),
+        "languages": list(entry.languages), "status": entry.status, "author": entry.mentor.username, **common,
+    }  # fmt: skip
+
+
+def document_from(snapshot: dict[str, Any]) -> SearchDocument:
+    fields = dict(snapshot)
+    return SearchDocument(body=markdown_to_text(fields.pop("markdown")), **fields)
 
 
 async def _documents(session: AsyncSession, since: datetime | None = None) -> AsyncIterator[list[SearchDocument]]:
@@ -146,7 +162,13 @@ async def requeue_changed_since(session: AsyncSession, since: datetime) -> None:
 
 
 class Indexer:
-    """Worker step: applies index jobs in batches and commits at most every second or 500 documents."""
+    """Worker step: reads index jobs and hands them to the index writer, which runs in its own thread.
+
+    The writer commits at most every second or 500 documents. Whoosh commits, and now and then a merge of
+    segments that takes many seconds, happen in that thread, so they never hold up the worker's loop
+    (applying inbox items, delivering). There is still exactly one writer: this step's `IndexWriterQueue`.
+    Job rows are deleted only once their changes are committed to the index: a crash before that replays them.
+    """
 
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.settings = settings
@@ -154,19 +176,20 @@ class Indexer:
         self.path = index_path(settings)
         self.queue: IndexWriterQueue | None = None
         self.rebuilding: asyncio.Task[int] | None = None
-        self.held: list[Any] = []
+        self.held: list[tuple[int, list[Any]]] = []  # (hand-over number, job ids) not yet committed
+        self.writer: IndexWriterThread | None = None
+        self.last_take = time.monotonic()
 
     async def __call__(self) -> int:
         if self.queue is None:
             await self._start()
         assert self.queue is not None
-        done = await self._take_jobs()
+        done = 0 if await self._yield_to_inbox() else await self._take_jobs()
         if self.rebuilding is not None:
             if not self.rebuilding.done():
                 return done  # changes wait in the queue; the rebuild replays them onto the new generation
             await self._finish_rebuild()
-        if self.queue.pending and await asyncio.to_thread(self.queue.flush_if_due) or not self.queue.pending:
-            await self._forget_held()
+        await self._forget_committed()
         return done
 
     async def _start(self) -> None:
@@ -177,6 +200,8 @@ class Indexer:
             marker.touch()
         index = await asyncio.to_thread(SearchIndex, self.path)
         self.queue = IndexWriterQueue(index)
+        if self.writer is None:
+            self.writer = IndexWriterThread()
         if needs_rebuild:
             log.warning("search index missing or damaged at %s; rebuilding it from the database", self.path)
             queue_ = self.queue
@@ -193,8 +218,28 @@ class Indexer:
             log.exception("search index rebuild failed; retrying")
             self.queue = None
 
+    async def _yield_to_inbox(self) -> bool:
+        """True while inbox items pile up and the index has not waited too long for them.
+
+        The writer thread shares the interpreter with the worker's loop: while it indexes, applying goes at
+        half speed. Indexing later costs the same, so the entries become searchable no later overall.
+        """
+        if time.monotonic() - self.last_take >= MAX_DEFER_SECONDS:
+            return False
+        due = (
+            select(InboxItem.id)
+            .where(InboxItem.state == "pending", InboxItem.next_attempt_at <= utcnow())
+            .limit(INBOX_BACKLOG)
+        )
+        async with self.sessions() as session:
+            waiting = await session.scalar(select(func.count()).select_from(due.subquery()))
+        return (waiting or 0) >= INBOX_BACKLOG
+
     async def _take_jobs(self) -> int:
-        assert self.queue is not None
+        assert self.queue is not None and self.writer is not None
+        if self.writer.backlog >= 2 * BATCH:
+            return 0  # the writer is behind: leave the jobs in the table until it catches up
+        self.last_take = time.monotonic()
         async with self.sessions() as session:
             ids = await claim(session, Job, Job.kind == "index", limit=BATCH)
             if not ids:
@@ -204,30 +249,116 @@ class Indexer:
             for job in jobs:
                 with contextlib.suppress(KeyError, ValueError, TypeError):
                     wanted[job.payload["type"]].add(uuid.UUID(job.payload["id"]))
+            changes: list[tuple[str, dict[str, Any] | None]] = []
             for kind, model in (("guide", Guide), ("offer", MentorshipOffer)):
+                if not wanted[kind]:
+                    continue
                 found = {
                     e.id: e for e in (await session.scalars(select(model).where(model.id.in_(wanted[kind])))).unique()
                 }
                 for entry_id in wanted[kind]:
                     entry = found.get(entry_id)
-                    document = document_for(entry) if entry is not None else None
-                    if document is None:
-                        self.queue.delete(str(entry_id))
-                    else:
-                        self.queue.add(document)
-        self.held.extend(ids)
+                    changes.append((str(entry_id), snapshot_of(entry) if entry is not None else None))
+        self.held.append((self.writer.hand_over(self.queue, changes), ids))
         return len(ids)
 
-    async def _forget_held(self) -> None:
+    async def _forget_committed(self) -> None:
         """Job rows go only once their changes are committed to the index: a crash before that replays them."""
-        if not self.held:
+        if not self.held or self.writer is None:
             return
-        held, self.held = self.held, []
+        committed = self.writer.committed
+        done = [job_id for number, ids in self.held if number <= committed for job_id in ids]
+        if not done:
+            return
+        self.held = [(number, ids) for number, ids in self.held if number > committed]
         async with self.sessions() as session:
-            await session.execute(delete(Job).where(Job.id.in_(held)))
+            await session.execute(delete(Job).where(Job.id.in_(done)))
             await session.commit()
 
     async def close(self) -> None:
-        if self.queue is not None and self.rebuilding is None:
-            await asyncio.to_thread(self.queue.flush)
-            await self._forget_held()
+        if self.writer is not None:
+            # While a rebuild runs, what is pending stays for the rebuild's replay, as before: no commit.
+            await asyncio.to_thread(self.writer.stop, self.rebuilding is None)
+            await self._forget_committed()
+
+
+class IndexWriterThread:
+    """The thread that owns the index writes: turns entries into documents and commits when a batch is due.
+
+    The loop hands over changes with `hand_over`, which returns a number; `committed` is the highest number
+    whose changes are all committed to the index.
+    """
+
+    def __init__(self) -> None:
+        self._changes: queue.SimpleQueue[tuple[int, IndexWriterQueue, list[tuple[str, dict[str, Any] | None]]]] = (
+            queue.SimpleQueue()
+        )
+        self._handed = 0
+        self._added = 0
+        self._sent_docs = 0
+        self._added_docs = 0
+        self.committed = 0
+        self._stop = threading.Event()
+        self._flush_on_stop = True
+        self._thread = threading.Thread(target=self._run, name="kith-index-writer", daemon=True)
+        self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Changes handed over that the thread has not added to the writer yet."""
+        return self._sent_docs - self._added_docs
+
+    def hand_over(self, writer: IndexWriterQueue, changes: list[tuple[str, dict[str, Any] | None]]) -> int:
+        self._handed += 1
+        self._sent_docs += len(changes)
+        self._changes.put((self._handed, writer, changes))
+        return self._handed
+
+    def stop(self, flush: bool = True) -> None:
+        self._flush_on_stop = flush
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        current: IndexWriterQueue | None = None
+        while True:
+            stopping = self._stop.is_set()
+            try:
+                number, current, changes = self._changes.get(timeout=0 if stopping else 0.1)
+            except queue.Empty:
+                if stopping:
+                    break
+            else:
+                self._add(current, changes)
+                self._added = number
+                if not stopping:
+                    self._commit_if_due(current)
+                continue
+            if current is not None:
+                self._commit_if_due(current)
+        if current is not None and self._flush_on_stop:
+            self._commit_if_due(current, now=True)
+
+    def _add(self, writer: IndexWriterQueue, changes: list[tuple[str, dict[str, Any] | None]]) -> None:
+        for doc_id, snapshot in changes:
+            try:
+                if snapshot is None:
+                    writer.delete(doc_id)
+                else:
+                    writer.add(document_from(snapshot))  # commits by itself when the batch is full
+            except Exception:  # noqa: BLE001 - one bad document must not stop the writer
+                log.exception("could not index %s", doc_id)
+            self._added_docs += 1
+
+    def _commit_if_due(self, writer: IndexWriterQueue, *, now: bool = False) -> None:
+        try:
+            if now:
+                writer.flush()
+            else:
+                writer.flush_if_due()
+        except Exception:  # noqa: BLE001 - the changes stay pending; the next try commits them
+            log.exception("search index commit failed")
+            time.sleep(1.0)
+        if writer.pending == 0:
+            # Only this thread adds to the writer, so nothing pending means all it added is committed.
+            self.committed = self._added

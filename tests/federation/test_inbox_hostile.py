@@ -30,9 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.app import create_app
 from server.db import create_engine, create_sessionmaker
-from server.federation import signatures
+from server.federation import handlers, signatures
+from server.federation.peers import _queue
 from server.federation.processing import InboxProcessor
-from server.models import Activity, ActorKey, Community, DeletedObject, Delivery, Guide, InboxItem, Peer
+from server.models import Activity, ActorKey, Community, DeletedObject, Delivery, Guide, InboxItem, Job, Peer
 from server.settings import Settings
 from tests.support.html import assert_safe
 
@@ -653,3 +654,136 @@ def test_peer_cannot_suppress_another_peers_activity_by_sending_its_id_first(kit
     assert kith.deliver(genuine, signer=OTHER).status_code == 202
     kith.process()
     assert kith.guide_row(document["id"]) is not None
+
+
+# --- a backfill page applied as one batch ----------------------------------------------
+# Plain new guides are written together, everything else one by one; the outcome must be that of
+# applying the activities one at a time.
+
+
+def queue_page(kith: Instance, items: list[dict[str, Any]]) -> None:
+    """Queue the items as a backfill does with a page of the peer's outbox (which lists newest first)."""
+
+    async def work(session: AsyncSession) -> None:
+        await _queue(session, "peer.test", list(reversed(items)))
+
+    kith.run(work)
+
+
+def outcome(kith: Instance, item: dict[str, Any]) -> InboxItem:
+    stored = kith.item(item["id"])
+    assert stored is not None
+    return stored
+
+
+def entries_received(kith: Instance) -> int:
+    return kith.run(lambda s: s.scalar(select(Peer.entries_received).where(Peer.host == "peer.test"))) or 0
+
+
+def count_guides(kith: Instance, uri: str) -> int:
+    return kith.run(lambda s: s.scalar(select(func.count()).select_from(Guide).where(Guide.uri == uri))) or 0
+
+
+def create(document: dict[str, Any]) -> dict[str, Any]:
+    return activity("Create", document, actor=alice(PEER))
+
+
+def test_bad_activities_in_a_backfill_page_are_skipped_while_the_rest_apply(kith, peer_community):
+    community = peer_community["id"]
+    publish_first = create(article(PEER, community, title="Worm bins"))
+    queue_page(kith, [publish_first])
+    kith.process()
+    assert outcome(kith, publish_first).last_error == "guide stored"
+
+    good = [create(article(PEER, community, title=f"Batch guide {n}", tags=["soil", f"t{n}"])) for n in range(6)]
+    same_title = [create(article(PEER, community, title="Worm bins")) for _ in range(2)]
+    empty_title = create(article(PEER, community, title="   "))
+    long_title = create(article(PEER, community, title="x" * 300))
+    foreign_object = create(article(OTHER, community, title="Not theirs to send"))
+    deleted_first = article(PEER, community, title="Deleted before it arrived")
+    tombstone = delete_of(PEER, deleted_first["id"])
+    late_create = create(deleted_first)
+    edited = article(PEER, community, title="First version")
+    edited_create = create(edited)
+    later = datetime.fromisoformat(edited["updated"].replace("Z", "+00:00")) + timedelta(minutes=5)
+    edited_update = activity("Update", dict(edited, name="Second version", updated=iso(later)), actor=alice(PEER))
+    page = [
+        good[0], good[1], empty_title, good[2], same_title[0], long_title, tombstone, good[3], foreign_object,
+        late_create, same_title[1], edited_create, good[4], edited_update, good[5],
+    ]  # fmt: skip
+    before = entries_received(kith)
+
+    queue_page(kith, page)
+    assert kith.process() == len(page)
+
+    for item in [*good, *same_title, edited_create]:
+        assert outcome(kith, item).state == "done", outcome(kith, item).last_error
+        assert outcome(kith, item).last_error == "guide stored"
+        assert count_guides(kith, item["object"]["id"]) == 1
+    assert outcome(kith, empty_title).state == "rejected"
+    assert outcome(kith, empty_title).last_error == "title is empty"
+    assert outcome(kith, long_title).state == "rejected"
+    assert "title is longer than" in (outcome(kith, long_title).last_error or "")
+    assert outcome(kith, foreign_object).state == "rejected"
+    assert "not on the signer's host" in (outcome(kith, foreign_object).last_error or "")
+    for rejected in (empty_title, long_title, foreign_object):
+        assert count_guides(kith, rejected["object"]["id"]) == 0
+    assert outcome(kith, tombstone).last_error == "tombstoned unseen object"
+    assert outcome(kith, late_create).last_error == "ignored: object was deleted"
+    assert count_guides(kith, deleted_first["id"]) == 0
+    # The Create and its Update in the same page apply in order.
+    assert outcome(kith, edited_update).last_error == "guide stored"
+    assert kith.guide(edited["id"])["title"] == "Second version"
+
+    # Everything a guide applied one at a time gets: attribution, rendered body, tags, an index job.
+    shown = kith.guide(good[2]["object"]["id"])
+    assert shown["local"] is False and shown["title"] == "Batch guide 2"
+    assert shown["community"]["uri"] == community and shown["author"]["instance"] == "peer.test"
+    assert shown["tags"] == ["soil", "t2"]
+    assert "<em>bokashi</em>" in shown["body_html"]
+    row = kith.guide_row(good[2]["object"]["id"])
+    assert row is not None
+    jobs = kith.run(lambda s: s.scalars(select(Job.payload).where(Job.kind == "index")))
+    assert {"type": "guide", "id": str(row.id)} in list(jobs)
+    # Slugs stay unique within the community, also against guides of earlier batches.
+    slugs = {kith.guide(item["object"]["id"])["slug"] for item in [publish_first, *same_title]}
+    assert slugs == {"worm-bins", "worm-bins-2", "worm-bins-3"}
+    stored = len(good) + len(same_title) + 2  # the edited guide counts for its Create and its Update
+    assert entries_received(kith) == before + stored
+
+
+def test_new_guides_fall_back_to_one_savepoint_each_when_the_batch_write_fails(kith, peer_community, monkeypatch):
+    community = peer_community["id"]
+    page = [create(article(PEER, community, title=f"Fallback guide {n}")) for n in range(4)]
+    page.append(create(article(PEER, community, title="")))
+    write = handlers.NewGuides.write
+    attempts: list[int] = []
+
+    async def failing_write(self: handlers.NewGuides) -> int:
+        # Rows reach the database, then the write fails: the savepoint must take all of them back.
+        attempts.append(await write(self))
+        raise RuntimeError("simulated unique clash with another worker")
+
+    monkeypatch.setattr(handlers.NewGuides, "write", failing_write)
+    queue_page(kith, page)
+    kith.process()
+
+    assert attempts == [4]
+    for item in page[:4]:
+        assert outcome(kith, item).last_error == "guide stored"
+        assert count_guides(kith, item["object"]["id"]) == 1
+    assert outcome(kith, page[4]).state == "rejected"
+
+
+@pytest.mark.parametrize("verb", ["Create", "Update"])
+def test_unknown_community_in_a_page_is_fetched_like_a_single_activity(kith, peer_community, verb):
+    # The peer's community is not known here and the fetch answers 404: rejected, as one at a time.
+    unknown = group(PEER, f"unknown-{uuid.uuid4().hex[:8]}")
+    document = article(PEER, unknown["id"], title="Orphan guide")
+    orphan = activity(verb, document, actor=alice(PEER))
+    fine = create(article(PEER, peer_community["id"], title=f"Neighbour of an orphan {verb}"))
+    queue_page(kith, [orphan, fine])
+    kith.process()
+    assert outcome(kith, orphan).state == "rejected"
+    assert outcome(kith, fine).last_error == "guide stored"
+    assert count_guides(kith, document["id"]) == 0

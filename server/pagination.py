@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from litestar import Request
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, and_, bindparam, or_
 
 from server.errors import invalid
 
@@ -44,6 +44,24 @@ def keyset(query: Select[Any], model: Any, limit: int, cursor: str | None) -> Se
         created_at, id_ = decode_cursor(cursor)
         query = query.where(or_(model.created_at < created_at, and_(model.created_at == created_at, model.id < id_)))
     return query.order_by(model.created_at.desc(), model.id.desc()).limit(check_limit(limit) + 1)
+
+
+def keyset_bound(query: Select[Any], model: Any, *, after: bool) -> Select[Any]:
+    """keyset() for a statement built once and run many times: the cursor and the limit are the bound
+    parameters `after_created_at`, `after_id` (with `after=True` only) and `limit`; see keyset_params."""
+    if after:
+        created_at, id_ = bindparam("after_created_at"), bindparam("after_id")
+        query = query.where(or_(model.created_at < created_at, and_(model.created_at == created_at, model.id < id_)))
+    return query.order_by(model.created_at.desc(), model.id.desc()).limit(bindparam("limit"))
+
+
+def keyset_params(limit: int, cursor: str | None) -> dict[str, Any]:
+    """The parameters of a keyset_bound statement (made with `after=bool(cursor)`), one extra row included."""
+    params: dict[str, Any] = {}
+    if cursor:
+        params["after_created_at"], params["after_id"] = decode_cursor(cursor)
+    params["limit"] = check_limit(limit) + 1
+    return params
 
 
 def split_page(rows: list[T], limit: int) -> tuple[list[T], str | None]:

@@ -39,10 +39,12 @@ def username_from(hint: str) -> str:
 
 
 def person_ref(user: User) -> PersonRef:
-    return PersonRef(
-        username=user.username, display_name=user.display_name or user.username, uri=user.uri,
-        instance=user.instance,
-    )  # fmt: skip
+    return person_ref_of(user.username, user.display_name, user.uri, user.instance)
+
+
+def person_ref_of(username: str, display_name: str, uri: str, instance: str) -> PersonRef:
+    """The same from the columns alone, for reads that select them without loading the User."""
+    return PersonRef(username=username, display_name=display_name or username, uri=uri, instance=instance)
 
 
 class AccountService:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from tests.conftest import join
 from tests.support.html import assert_safe, elements
 
@@ -197,3 +199,157 @@ def test_nul_in_a_path_is_not_found_not_a_server_error(client):
     assert client.get("/api/v1/communities/seed/members/ad%00min").status_code in (404, 405)
     assert client.get("/c/se%00ed", headers={"Accept": "application/activity+json"}).status_code == 404
     assert client.get("/u/ad%00min", headers={"Accept": "application/activity+json"}).status_code == 404
+
+
+def test_reads_give_what_the_writes_gave(client, admin, people, community):
+    """Reads select columns and build the schema from them; writes return the loaded Guide. Same JSON, same ETag."""
+    author = people.make("author")
+    join(client, admin, community, author)
+    body = {"summary": "Why and how", "tags": ["Onboarding", "people"], "derived_from": "https://example.org/g"}
+    created = _create(client, author, community, **body)
+    edited = client.patch(
+        f"/api/v1/guides/{created.json()['id']}", json={"title": "Onboarding, again", "summary_of_change": "t"},
+        headers={**author.auth, "If-Match": created.headers["etag"]},
+    )  # fmt: skip
+    assert edited.status_code == 200, edited.text
+    fetched = client.get(f"/api/v1/guides/{edited.json()['id']}")
+    assert fetched.json() == edited.json()
+    assert fetched.headers["etag"] == edited.headers["etag"]
+    listed = client.get(f"/api/v1/guides?community={community['slug']}&author={author.username}").json()["items"]
+    assert listed == [edited.json()]
+    draft = _create(client, author, community, status="draft", title="Not yet")
+    assert client.get(f"/api/v1/guides/{draft.json()['id']}", headers=author.auth).json() == draft.json()
+    drafts = client.get(f"/api/v1/guides?status=draft&community={community['slug']}", headers=author.auth).json()
+    assert drafts["items"] == [draft.json()]
+
+
+def test_moderator_reads_drafts_of_others(client, admin, people, community):
+    author, moderator, member = people.make("author"), people.make("mod"), people.make("member")
+    join(client, admin, community, author)
+    join(client, admin, community, moderator, role="moderator")
+    join(client, admin, community, member)
+    draft = _create(client, author, community, status="draft").json()
+    assert client.get(f"/api/v1/guides/{draft['id']}", headers=moderator.auth).status_code == 200
+    assert client.get(f"/api/v1/guides/{draft['id']}", headers=member.auth).status_code == 404
+    listed = client.get(f"/api/v1/guides?status=draft&community={community['slug']}", headers=moderator.auth)
+    assert [g["id"] for g in listed.json()["items"]] == [draft["id"]]
+    listed = client.get(f"/api/v1/guides?status=draft&community={community['slug']}", headers=member.auth)
+    assert listed.json()["items"] == []
+
+
+def test_list_pages_by_cursor_with_a_link_header(client, admin, community):
+    ids = [_create(client, admin, community, title=f"Page {n}").json()["id"] for n in range(3)]
+    first = client.get(f"/api/v1/guides?community={community['slug']}&limit=2")
+    page = first.json()
+    assert [g["id"] for g in page["items"]] == ids[:0:-1]
+    link, rel = first.headers["link"].split("; ")
+    assert rel == 'rel="next"' and link.startswith("<http://127.0.0.1:8000/api/v1/guides?") and link.endswith(">")
+    query = parse_qs(urlsplit(link[1:-1]).query)  # the order of the other parameters is Litestar's
+    assert query == {"community": [community["slug"]], "limit": ["2"], "cursor": [page["next_cursor"]]}
+    assert link.endswith(f"&cursor={page['next_cursor']}>")
+    second = client.get(f"/api/v1/guides?community={community['slug']}&limit=2&cursor={page['next_cursor']}")
+    assert [g["id"] for g in second.json()["items"]] == ids[:1]
+    assert second.json()["next_cursor"] is None
+    assert "link" not in second.headers
+    assert client.get("/api/v1/guides?cursor=not-a-cursor").status_code == 422
+    assert client.get("/api/v1/guides?limit=0").status_code == 422
+
+
+def test_reads_refuse_a_bad_token_even_for_public_guides(client, admin, community):
+    guide = _create(client, admin, community).json()
+    for url in (f"/api/v1/guides/{guide['id']}", "/api/v1/guides"):
+        for header in ("Bearer kith_not-a-token", "Basic YTpi", "Bearer "):
+            response = client.get(url, headers={"Authorization": header})
+            assert response.status_code == 401, (url, header)
+            assert response.headers["www-authenticate"] == 'Bearer realm="kith"'
+        assert client.get(url, headers=admin.auth).status_code == 200
+
+
+def test_fetch_all_gives_what_execute_gives_and_never_writes(settings, client, admin, community):
+    """The reads' fetch_all (on SQLite: a pysqlite reader thread, raw cursor, SQLAlchemy's own type processors)."""
+    import asyncio
+
+    import pytest
+    from sqlalchemy import column, insert, select, table
+    from sqlalchemy.exc import DBAPIError
+
+    from server.db import create_engine, fetch_all
+    from server.guides.service import _ONE, _list_statement
+    from server.models import Community
+    from server.pagination import keyset_params
+
+    _create(client, admin, community, tags=["a", "b"], derived_from="https://example.org/x")
+    statement = _list_statement("", "published", "all", None, None, None, None, None, False)
+    params = keyset_params(5, None)
+
+    async def compare() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            rows = await fetch_all(engine, statement, params)
+            async with engine.connect() as connection:
+                expected = (await connection.execute(statement, params)).all()
+            assert [tuple(row) for row in rows] == [tuple(row) for row in expected] and rows
+            assert [list(map(type, row)) for row in rows] == [list(map(type, row)) for row in expected]
+            one = await fetch_all(engine, _ONE, {"id": rows[0][0]})
+            assert [tuple(row) for row in one] == [(*expected[0], *one[0][-2:])]
+            for quick in (False, True):
+                with pytest.raises(DBAPIError):  # what execute raises, SQLAlchemy's wrapper of the driver's error
+                    await fetch_all(engine, select(table("missing", column("x"))), quick=quick)
+            if settings.database_url.startswith("sqlite"):
+                write = insert(Community).values(slug="x", name="x", instance="x", uri="x", url="x")
+                with pytest.raises(Exception, match="readonly"):
+                    await fetch_all(engine, write)  # type: ignore[arg-type]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(compare())
+
+
+def test_a_quick_read_that_finds_sqlite_locked_waits_off_the_event_loop(tmp_path):
+    """fetch_all(quick=True) reads on the event loop, but never waits there: locked out, it goes to the reader
+    thread, which waits for the lock while the loop goes on."""
+    import asyncio
+    import sqlite3
+
+    from sqlalchemy import column, select, table
+
+    from server.db import create_engine, fetch_all
+
+    path = tmp_path / "locked.db"
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("PRAGMA journal_mode=WAL")
+    locker.execute("CREATE TABLE t (x INTEGER)")
+    locker.execute("INSERT INTO t VALUES (1)")
+    locker.execute("PRAGMA locking_mode=EXCLUSIVE")  # until it lets go, nobody else may even read
+    locker.execute("BEGIN EXCLUSIVE")
+    locker.execute("INSERT INTO t VALUES (2)")
+
+    def release() -> None:
+        locker.execute("COMMIT")
+        locker.execute("PRAGMA locking_mode=NORMAL")
+        locker.execute("SELECT count(*) FROM t").fetchall()  # the exclusive lock goes at the next access
+
+    async def read() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        asyncio.get_running_loop().call_later(0.5, release)
+        try:
+            rows = await fetch_all(engine, select(table("t", column("x"))).order_by(column("x")), quick=True)
+        finally:
+            ticker.cancel()
+            await engine.dispose()
+        assert [tuple(row) for row in rows] == [(1,), (2,)]  # read after the lock went, so with the second row
+        assert ticks >= 10  # the loop ran all the while
+
+    try:
+        asyncio.run(read())
+    finally:
+        locker.close()

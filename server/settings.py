@@ -6,6 +6,7 @@ import os
 import secrets
 import tomllib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,11 +35,13 @@ class Settings:
     pull_interval_seconds: int = 600
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
 
-    @property
+    # Settings never change after construction (frozen; `replace` builds a new object), so what they derive
+    # is computed once: pages ask for the host dozens of times a request.
+    @cached_property
     def host(self) -> str:
         return host_of(self.base_url)
 
-    @property
+    @cached_property
     def peer_hosts(self) -> tuple[str, ...]:
         return tuple(host_of(peer) for peer in self.peers)
 

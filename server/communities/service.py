@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from functools import lru_cache
+from typing import Any
+
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +18,7 @@ from server.db import utcnow
 from server.errors import conflict, forbidden, invalid, not_found
 from server.federation import outbox
 from server.models import Community, Guide, Membership, MentorshipOffer, User
-from server.pagination import keyset, split_page
+from server.pagination import keyset_bound, keyset_params, split_page
 from server.refs import Origin, apply_origin_filters, split_ref
 from server.settings import Settings
 
@@ -39,11 +43,22 @@ class CommunityService:
         self, *, origin: Origin = "all", instance: str | None = None, limit: int = 20,
         cursor: str | None = None,
     ) -> tuple[list[schemas.Community], str | None]:  # fmt: skip
-        query = select(Community).where(Community.deleted_at.is_(None))
-        query = apply_origin_filters(query, Community, self.settings.host, origin=origin, instance=instance)
-        rows = list(await self.session.scalars(keyset(query, Community, limit, cursor)))
-        page, next_cursor = split_page(rows, limit)
-        return await self.to_schemas(page), next_cursor
+        statement, params = self.list_statement(origin=origin, instance=instance, limit=limit, cursor=cursor)
+        rows = await self.session.execute(statement, params)
+        return split_page([community_from_row(row) for row in rows], limit)
+
+    def list_statement(
+        self, *, origin: Origin = "all", instance: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[Select[Any], dict[str, Any]]:
+        """What `list` runs and its parameters, for callers with a connection of their own; rows decode with
+        `community_from_row`. A bad cursor, limit or origin raises here."""
+        params = keyset_params(limit, cursor)
+        return _list_statement(self.settings.host, origin, instance.lower() if instance else None, bool(cursor)), params
+
+    def ref_params(self, ref: str) -> dict[str, str]:
+        """The parameters of ONE_BY_REF."""
+        slug, host = split_ref(ref, self.settings.host)
+        return {"slug": slug, "instance": host}
 
     async def get(self, ref: str) -> Community:
         slug, host = split_ref(ref, self.settings.host)
@@ -61,26 +76,16 @@ class CommunityService:
         return community
 
     async def to_schemas(self, communities: list[Community]) -> list[schemas.Community]:
-        ids = [c.id for c in communities]
-        guides = await self._counts(Guide, ids, Guide.status == "published")
-        offers = await self._counts(MentorshipOffer, ids, MentorshipOffer.status == "open")
-        return [
-            _to_schema(c, schemas.CommunityStats(guides=guides.get(c.id, 0), offers=offers.get(c.id, 0)))
-            for c in communities
-        ]
+        stats: dict[uuid.UUID, schemas.CommunityStats] = {}
+        if communities:
+            rows = await self.session.execute(
+                select(Community.id, *_stats()).where(Community.id.in_([c.id for c in communities]))
+            )
+            stats = {id_: schemas.CommunityStats(guides=guides, offers=offers) for id_, guides, offers in rows}
+        return [_to_schema(c, stats.get(c.id, schemas.CommunityStats(guides=0, offers=0))) for c in communities]
 
     async def to_schema(self, community: Community) -> schemas.Community:
         return (await self.to_schemas([community]))[0]
-
-    async def _counts(self, model, ids, condition) -> dict:  # type: ignore[no-untyped-def]
-        if not ids:
-            return {}
-        rows = await self.session.execute(
-            select(model.community_id, func.count())
-            .where(model.community_id.in_(ids), model.deleted_at.is_(None), condition)
-            .group_by(model.community_id)
-        )
-        return {community_id: count for community_id, count in rows}
 
     # permissions
 
@@ -166,13 +171,7 @@ class CommunityService:
 
     async def members(self, ref: str) -> list[schemas.Member]:
         community = await self.get(ref)
-        rows = await self.session.execute(
-            select(User, Membership)
-            .join(Membership, Membership.user_id == User.id)
-            .where(Membership.community_id == community.id)
-            .order_by(Membership.created_at, User.username)
-        )
-        return [_member(user, membership) for user, membership in rows]
+        return [member_from_row(row) for row in await self.session.execute(MEMBERS, {"community_id": community.id})]
 
     async def set_member(
         self, principal: Principal, ref: str, data: schemas.MemberCreate
@@ -207,6 +206,74 @@ class CommunityService:
         if not result.rowcount:
             raise not_found(f"Member {username!r}")
         await self.session.commit()
+
+
+_COLUMNS = (
+    Community.id, Community.uri, Community.url, Community.slug, Community.name, Community.description,
+    Community.color, Community.links, Community.local, Community.instance, Community.created_at,
+    Community.updated_at, Community.former_peer,
+)  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _list_statement(local_host: str, origin: Origin, instance: str | None, after: bool) -> Select[Any]:
+    """Built once per set of filters: building and compiling a statement costs more than running it."""
+    query = select(*_COLUMNS, *_stats()).where(Community.deleted_at.is_(None))
+    query = apply_origin_filters(query, Community, local_host, origin=origin, instance=instance)
+    return keyset_bound(query, Community, after=after)
+
+
+def _stats() -> tuple[Any, Any]:
+    """Published guides and open offers of the community in the same row (from indexes alone for guides)."""
+    guides = (
+        select(func.count())
+        .where(Guide.community_id == Community.id, Guide.status == "published", Guide.deleted_at.is_(None))
+        .correlate(Community)
+        .scalar_subquery()
+    )
+    offers = (
+        select(func.count())
+        .where(
+            MentorshipOffer.community_id == Community.id,
+            MentorshipOffer.status == "open",
+            MentorshipOffer.deleted_at.is_(None),
+        )
+        .correlate(Community)
+        .scalar_subquery()
+    )
+    return guides, offers
+
+
+# One community by `slug` and `instance` (see CommunityService.ref_params), with its counts.
+ONE_BY_REF = select(*_COLUMNS, *_stats()).where(
+    Community.slug == bindparam("slug"), Community.instance == bindparam("instance"), Community.deleted_at.is_(None)
+)
+# The members of the community `community_id`, in the order they joined.
+MEMBERS = (
+    select(User.username, User.display_name, Membership.role, Membership.created_at)
+    .join(Membership, Membership.user_id == User.id)
+    .where(Membership.community_id == bindparam("community_id"))
+    .order_by(Membership.created_at, User.username)
+)
+
+
+def community_from_row(row: Any) -> schemas.Community:
+    """A community's schema from a row of `list_statement` or ONE_BY_REF: the same as `to_schema`."""
+    (
+        id_, uri, url, slug, name, description, color, links, local, instance, created_at, updated_at, former_peer,
+        guides, offers,
+    ) = row  # fmt: skip
+    return schemas.Community(
+        id=id_, uri=uri, url=url, slug=slug, name=name, description=description, color=color,
+        links=msgspec.convert(links or [], list[schemas.Link]), local=local, instance=instance,
+        created_at=created_at, updated_at=updated_at,
+        stats=schemas.CommunityStats(guides=guides, offers=offers), former_peer=former_peer,
+    )  # fmt: skip
+
+
+def member_from_row(row: Any) -> schemas.Member:
+    username, display_name, role, joined_at = row
+    return schemas.Member(username=username, display_name=display_name or username, role=role, joined_at=joined_at)
 
 
 def _to_schema(c: Community, stats: schemas.CommunityStats) -> schemas.Community:

@@ -64,14 +64,21 @@ class MentorshipService:
     async def list(
         self, *, community: str | None = None, topic: str | None = None, language: str | None = None,
         status: schemas.OfferStatus | None = None, origin: Origin = "all", instance: str | None = None,
-        limit: int = 20, cursor: str | None = None,
+        format: schemas.Format | None = None, open_seats: bool = False, limit: int = 20, cursor: str | None = None,
     ) -> tuple[list[schemas.Offer], str | None]:  # fmt: skip
+        """`open_seats`: only open offers with a seat left. Filters run in the query, so pages are full."""
         query = select(MentorshipOffer).where(MentorshipOffer.deleted_at.is_(None))
         query = apply_origin_filters(
             query, MentorshipOffer, self.settings.host, origin=origin, instance=instance, community=community
         )
         if status:
             query = query.where(MentorshipOffer.status == status)
+        if format:
+            query = query.where(MentorshipOffer.format == format)
+        if open_seats:
+            query = query.where(
+                MentorshipOffer.status == "open", MentorshipOffer.seats_taken < MentorshipOffer.capacity
+            )
         if topic:
             query = query.where(MentorshipOffer.topics_key.contains(f"|{topic.strip().lower()}|", autoescape=True))
         if language:

@@ -17,6 +17,8 @@ class Guide(Base):
     __table_args__ = (
         UniqueConstraint("community_id", "slug"),
         Index("ix_guides_listing", "deleted_at", "created_at", "id"),
+        # A community's guides, newest first, and its published-guide count, both read from the index alone.
+        Index("ix_guides_community_listing", "community_id", "status", "deleted_at", "created_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

@@ -10,16 +10,21 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.communities import schemas
-from server.communities.service import CommunityService
-from server.errors import ProblemError, forbidden
-from server.guides.service import GuideService
-from server.mentorship.service import MentorshipService
+from server.communities.service import MEMBERS, ONE_BY_REF, CommunityService, community_from_row, member_from_row
+from server.db import fetch_all
+from server.errors import ProblemError, forbidden, not_found
 from server.settings import Settings
-from server.web.core import current_viewer, flash, page, see_other
+from server.web.cards import guide_cards, guide_cards_query, offer_cards, offer_cards_query
+from server.web.core import Viewer, current_viewer, engine_of, flash, page, see_other
 from server.web.errors import SignInRequired
 from server.web.forms import build, field_errors, form_data
 
 HOME_GUIDES = 10
+HOME_OFFERS = 6
+COMMUNITIES = 100
+COMMUNITY_GUIDES = 20
+COMMUNITY_OFFERS = 50
+DRAFTS = 50
 
 
 @get("/", name="home")
@@ -27,15 +32,21 @@ async def home(
     request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, cursor: str | None = None
 ) -> Template:
     viewer = await current_viewer(request, db)
-    communities, _ = await CommunityService(db, settings).list(limit=100)
-    guides, next_cursor = await GuideService(db, settings).list(
-        viewer.principal if viewer else None, limit=HOME_GUIDES, cursor=cursor
+    communities_query, communities_params = CommunityService(db, settings).list_statement(limit=COMMUNITIES)
+    guides_query, guides_params = guide_cards_query(
+        db, settings, viewer.principal if viewer else None, by_community=False, limit=HOME_GUIDES, cursor=cursor
     )
-    offers, _ = await MentorshipService(db, settings).list(status="open", limit=6)
+    offers_query = offer_cards_query(by_community=False, open_only=True, limit=HOME_OFFERS)
+
+    engine = engine_of(db)
+    community_rows = await fetch_all(engine, communities_query, communities_params)
+    guide_rows = await fetch_all(engine, guides_query, guides_params)
+    offer_rows = await fetch_all(engine, offers_query)
+    guides, next_cursor = guide_cards(guide_rows, HOME_GUIDES)
     context = {
-        "communities": communities,
+        "communities": [community_from_row(row) for row in community_rows[:COMMUNITIES]],
         "guides": guides,
-        "offers": offers,
+        "offers": offer_cards(offer_rows, HOME_OFFERS),
         "next_cursor": next_cursor,
         "cursor": cursor,
     }
@@ -45,25 +56,37 @@ async def home(
 async def community_page(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, ref: str) -> Template:
     """The human page of a community; the ActivityPub route hands browsers here."""
     viewer = await current_viewer(request, db)
+    principal = viewer.principal if viewer else None
     service = CommunityService(db, settings)
-    community = await service.to_schema(await service.get(ref))
     cursor = request.query_params.get("cursor") or None
-    guides, next_cursor = await GuideService(db, settings).list(
-        viewer.principal if viewer else None, community=ref, limit=20, cursor=cursor
+    guides_query, guides_params = guide_cards_query(
+        db, settings, principal, by_community=True, limit=COMMUNITY_GUIDES, cursor=cursor
     )
-    drafts: list[Any] = []
+    drafts = None
     if viewer is not None:
-        drafts, _ = await GuideService(db, settings).list(viewer.principal, community=ref, status="draft", limit=50)
-    offers, _ = await MentorshipService(db, settings).list(community=ref, limit=50)
-    members = await service.members(ref)
-    role = await _role(db, settings, viewer, community)
+        drafts = guide_cards_query(db, settings, principal, by_community=True, status="draft", limit=DRAFTS)
+    offers_query = offer_cards_query(by_community=True, open_only=False, limit=COMMUNITY_OFFERS)
+
+    engine = engine_of(db)
+    found = await fetch_all(engine, ONE_BY_REF, service.ref_params(ref))
+    if not found:
+        raise not_found(f"Community {ref!r}")
+    community_row = found[0]
+    bound = {"community_id": community_row[0]}
+    guide_rows = await fetch_all(engine, guides_query, {**guides_params, **bound})
+    draft_rows = await fetch_all(engine, drafts[0], {**drafts[1], **bound}) if drafts is not None else []
+    offer_rows = await fetch_all(engine, offers_query, bound)
+    member_rows = await fetch_all(engine, MEMBERS, bound)
+    community = community_from_row(community_row)
+    guides, next_cursor = guide_cards(guide_rows, COMMUNITY_GUIDES)
+    members = [member_from_row(row) for row in member_rows]
     context = {
         "community": community,
         "guides": guides,
-        "drafts": drafts,
-        "offers": offers,
+        "drafts": guide_cards(draft_rows, DRAFTS)[0],
+        "offers": offer_cards(offer_rows, COMMUNITY_OFFERS),
         "members": members,
-        "role": role,
+        "role": _role(viewer, community, members),
         "next_cursor": next_cursor,
         "cursor": cursor,
         "errors": {},
@@ -73,12 +96,11 @@ async def community_page(request: Request[Any, Any, Any], db: AsyncSession, sett
     return response
 
 
-async def _role(db: AsyncSession, settings: Settings, viewer: Any, community: schemas.Community) -> str | None:
+def _role(viewer: Viewer | None, community: schemas.Community, members: list[schemas.Member]) -> str | None:
     if viewer is None or not community.local:
         return None
     if viewer.is_admin:
         return "moderator"
-    members = await CommunityService(db, settings).members(community.slug)
     return next((m.role for m in members if m.username == viewer.username), None)
 
 

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from litestar import Request
 from litestar.response import Redirect, Template
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.accounts.security import Principal
 from server.models import User
@@ -69,6 +69,11 @@ async def current_viewer(request: Request[Any, Any, Any], db: AsyncSession) -> V
             viewer = Viewer(principal_for(user), user.display_name or user.username)
     request.scope["kith_viewer"] = viewer  # type: ignore[typeddict-unknown-key]
     return viewer
+
+
+def engine_of(db: AsyncSession) -> AsyncEngine:
+    """The engine behind the request's session, for reads that need no session (`server.db.fetch_all`)."""
+    return db.bind  # type: ignore[return-value]
 
 
 def is_fragment_request(request: Request[Any, Any, Any]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import pass_context
@@ -38,8 +39,9 @@ def community_ref(context: Context, community: Any) -> str:
     return community.slug if community.instance == local_host else f"{community.slug}@{community.instance}"
 
 
+@lru_cache(maxsize=1024)
 def text_on(color: str) -> str:
-    """Black or white, whichever reads better on the community's colour."""
+    """Black or white, whichever reads better on the community's colour (a handful of colours, many calls)."""
     try:
         r, g, b = (int(color[i : i + 2], 16) / 255 for i in (1, 3, 5))
     except (ValueError, IndexError):

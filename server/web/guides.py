@@ -11,15 +11,19 @@ from litestar.response import Redirect, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.service import AccountService
 from server.communities.service import CommunityService
+from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
 from server.etags import make_etag
 from server.guides import schemas
 from server.guides.service import GuideService, to_schema
 from server.markdown import render
 from server.models import Guide
+from server.refs import split_ref
 from server.settings import Settings
-from server.web.core import Viewer, current_viewer, flash, fragment, is_fragment_request, page, see_other
+from server.web.cards import PUBLISHED_GUIDE, GuideView, guide_view
+from server.web.core import Viewer, current_viewer, engine_of, flash, fragment, is_fragment_request, page, see_other
 from server.web.errors import SignInRequired
 from server.web.forms import build, field_errors, form_data, labels
 
@@ -34,12 +38,13 @@ async def _find(db: AsyncSession, settings: Settings, ref: str, guide_slug: str,
     return await GuideService(db, settings).get(guide_id, viewer.principal if viewer else None)
 
 
-async def _may_edit(db: AsyncSession, settings: Settings, viewer: Viewer | None, guide: Guide) -> bool:
+async def _may_edit(db: AsyncSession, settings: Settings, viewer: Viewer | None, guide: Guide | GuideView) -> bool:
     if viewer is None or not guide.local:
         return False
     if viewer.is_admin or guide.author_id == viewer.user_id:
         return True
-    return await CommunityService(db, settings).role(viewer.principal, guide.community) == "moderator"
+    role = await AccountService(db, settings).role_in(viewer.user_id, guide.community_id)
+    return role == "moderator"
 
 
 def guide_path(guide: schemas.Guide | Guide) -> str:
@@ -53,9 +58,21 @@ async def guide_show(
     ref: str, guide_slug: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template:
     viewer = await current_viewer(request, db)
-    guide = await _find(db, settings, ref, guide_slug, viewer)
-    context = {"guide": to_schema(guide), "can_edit": await _may_edit(db, settings, viewer, guide), "ref": ref}
-    return await page(request, db, "guides/show", context, title=guide.title)
+    # A published guide is everyone's to read: one light statement. Anything else (a draft, or nothing at
+    # this address) takes the service's path, which decides who may see it and how the 404 reads.
+    slug, host = split_ref(ref, settings.host)
+    params = {"community_slug": slug, "community_instance": host, "guide_slug": guide_slug}
+    rows = await fetch_all(engine_of(db), PUBLISHED_GUIDE, params)
+    shown: GuideView | schemas.Guide
+    if not rows:
+        guide = await _find(db, settings, ref, guide_slug, viewer)
+        shown = to_schema(guide)
+        can_edit = await _may_edit(db, settings, viewer, guide)
+    else:
+        shown = guide_view(rows[0])
+        can_edit = await _may_edit(db, settings, viewer, shown)
+    context = {"guide": shown, "can_edit": can_edit, "ref": ref}
+    return await page(request, db, "guides/show", context, title=shown.title)
 
 
 def _editor_context(ref: str, form: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -32,13 +32,15 @@ async def offers(
     seats: bool = False,
     cursor: str | None = None,
 ) -> Template:
+    # An unknown format is ignored, as an empty one is: the form only offers the known ones.
     items, next_cursor = await MentorshipService(db, settings).list(
-        topic=topic or None, language=language or None, status="open" if seats else None, limit=20, cursor=cursor
+        topic=topic or None,
+        language=language or None,
+        format=format if format in FORMATS else None,  # type: ignore[arg-type]
+        open_seats=seats,
+        limit=20,
+        cursor=cursor,
     )
-    if format in FORMATS:
-        items = [offer for offer in items if offer.format == format]
-    if seats:
-        items = [offer for offer in items if offer.seats_taken < offer.capacity]
     filters = {"topic": topic or "", "language": language or "", "format": format or "", "seats": seats}
     context = {"offers": items, "filters": filters, "formats": FORMATS, "next_cursor": next_cursor, "cursor": cursor}
     return await page(request, db, "mentorship/offers", context, title="Mentorship")

@@ -94,9 +94,11 @@ def test_deleting_community_tombstones_its_guides(client, admin, community):
 
 
 def test_list_is_paginated_with_link_header(client, admin):
+    created = []
     for _ in range(3):
         slug = f"p-{uuid.uuid4().hex[:8]}"
         client.post("/api/v1/communities", json={"slug": slug, "name": slug}, headers=admin.auth)
+        created.append(slug)
     first = client.get("/api/v1/communities?limit=2&origin=local")
     assert first.status_code == 200
     page = first.json()
@@ -104,7 +106,9 @@ def test_list_is_paginated_with_link_header(client, admin):
     assert 'rel="next"' in first.headers["link"]
     second = client.get(f"/api/v1/communities?limit=2&origin=local&cursor={page['next_cursor']}").json()
     assert not {c["id"] for c in page["items"]} & {c["id"] for c in second["items"]}
-    assert client.get("/api/v1/communities?origin=remote").json()["items"] == []
+    # Other tests of the session may have mirrored remote communities: none of these is among them.
+    remote = client.get("/api/v1/communities?origin=remote").json()["items"]
+    assert all(not c["local"] for c in remote) and not {c["slug"] for c in remote} & set(created)
 
 
 def test_bad_cursor_and_limit_are_422(client):
@@ -112,3 +116,34 @@ def test_bad_cursor_and_limit_are_422(client):
     assert client.get("/api/v1/communities?limit=0").status_code in (400, 422)
     assert client.get("/api/v1/communities?limit=101").status_code in (400, 422)
     assert client.get("/api/v1/communities?origin=elsewhere").status_code in (400, 422)
+
+
+def test_stats_count_published_guides_and_open_offers_only(client, admin):
+    slug = f"stats-{uuid.uuid4().hex[:6]}"
+    assert (
+        client.post("/api/v1/communities", json={"slug": slug, "name": "Stats"}, headers=admin.auth).status_code == 201
+    )
+    other = f"stats-{uuid.uuid4().hex[:6]}"
+    client.post("/api/v1/communities", json={"slug": other, "name": "Other"}, headers=admin.auth)
+
+    def guide(where: str, **fields: str) -> dict:
+        body = {"title": f"G {uuid.uuid4().hex[:6]}", "body_markdown": "text", **fields}
+        response = client.post(f"/api/v1/communities/{where}/guides", json=body, headers=admin.auth)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def offer(status: str) -> None:
+        body = {"title": "Pairing", "description_markdown": "x", "topics": ["python"], "format": "group",
+                "capacity": 3, "status": status}  # fmt: skip
+        response = client.post(f"/api/v1/communities/{slug}/mentorship/offers", json=body, headers=admin.auth)
+        assert response.status_code == 201, response.text
+
+    guide(slug), guide(slug), guide(slug, status="draft"), guide(other)
+    deleted = guide(slug)
+    assert client.delete(f"/api/v1/guides/{deleted['id']}", headers=admin.auth).status_code == 204
+    offer("open"), offer("closed")
+    expected = {"guides": 2, "offers": 1}
+    assert client.get(f"/api/v1/communities/{slug}").json()["stats"] == expected
+    listed = client.get("/api/v1/communities?limit=100&origin=local").json()["items"]
+    by_slug = {c["slug"]: c["stats"] for c in listed}
+    assert by_slug[slug] == expected and by_slug[other] == {"guides": 1, "offers": 0}

@@ -77,3 +77,21 @@ def test_example_config_is_valid(tmp_path):
     settings = load_settings(config, env={})
     assert settings.base_url == "http://127.0.0.1:8000"
     assert settings.pull_interval_seconds == 600
+
+
+def test_derived_hosts_are_computed_once_and_follow_replace(monkeypatch):
+    from dataclasses import replace
+
+    import server.settings as settings_module
+
+    settings = settings_module.Settings(base_url="https://kith.example:8443", peers=("https://b.example",))
+    assert settings.host == "kith.example:8443"
+    assert settings.peer_hosts == ("b.example",)
+    calls: list[str] = []
+    monkeypatch.setattr(settings_module, "host_of", lambda url: calls.append(url) or "changed")
+    assert settings.host == "kith.example:8443" and settings.peer_hosts == ("b.example",)
+    assert calls == []
+    monkeypatch.undo()
+    moved = replace(settings, base_url="https://other.example", peers=())
+    assert moved.host == "other.example" and moved.peer_hosts == ()
+    assert settings == settings_module.Settings(base_url="https://kith.example:8443", peers=("https://b.example",))

@@ -106,6 +106,54 @@ def test_guide_page_renders_sanitized_markdown_and_metadata(visitor, client, adm
     assert "<html" not in fragment.text and "<strong>bold</strong>" in fragment.text
 
 
+def test_guide_and_community_pages_keep_the_visibility_rules(
+    visitor, web_app, settings, client, admin, people, community
+):
+    author, moderator, member = people.make("author"), people.make("moder"), people.make("reader")
+    join(client, admin, community, author)
+    join(client, admin, community, moderator, role="moderator")
+    join(client, admin, community, member)
+    published = _guide(client, author, community, title="Out in the open")
+    draft = _guide(client, author, community, title="Half written", status="draft")
+    deleted = _guide(client, author, community, title="Gone for good")
+    assert client.delete(f"/api/v1/guides/{deleted['id']}", headers=author.auth).status_code == 204
+    listing = visitor.get(f"/c/{community['slug']}")
+    assert (
+        published["title"] in listing.text
+        and "Half written" not in listing.text
+        and "Gone for good" not in listing.text
+    )
+    assert visitor.get(_path(published)).status_code == 200
+    assert visitor.get(_path(draft)).status_code == 404
+    assert visitor.get(_path(deleted)).status_code == 404
+    assert visitor.get(f"/c/{community['slug']}@{settings.host}/guides/{published['slug']}").status_code == 200
+    assert visitor.get(f"/c/{community['slug']}@elsewhere.example/guides/{published['slug']}").status_code == 404
+    for person, sees_draft, may_edit in ((member, False, False), (moderator, True, True), (author, True, True)):
+        with TestClient(app=web_app, base_url=settings.base_url) as browser:
+            sign_in(browser, person.username)
+            page = browser.get(f"/c/{community['slug']}")
+            assert ("Half written" in page.text) is sees_draft, person.username
+            assert browser.get(_path(draft)).status_code == (200 if sees_draft else 404)
+            shown = browser.get(_path(published))
+            assert _has(shown.text, "a", href=_path(published) + "/edit") is may_edit, person.username
+
+
+def test_community_page_pages_through_its_guides_with_a_cursor(visitor, client, admin):
+    slug = f"paged-{uuid.uuid4().hex[:6]}"
+    assert (
+        client.post("/api/v1/communities", json={"slug": slug, "name": "Paged"}, headers=admin.auth).status_code == 201
+    )
+    titles = [_guide(client, admin, {"slug": slug}, title=f"Paged guide {n:02d}")["title"] for n in range(22)]
+    first = visitor.get(f"/c/{slug}")
+    assert first.status_code == 200 and titles[-1] in first.text and titles[1] not in first.text
+    older = next(a["href"] for t, a in elements(first.text) if t == "a" and a.get("rel") == "next")
+    second = visitor.get(older)
+    assert second.status_code == 200 and titles[0] in second.text and titles[1] in second.text
+    assert titles[-1] not in second.text
+    assert visitor.get(f"/c/{slug}?cursor=not-a-cursor").status_code == 422
+    assert visitor.get("/?cursor=not-a-cursor").status_code == 422
+
+
 def test_unknown_pages_get_a_useful_404_in_the_layout(visitor, community):
     for path in (f"/c/{community['slug']}/guides/no-such-guide", "/c/nope-nope/guides/x"):
         response = visitor.get(path)
@@ -321,6 +369,22 @@ def test_mentorship_request_and_accept_inline(visitor, web_app, settings, client
         )
         assert row.status_code == 200 and "accepted" in row.text and "<html" not in row.text
     assert client.get(f"/api/v1/mentorship/offers/{offer['id']}").json()["seats_taken"] == 1
+
+
+def test_mentorship_filters_fill_the_first_page_even_behind_many_newer_offers(visitor, client, admin, community):
+    # 20 newer offers that do not match would fill a page of 20 before the filter saw the older match.
+    topic = f"filters-{uuid.uuid4().hex[:6]}"
+    solo = _offer(client, admin, community, title="Solo sessions", topics=[topic], format="one_to_one")
+    for n in range(20):
+        _offer(client, admin, community, title=f"Group {n}", topics=[topic], format="group", status="closed")
+    by_format = visitor.get("/mentorship", params={"topic": topic, "format": "one_to_one"})
+    assert by_format.status_code == 200 and solo["title"] in by_format.text and "Group 1" not in by_format.text
+    with_seats = visitor.get("/mentorship", params={"topic": topic, "seats": "true"})
+    assert solo["title"] in with_seats.text and "Group 1" not in with_seats.text
+    groups = visitor.get("/mentorship", params={"topic": topic, "format": "group"})
+    assert "Group 19" in groups.text and solo["title"] not in groups.text
+    ignored = visitor.get("/mentorship", params={"topic": topic, "format": "nonsense"})
+    assert ignored.status_code == 200 and "Group 19" in ignored.text
 
 
 def test_tokens_page_shows_the_secret_once_and_revokes(visitor, client, people):

@@ -7,7 +7,7 @@ import json
 import uuid
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from litestar import Request
 from sqlalchemy import Select, and_, bindparam, or_
@@ -74,6 +74,7 @@ def split_page(rows: list[T], limit: int) -> tuple[list[T], str | None]:
 def link_header(request: Request[Any, Any, Any], base_url: str, next_cursor: str | None) -> dict[str, str]:
     if next_cursor is None:
         return {}
-    params = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    # From the query string itself, so the parameters keep the order the client sent them in.
+    params = [(k, v) for k, v in parse_qsl(request.url.query, keep_blank_values=True) if k != "cursor"]
     params.append(("cursor", next_cursor))
     return {"Link": f'<{base_url}{request.url.path}?{urlencode(params)}>; rel="next"'}

@@ -262,7 +262,9 @@ def community_of(number: int, plan: Plan) -> str:
     return f"bench-{number % plan.communities:02d}"
 
 
-async def seed_through_api(server: KithServer, token: str, plan: Plan) -> float:
+async def seed_through_api(
+    server: KithServer, token: str, plan: Plan, body: Callable[[int], dict[str, object]] = guide_body
+) -> float:
     """The communities, then the first guides with CONCURRENCY requests in flight; returns guide creations/s."""
     limits = httpx.Limits(max_connections=CONCURRENCY)
     headers = {"Authorization": f"Bearer {token}"}
@@ -276,14 +278,16 @@ async def seed_through_api(server: KithServer, token: str, plan: Plan) -> float:
 
         async def create() -> None:
             while (n := next(counter)) < plan.api_creations:
-                (await api.post(f"/communities/{community_of(n, plan)}/guides", json=guide_body(n))).raise_for_status()
+                (await api.post(f"/communities/{community_of(n, plan)}/guides", json=body(n))).raise_for_status()
 
         started = time.perf_counter()
         await asyncio.gather(*(create() for _ in range(CONCURRENCY)))
         return plan.api_creations / (time.perf_counter() - started)
 
 
-async def seed_in_process(server: KithServer, token: str, plan: Plan) -> float:
+async def seed_in_process(
+    server: KithServer, token: str, plan: Plan, body: Callable[[int], dict[str, object]] = guide_body
+) -> float:
     """The remaining guides through GuideService on the server's own database; returns creations/s."""
     import msgspec
 
@@ -302,7 +306,7 @@ async def seed_in_process(server: KithServer, token: str, plan: Plan) -> float:
             service = GuideService(session, settings)
             started = time.perf_counter()
             for n in range(plan.api_creations, plan.guides):
-                data = msgspec.convert(guide_body(n), GuideCreate)
+                data = msgspec.convert(body(n), GuideCreate)
                 await service.create(principal, community_of(n, plan), data)
             return (plan.guides - plan.api_creations) / (time.perf_counter() - started)
     finally:

@@ -12,8 +12,8 @@ anonymous visitor does, it sends a fixed number of requests after a warm-up to:
   - GET /                               (the home page)
   - GET /c/{slug}                       (a community page, cycling through the 20 communities)
   - GET /c/{slug}/guides/{guide-slug}   (a guide page, cycling through 1,000 guides)
-  - GET /bare                           (a one-route Litestar JSON app under uvicorn with the same settings,
-                                         in its own process, measured in the same run)
+  - GET /bare                           (bench/api_list.py's one-route Litestar JSON app under uvicorn with the
+                                         same settings, in its own process, measured in the same run)
 
 and prints each page's requests/s divided by /bare's, with PASS or MISS against the target (>= 0.15), and
 the same ratio by server CPU per request, which other load on the machine moves far less. The client is
@@ -35,11 +35,9 @@ import itertools
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,13 +47,20 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the project's `server` and `tests.support` importable
 
-from tests.support.server import LOOPBACK, KithServer, free_port  # noqa: E402
+from api_list import (  # noqa: E402  (bench/ is the script's own directory on sys.path)
+    bare_server,
+    community_of,
+    cpu_seconds,
+    seed_in_process,
+    seed_through_api,
+    wait_for_search_index,
+)
+
+from tests.support.server import KithServer  # noqa: E402
 
 TARGET = 0.15
 CONCURRENCY = 16
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
-READY_TIMEOUT = 20.0
-INDEX_TIMEOUT = 900.0
 REQUEST_TIMEOUT = 60.0
 
 
@@ -155,15 +160,6 @@ class BrowserConnection:
 # -- load generation ----------------------------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User+system CPU time of a process, from /proc (Linux); None where that is not available."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def drive(connections: Sequence[BrowserConnection], total: int, path_for: Callable[[int], str]) -> list[float]:
     """Send `total` GETs, the connections taking turns from one counter; every answer must be a 200."""
     counter = itertools.count()
@@ -199,56 +195,7 @@ async def measure(name: str, base_url: str, pid: int, plan: Plan, path_for: Call
     return Result(name, plan.requests, seconds, latencies, received / plan.requests, server_cpu, client_cpu)
 
 
-# -- the bare endpoint --------------------------------------------------------------------------------------
-
-
-def serve_bare(port: int) -> None:
-    """The uvicorn.run call of `kith serve` (server/cli.py), so the baseline differs from Kith only by the app."""
-    import uvicorn
-    from litestar import Litestar, get
-
-    @get("/bare", sync_to_thread=False)
-    def bare() -> dict[str, str]:
-        return {"status": "ok", "name": "bare"}
-
-    app = Litestar(route_handlers=[bare])
-    uvicorn.run(app, host=LOOPBACK, port=port, log_level="warning", access_log=False, lifespan="on")
-
-
-@contextmanager
-def bare_server() -> Iterator[tuple[str, int]]:
-    """(base URL, pid) of the bare app running in a subprocess of this script."""
-    port = free_port()
-    command = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL)
-    base_url = f"http://{LOOPBACK}:{port}"
-    try:
-        _wait_for(f"{base_url}/bare", process)
-        yield base_url, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the bare server exited with {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {READY_TIMEOUT:.0f} s")
-
-
-# -- seeding ------------------------------------------------------------------------------------------------
+# -- seeding (the communities, the API and in-process paths and the wait for the index are api_list.py's) ---
 
 
 def guide_body(number: int) -> dict[str, object]:
@@ -269,72 +216,6 @@ def guide_body(number: int) -> dict[str, object]:
         ),
         "tags": ["bench", f"tag{number % 10}"],
     }
-
-
-def community_of(number: int, plan: Plan) -> str:
-    return f"bench-{number % plan.communities:02d}"
-
-
-async def seed_through_api(server: KithServer, token: str, plan: Plan) -> float:
-    """The communities, then the first guides with CONCURRENCY requests in flight; returns guide creations/s."""
-    limits = httpx.Limits(max_connections=CONCURRENCY)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(
-        base_url=f"{server.base_url}/api/v1", headers=headers, limits=limits, timeout=60.0, trust_env=False
-    ) as api:
-        for n in range(plan.communities):
-            slug = community_of(n, plan)
-            (await api.post("/communities", json={"slug": slug, "name": f"Bench {slug}"})).raise_for_status()
-        counter = itertools.count()
-
-        async def create() -> None:
-            while (n := next(counter)) < plan.api_creations:
-                (await api.post(f"/communities/{community_of(n, plan)}/guides", json=guide_body(n))).raise_for_status()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(create() for _ in range(CONCURRENCY)))
-        return plan.api_creations / (time.perf_counter() - started)
-
-
-async def seed_in_process(server: KithServer, token: str, plan: Plan) -> float:
-    """The remaining guides through GuideService on the server's own database; returns creations/s."""
-    import msgspec
-
-    from server.accounts.service import AccountService
-    from server.db import create_engine, create_sessionmaker
-    from server.guides.schemas import GuideCreate
-    from server.guides.service import GuideService
-    from server.settings import load_settings
-
-    settings = load_settings(env=server.env)
-    engine = create_engine(settings.database_url)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            principal = await AccountService(session, settings).principal_for_token(token)
-            assert principal is not None, "the admin token does not resolve"
-            service = GuideService(session, settings)
-            started = time.perf_counter()
-            for n in range(plan.api_creations, plan.guides):
-                data = msgspec.convert(guide_body(n), GuideCreate)
-                await service.create(principal, community_of(n, plan), data)
-            return (plan.guides - plan.api_creations) / (time.perf_counter() - started)
-    finally:
-        await engine.dispose()
-
-
-async def wait_for_search_index(base_url: str, guides: int) -> float:
-    """Wait until the background worker has indexed every guide, so indexing does not compete with the
-    measurements for the server's one CPU; returns the seconds waited (at most INDEX_TIMEOUT)."""
-    started = time.monotonic()
-    async with httpx.AsyncClient(base_url=base_url, timeout=60.0, trust_env=False) as api:
-        while time.monotonic() - started < INDEX_TIMEOUT:
-            response = await api.get("/api/v1/search", params={"q": "bench", "type": "guide", "limit": 1})
-            if response.status_code == 200 and response.json()["total"] >= guides:
-                await asyncio.sleep(2)  # the worker deletes its finished jobs just after the index commit
-                return time.monotonic() - started
-            await asyncio.sleep(2)
-    print(f"  warning: the search index was still catching up after {INDEX_TIMEOUT:.0f} s", flush=True)
-    return time.monotonic() - started
 
 
 async def guide_paths(base_url: str, count: int) -> list[str]:
@@ -360,10 +241,10 @@ async def run(plan: Plan) -> bool:
     with KithServer() as server:
         print(f"Kith on {server.base_url}, SQLite in {server.data_dir}", flush=True)
         token = server.token()
-        api_rate = await seed_through_api(server, token, plan)
+        api_rate = await seed_through_api(server, token, plan, body=guide_body)
         print(f"  {plan.api_creations} guides through the API: {api_rate:.0f} creations/s", flush=True)
         server.stop()  # seed the rest with nothing else touching the database
-        local_rate = await seed_in_process(server, token, plan)
+        local_rate = await seed_in_process(server, token, plan, body=guide_body)
         print(f"  {plan.guides - plan.api_creations} more through the service layer: {local_rate:.0f}/s", flush=True)
         server.start()
         assert server.pid is not None
@@ -411,11 +292,7 @@ def report(plan: Plan, results: Sequence[Result], api_rate: float, local_rate: f
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 guides and 300 requests per page")
-    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_bare:
-        serve_bare(args.serve_bare)
-        return 0
     return 0 if asyncio.run(run(QUICK if args.quick else Plan())) else 1
 
 

@@ -194,6 +194,23 @@ def test_nul_characters_are_refused_before_reaching_the_database(client, admin, 
     assert client.get("/api/v1/guides?tag=%00").status_code == 422
 
 
+def test_text_about_the_nul_escape_is_not_a_nul(client, admin, community):
+    """`\\u0000` in JSON is a backslash and five characters, which a guide about escapes may well contain."""
+    response = client.post(
+        f"/api/v1/communities/{community['slug']}/guides",
+        content=b'{"title": "Escapes", "body_markdown": "Write `\\\\u0000` for NUL, never `\\\\\\\\u0000`."}',
+        headers={**admin.auth, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert response.json()["body_markdown"] == "Write `\\u0000` for NUL, never `\\\\u0000`."
+    refused = client.post(
+        f"/api/v1/communities/{community['slug']}/guides",
+        content=b'{"title": "Escapes", "body_markdown": "one \\\\\\u0000 too many"}',
+        headers={**admin.auth, "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert refused.status_code == 422
+
+
 def test_nul_in_a_path_is_not_found_not_a_server_error(client):
     assert client.get("/api/v1/communities/se%00ed").status_code == 404
     assert client.get("/api/v1/communities/seed/members/ad%00min").status_code in (404, 405)

@@ -16,8 +16,15 @@ from server.settings import Settings
 
 
 async def provide_db(state: State) -> AsyncGenerator[AsyncSession, None]:
-    async with state.sessionmaker() as session:
+    """The request's session. One that never began a transaction holds no connection: closing it would only
+    be a round trip through SQLAlchemy's greenlet for nothing, which every page that reads without the session
+    paid (about 0.1 ms of CPU)."""
+    session = state.sessionmaker()
+    try:
         yield session
+    finally:
+        if session.in_transaction() or session.sync_session.identity_map or session.sync_session.new:
+            await session.close()
 
 
 def provide_settings(state: State) -> Settings:

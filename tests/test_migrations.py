@@ -89,8 +89,17 @@ def test_migrations_upgrade_a_database_that_holds_data(empty_database: str) -> N
             )  # fmt: skip
         await engine.dispose()
 
+    async def counters() -> tuple[int, int]:
+        engine = create_engine(empty_database)
+        async with engine.connect() as connection:
+            row = (await connection.execute(text("SELECT guides_count, open_offers_count FROM communities"))).one()
+        await engine.dispose()
+        return tuple(row)
+
     asyncio.run(seed())
     migrate.upgrade(empty_database)
+    assert asyncio.run(counters()) == (1, 0)  # 0006 counts the guides already there
     migrate.downgrade(empty_database, "0002")
     migrate.upgrade(empty_database)
     assert _drift(empty_database) == []
+    assert asyncio.run(counters()) == (1, 0)

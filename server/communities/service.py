@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,12 +52,25 @@ class CommunityService:
     ) -> tuple[Select[Any], dict[str, Any]]:
         """What `list` runs and its parameters, for callers with a connection of their own; rows decode with
         `community_from_row`. A bad cursor, limit or origin raises here."""
+        return self.list_statement_for(self.settings, origin=origin, instance=instance, limit=limit, cursor=cursor)
+
+    @staticmethod
+    def list_statement_for(
+        settings: Settings, *, origin: Origin = "all", instance: str | None = None, limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[Select[Any], dict[str, Any]]:  # fmt: skip
+        """`list_statement` without a service, for readers that need no session."""
         params = keyset_params(limit, cursor)
-        return _list_statement(self.settings.host, origin, instance.lower() if instance else None, bool(cursor)), params
+        return _list_statement(settings.host, origin, instance.lower() if instance else None, bool(cursor)), params
 
     def ref_params(self, ref: str) -> dict[str, str]:
         """The parameters of ONE_BY_REF."""
-        slug, host = split_ref(ref, self.settings.host)
+        return self.ref_params_for(self.settings, ref)
+
+    @staticmethod
+    def ref_params_for(settings: Settings, ref: str) -> dict[str, str]:
+        """The parameters of ONE_BY_REF, without a service."""
+        slug, host = split_ref(ref, settings.host)
         return {"slug": slug, "instance": host}
 
     async def get(self, ref: str) -> Community:
@@ -224,24 +237,9 @@ def _list_statement(local_host: str, origin: Origin, instance: str | None, after
 
 
 def _stats() -> tuple[Any, Any]:
-    """Published guides and open offers of the community in the same row (from indexes alone for guides)."""
-    guides = (
-        select(func.count())
-        .where(Guide.community_id == Community.id, Guide.status == "published", Guide.deleted_at.is_(None))
-        .correlate(Community)
-        .scalar_subquery()
-    )
-    offers = (
-        select(func.count())
-        .where(
-            MentorshipOffer.community_id == Community.id,
-            MentorshipOffer.status == "open",
-            MentorshipOffer.deleted_at.is_(None),
-        )
-        .correlate(Community)
-        .scalar_subquery()
-    )
-    return guides, offers
+    """Published guides and open offers of the community, not deleted: counters kept by database triggers
+    (migration 0006) on every write to guides and offers."""
+    return Community.guides_count, Community.open_offers_count
 
 
 # One community by `slug` and `instance` (see CommunityService.ref_params), with its counts.

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, UniqueConstraint
+from sqlalchemy import String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, new_id, utcnow
@@ -32,3 +32,7 @@ class Community(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Deleted communities stay as tombstones so a late Create from a peer cannot resurrect them.
     deleted_at: Mapped[datetime | None]
+    # Published guides and open offers that are not deleted, kept by database triggers (migration 0006) on every
+    # write to guides and mentorship_offers, whoever makes it: read them, never set them.
+    guides_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    open_offers_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))

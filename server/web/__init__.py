@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,9 @@ def web_config(settings: Settings) -> WebConfig:
         exclude=NOT_BROWSER_PATHS,
     )
     templates = TemplateConfig(
-        directory=WEB_ROOT / "templates", engine=JinjaTemplateEngine, engine_callback=register_filters
+        directory=WEB_ROOT / "templates",
+        engine=JinjaTemplateEngine,
+        engine_callback=partial(register_filters, local_host=settings.host),
     )
     static = create_static_files_router(
         path="/static",

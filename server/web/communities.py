@@ -15,7 +15,7 @@ from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
 from server.settings import Settings
 from server.web.cards import guide_cards, guide_cards_query, offer_cards, offer_cards_query
-from server.web.core import Viewer, current_viewer, engine_of, flash, page, see_other
+from server.web.core import Viewer, app_engine, current_viewer, flash, page, see_other
 from server.web.errors import SignInRequired
 from server.web.forms import build, field_errors, form_data
 
@@ -28,20 +28,23 @@ DRAFTS = 50
 
 
 @get("/", name="home")
-async def home(
-    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, cursor: str | None = None
-) -> Template:
-    viewer = await current_viewer(request, db)
-    communities_query, communities_params = CommunityService(db, settings).list_statement(limit=COMMUNITIES)
+async def home(request: Request[Any, Any, Any]) -> Template:
+    """Reads without a session (none is opened for an anonymous visitor) and with no injected parameters: each
+    costs Litestar a dependency or a validation per request."""
+    settings: Settings = request.app.state.settings
+    viewer = await current_viewer(request)
+    cursor = request.query_params.get("cursor") or None
+    communities_query, communities_params = CommunityService.list_statement_for(settings, limit=COMMUNITIES)
     guides_query, guides_params = guide_cards_query(
-        db, settings, viewer.principal if viewer else None, by_community=False, limit=HOME_GUIDES, cursor=cursor
+        None, settings, viewer.principal if viewer else None, by_community=False, limit=HOME_GUIDES, cursor=cursor
     )
     offers_query = offer_cards_query(by_community=False, open_only=True, limit=HOME_OFFERS)
 
-    engine = engine_of(db)
-    community_rows = await fetch_all(engine, communities_query, communities_params)
-    guide_rows = await fetch_all(engine, guides_query, guides_params)
-    offer_rows = await fetch_all(engine, offers_query)
+    # Each is a page of an index read in order: quick reads, run on the event loop on SQLite.
+    engine = app_engine(request)
+    community_rows = await fetch_all(engine, communities_query, communities_params, quick=True)
+    guide_rows = await fetch_all(engine, guides_query, guides_params, quick=True)
+    offer_rows = await fetch_all(engine, offers_query, quick=True)
     guides, next_cursor = guide_cards(guide_rows, HOME_GUIDES)
     context = {
         "communities": [community_from_row(row) for row in community_rows[:COMMUNITIES]],
@@ -50,14 +53,15 @@ async def home(
         "next_cursor": next_cursor,
         "cursor": cursor,
     }
-    return await page(request, db, "home/home", context, title=settings.instance_name)
+    return await page(request, None, "home/home", context, title=settings.instance_name)
 
 
-async def community_page(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, ref: str) -> Template:
-    """The human page of a community; the ActivityPub route hands browsers here."""
+async def community_page(
+    request: Request[Any, Any, Any], db: AsyncSession | None, settings: Settings, ref: str
+) -> Template:
+    """The human page of a community; the ActivityPub route hands browsers here. Its reads need no session."""
     viewer = await current_viewer(request, db)
     principal = viewer.principal if viewer else None
-    service = CommunityService(db, settings)
     cursor = request.query_params.get("cursor") or None
     guides_query, guides_params = guide_cards_query(
         db, settings, principal, by_community=True, limit=COMMUNITY_GUIDES, cursor=cursor
@@ -67,16 +71,18 @@ async def community_page(request: Request[Any, Any, Any], db: AsyncSession, sett
         drafts = guide_cards_query(db, settings, principal, by_community=True, status="draft", limit=DRAFTS)
     offers_query = offer_cards_query(by_community=True, open_only=False, limit=COMMUNITY_OFFERS)
 
-    engine = engine_of(db)
-    found = await fetch_all(engine, ONE_BY_REF, service.ref_params(ref))
+    # A row by its key and pages of indexes read in order: quick reads, run on the event loop on SQLite. The
+    # drafts' statement carries the visibility rule and stays off the loop.
+    engine = app_engine(request)
+    found = await fetch_all(engine, ONE_BY_REF, CommunityService.ref_params_for(settings, ref), quick=True)
     if not found:
         raise not_found(f"Community {ref!r}")
     community_row = found[0]
     bound = {"community_id": community_row[0]}
-    guide_rows = await fetch_all(engine, guides_query, {**guides_params, **bound})
+    guide_rows = await fetch_all(engine, guides_query, {**guides_params, **bound}, quick=True)
     draft_rows = await fetch_all(engine, drafts[0], {**drafts[1], **bound}) if drafts is not None else []
-    offer_rows = await fetch_all(engine, offers_query, bound)
-    member_rows = await fetch_all(engine, MEMBERS, bound)
+    offer_rows = await fetch_all(engine, offers_query, bound, quick=True)
+    member_rows = await fetch_all(engine, MEMBERS, bound, quick=True)
     community = community_from_row(community_row)
     guides, next_cursor = guide_cards(guide_rows, COMMUNITY_GUIDES)
     members = [member_from_row(row) for row in member_rows]

@@ -53,7 +53,9 @@ def session_of(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return request.session
 
 
-async def current_viewer(request: Request[Any, Any, Any], db: AsyncSession) -> Viewer | None:
+async def current_viewer(request: Request[Any, Any, Any], db: AsyncSession | None = None) -> Viewer | None:
+    """The signed-in person, read once per request. Without `db`, a session is opened only when the browser
+    session names a user: an anonymous visitor's page opens none."""
     cached = request.scope.get("kith_viewer", False)
     if cached is not False:
         return cached  # type: ignore[no-any-return]
@@ -61,9 +63,16 @@ async def current_viewer(request: Request[Any, Any, Any], db: AsyncSession) -> V
     raw = session_of(request).get(SESSION_USER)
     if raw:
         try:
-            user = await db.get(User, UUID(str(raw)))
+            user_id = UUID(str(raw))
         except ValueError:
-            user = None
+            user_id = None
+        user = None
+        if user_id is not None:
+            if db is None:
+                async with request.app.state.sessionmaker() as session:
+                    user = await session.get(User, user_id)
+            else:
+                user = await db.get(User, user_id)
         if user is not None and user.local:
             # Plain values, not the ORM row: a service's commit expires rows, and pages render after commits.
             viewer = Viewer(principal_for(user), user.display_name or user.username)
@@ -71,9 +80,9 @@ async def current_viewer(request: Request[Any, Any, Any], db: AsyncSession) -> V
     return viewer
 
 
-def engine_of(db: AsyncSession) -> AsyncEngine:
-    """The engine behind the request's session, for reads that need no session (`server.db.fetch_all`)."""
-    return db.bind  # type: ignore[return-value]
+def app_engine(request: Request[Any, Any, Any]) -> AsyncEngine:
+    """The app's engine, for pages that read through `server.db.fetch_all` and need no session at all."""
+    return request.app.state.engine  # type: ignore[no-any-return]
 
 
 def is_fragment_request(request: Request[Any, Any, Any]) -> bool:
@@ -99,7 +108,7 @@ def take_flashes(request: Request[Any, Any, Any]) -> list[dict[str, str]]:
 
 async def page(
     request: Request[Any, Any, Any],
-    db: AsyncSession,
+    db: AsyncSession | None,
     name: str,
     context: dict[str, Any],
     *,

@@ -23,7 +23,7 @@ from server.models import Guide
 from server.refs import split_ref
 from server.settings import Settings
 from server.web.cards import PUBLISHED_GUIDE, GuideView, guide_view
-from server.web.core import Viewer, current_viewer, engine_of, flash, fragment, is_fragment_request, page, see_other
+from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
 from server.web.errors import SignInRequired
 from server.web.forms import build, field_errors, form_data, labels
 
@@ -54,25 +54,30 @@ def guide_path(guide: schemas.Guide | Guide) -> str:
 
 
 @get("/c/{ref:str}/guides/{guide_slug:str}", name="guide_show")
-async def guide_show(
-    ref: str, guide_slug: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
-) -> Template:
-    viewer = await current_viewer(request, db)
+async def guide_show(ref: str, guide_slug: str, request: Request[Any, Any, Any]) -> Template:
+    """No injected session: an anonymous visitor's published guide is read without one."""
+    settings: Settings = request.app.state.settings
+    viewer = await current_viewer(request)
     # A published guide is everyone's to read: one light statement. Anything else (a draft, or nothing at
     # this address) takes the service's path, which decides who may see it and how the 404 reads.
     slug, host = split_ref(ref, settings.host)
     params = {"community_slug": slug, "community_instance": host, "guide_slug": guide_slug}
-    rows = await fetch_all(engine_of(db), PUBLISHED_GUIDE, params)
+    rows = await fetch_all(app_engine(request), PUBLISHED_GUIDE, params, quick=True)
     shown: GuideView | schemas.Guide
-    if not rows:
-        guide = await _find(db, settings, ref, guide_slug, viewer)
-        shown = to_schema(guide)
-        can_edit = await _may_edit(db, settings, viewer, guide)
-    else:
+    if rows:
         shown = guide_view(rows[0])
-        can_edit = await _may_edit(db, settings, viewer, shown)
+        if viewer is None or not shown.local or viewer.is_admin or shown.author_id == viewer.user_id:
+            can_edit = viewer is not None and shown.local  # what `_may_edit` answers, with no role to look up
+        else:
+            async with request.app.state.sessionmaker() as db:
+                can_edit = await _may_edit(db, settings, viewer, shown)
+    else:
+        async with request.app.state.sessionmaker() as db:
+            guide = await _find(db, settings, ref, guide_slug, viewer)
+            shown = to_schema(guide)
+            can_edit = await _may_edit(db, settings, viewer, guide)
     context = {"guide": shown, "can_edit": can_edit, "ref": ref}
-    return await page(request, db, "guides/show", context, title=shown.title)
+    return await page(request, None, "guides/show", context, title=shown.title)
 
 
 def _editor_context(ref: str, form: dict[str, Any], **extra: Any) -> dict[str, Any]:

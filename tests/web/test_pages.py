@@ -464,3 +464,118 @@ def test_remote_community_has_a_page_naming_its_instance(client, settings):
     page = client.get(f"/c/{slug}@peer.example", headers={"Accept": "text/html"})
     assert page.status_code == 200
     assert "Weavers" in page.text and "peer.example" in page.text
+
+
+def _cards() -> list:  # type: ignore[type-arg]
+    from datetime import UTC, datetime, timedelta
+
+    from server.accounts.schemas import PersonRef
+    from server.communities.schemas import CommunityRef
+    from server.guides.schemas import Origin
+    from server.web.cards import GuideCard, OfferCard
+
+    here, peer = "127.0.0.1:8000", "peer.example"
+    local = CommunityRef(slug="py", name="Py <folk>", instance=here, uri="u", url="u", color="#f5e050")
+    remote = CommunityRef(slug="rs", name="Rust & co", instance=peer, uri="r", url="r", color="#202020")
+    person = PersonRef(username="ada", display_name='Ada "A" <L>', uri="p", instance=here)
+    now = datetime.now(UTC)
+    cards = []
+    for community, status, age in ((local, "published", 0), (local, "draft", 5), (remote, "published", 90_000)):
+        origin = Origin(instance=community.instance, uri=f"https://{community.instance}/g", url="https://x/g?a=1&b=<2>")
+        when = now - timedelta(minutes=age)
+        cards.append(GuideCard(
+            id=uuid.uuid4(), slug="a-guide", title="A <b>guide</b>", summary="S & s", tags=["c++", "a b"],
+            status=status, local=community is local, author=person, community=community, origin=origin,
+            created_at=when, updated_at=when,
+        ))  # fmt: skip
+        cards.append(OfferCard(
+            id=uuid.uuid4(), title="Pair <i>", topics=["x&y"], format="group", capacity=3, seats_taken=1,
+            status="open" if age else "closed", local=community is local, mentor=person, community=community,
+            origin=origin, created_at=when, updated_at=when,
+        ))  # fmt: skip
+    return cards
+
+
+def _tiles() -> list:  # type: ignore[type-arg]
+    from datetime import UTC, datetime
+
+    from server.communities.schemas import Community, CommunityStats
+
+    now = datetime.now(UTC)
+    return [
+        Community(
+            id=uuid.uuid4(),
+            uri="u",
+            url="u",
+            slug=slug,
+            name="Py <folk>",
+            description=description,
+            color="#f5e050",
+            links=[],
+            local=instance == "127.0.0.1:8000",
+            instance=instance,
+            created_at=now,
+            updated_at=now,
+            stats=CommunityStats(guides=guides, offers=offers),
+        )  # fmt: skip
+        for slug, instance, description, guides, offers in (
+            ("py", "127.0.0.1:8000", "About <b>Python</b> " * 20, 1, 0),
+            ("rs", "peer.example", "", 12, 1),
+        )
+    ]
+
+
+def test_remembered_card_markup_is_the_macros_markup_and_follows_every_change(web_app, settings):
+    import msgspec
+
+    env = web_app.template_engine.engine
+    by_macro = env.from_string(
+        '{% import "partials/shared/_macros.html" as ui with context %}'
+        "{% if card.stats is defined %}{{ ui.community_tile(card) }}"
+        "{% elif card.format is defined %}{{ ui.offer_card(card) }}{% else %}{{ ui.guide_card(card) }}{% endif %}"
+    )
+    by_global = env.from_string(
+        "{% if card.stats is defined %}{{ community_tile(card) }}"
+        "{% elif card.format is defined %}{{ offer_card(card) }}{% else %}{{ guide_card(card) }}{% endif %}"
+    )
+    for card in _cards() + _tiles():
+        expected = by_macro.render(card=card, settings=settings)
+        assert "&lt;" in expected and "<b>" not in expected and "<i>" not in expected  # still escaped
+        assert by_global.render(card=card) == expected
+        assert by_global.render(card=card) == expected  # remembered: the same markup again
+        # Any value the card shows, changed, shows: its name or title, its community's colour, who wrote it.
+        if hasattr(card, "stats"):
+            stats = msgspec.structs.replace(card.stats, guides=card.stats.guides + 1)
+            changed = msgspec.structs.replace(card, name="Another title", color="#123456", stats=stats)
+            assert f"{stats.guides} guides" in by_global.render(card=changed)
+        else:
+            changed = msgspec.structs.replace(
+                card, title="Another title", community=msgspec.structs.replace(card.community, color="#123456")
+            )
+        if hasattr(card, "author"):
+            changed = msgspec.structs.replace(changed, author=msgspec.structs.replace(card.author, display_name="Bea"))
+        fresh = by_global.render(card=changed)
+        assert fresh == by_macro.render(card=changed, settings=settings)
+        assert "Another title" in fresh and "#123456" in fresh and "Another title" not in expected
+
+
+def test_anonymous_pages_open_no_database_session(visitor, web_app, client, admin, community):
+    guide = _guide(client, admin, community)
+    state = web_app.state
+    opened = []
+    sessionmaker = state.sessionmaker
+
+    def counting():  # type: ignore[no-untyped-def]
+        opened.append(1)
+        return sessionmaker()
+
+    visitor.get("/")  # the first request of a fresh client: the CSRF cookie is set
+    state.sessionmaker = counting
+    try:
+        for path in ("/", "/?cursor=", _path(guide)):
+            response = visitor.get(path)
+            assert response.status_code == 200 and guide["title"] in response.text, path
+        assert opened == []
+        assert visitor.get(f"/c/{community['slug']}").status_code == 200
+    finally:
+        state.sessionmaker = sessionmaker

@@ -10,7 +10,8 @@ A benchmark, not a test. It
      same two cores while B backfills;
   2. starts A with KITH_PEERS=B, then B (a fresh, migrated instance) with KITH_PEERS=A, and times from B's
      launch until B's `GET /api/v1/instance` reports stats.remote_guides == N: the follow handshake, the
-     outbox backfill (signed GETs of 100 activities a page) and applying every Create (entries/s = N / time).
+     outbox backfill (signed GETs of up to 100 activities a page, each page applied at once while the next one
+     loads) and applying every Create (entries/s = N / time).
      Progress comes from B's database, read-only. It then waits (bounded) until B's search finds all N remote
      guides too, and prints that time;
   3. as the baseline, with both servers stopped, inserts the same N guides through `GuideService.create`
@@ -258,26 +259,23 @@ def load_average() -> str:
 
 
 class Phases:
-    """When B's worker got through each stage, from its own database (read-only, between polls)."""
+    """When B got through each stage, from its own database (read-only, between polls)."""
 
     def __init__(self, database_url: str, count: int) -> None:
         self.database_url = database_url
         self.count = count
-        self.first_queued: float | None = None
-        self.all_queued: float | None = None
+        self.following: float | None = None
         self.first_guide: float | None = None
 
     def observe(self, elapsed: float, remote_guides: int) -> str:
-        queued = count_rows(self.database_url, "inbox_items")
+        stored = count_rows(self.database_url, "inbox_items")
         pending = count_rows(self.database_url, "inbox_items", "state = 'pending'")
         index_jobs = count_rows(self.database_url, "jobs", "kind = 'index'")
-        if queued > 1 and self.first_queued is None:  # the Accept of B's Follow is the first item
-            self.first_queued = elapsed
-        if queued >= self.count and self.all_queued is None:
-            self.all_queued = elapsed
+        if self.following is None and count_rows(self.database_url, "peers", "state = 'following'"):
+            self.following = elapsed  # A accepted B's Follow: the backfill starts
         if remote_guides and self.first_guide is None:
             self.first_guide = elapsed
-        return (f"inbox items {queued:,} ({pending:,} pending), remote guides {remote_guides:,}, "
+        return (f"inbox items {stored:,} ({pending:,} pending), remote guides {remote_guides:,}, "
                 f"index jobs waiting {index_jobs:,}")  # fmt: skip
 
 
@@ -322,10 +320,10 @@ def time_backfill(a: KithServer, b: BenchServer, count: int) -> tuple[float, flo
         backfill = time.perf_counter() - started
         used = {"A": cpu_seconds(a.pid) - cpu["A"], "B": cpu_seconds(b.pid) - cpu["B"]}
         print(f"  B reports {count:,} remote guides {backfill:.1f} s after its launch; CPU meanwhile: "
-              f"A {used['A']:.1f} s, B {used['B']:.1f} s (of {2 * backfill:.0f} core-s)", flush=True)  # fmt: skip
-        print(f"    B ready {ready:.1f} s; first outbox item queued {phases.first_queued or 0:.1f} s; "
-              f"whole outbox queued {phases.all_queued or 0:.1f} s; first remote guide {phases.first_guide or 0:.1f} s",
-              flush=True)  # fmt: skip
+              f"A {used['A']:.1f} s, B {used['B']:.1f} s (of {2 * backfill:.0f} core-s; "
+              f"B {used['B'] / count * 1000:.2f} ms a guide)", flush=True)  # fmt: skip
+        print(f"    B ready {ready:.1f} s; following A {phases.following or 0:.1f} s; first remote guide "
+              f"{phases.first_guide or 0:.1f} s; load average {load_average()}", flush=True)  # fmt: skip
 
         def all_searchable() -> bool:
             response = api.get("/api/v1/search", params={"origin": "remote", "type": "guide", "limit": 1})

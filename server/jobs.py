@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -80,13 +81,25 @@ def schedule_retry(row: Any, error: str, *, permanent: bool = False) -> None:
         row.next_attempt_at = now + retry_delay(row.attempts)
 
 
+_running: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+def wake() -> None:
+    """Have the workers running in this process look for work now rather than after their nap: the web process
+    calls it when it stored something for them (an inbox item). Safe to call from any thread."""
+    for worker in list(_running):
+        worker.wake()
+
+
 class Worker:
-    """Runs its steps until none has anything to do, then naps briefly; stops when asked."""
+    """Runs its steps until none has anything to do, then naps briefly (or until woken); stops when asked."""
 
     def __init__(self, steps: Sequence[Step], *, idle_seconds: float = 0.25) -> None:
         self.steps = list(steps)
         self.idle_seconds = idle_seconds
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def tick(self) -> int:
         done = 0
@@ -98,15 +111,25 @@ class Worker:
         return done
 
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        _running.add(self)
         try:
             while not self._stop.is_set():
+                # Cleared before the steps run: a wake-up that comes while they run is not lost.
+                self._wake.clear()
                 if await self.tick() == 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), timeout=self.idle_seconds)
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.idle_seconds)
         finally:
+            _running.discard(self)
             for step in self.steps:
                 if close := getattr(step, "close", None):
                     await close()  # e.g. the indexer commits what it still holds
 
+    def wake(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()

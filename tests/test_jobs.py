@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 
 from server import migrate
 from server.db import create_engine, create_sessionmaker, utcnow
-from server.jobs import claim, retry_delay, schedule_retry
+from server.jobs import Worker, claim, retry_delay, schedule_retry, wake
 from server.models import InboxItem, Job
 from server.search import SearchIndex
 from server.search.indexing import INBOX_BACKLOG, MAX_DEFER_SECONDS, Indexer, index_path
@@ -191,3 +191,29 @@ def test_indexing_runs_as_usual_without_a_backlog(fresh_database, tmp_path):
             await indexer.close()
 
     _run(_with_sessions(fresh_database, work))
+
+
+def test_a_napping_worker_wakes_at_once_when_work_is_stored_for_it():
+    async def work():
+        ticks: asyncio.Queue[float] = asyncio.Queue()
+
+        async def step() -> int:
+            ticks.put_nowait(time.monotonic())
+            return 0
+
+        worker = Worker([step], idle_seconds=30)  # without a wake-up, the second tick would be 30 s away
+        task = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(5):
+                await ticks.get()
+            await asyncio.sleep(0.05)  # napping now
+            woken = time.monotonic()
+            wake()
+            async with asyncio.timeout(5):
+                assert await ticks.get() - woken < 1
+        finally:
+            worker.stop()
+            async with asyncio.timeout(5):
+                await task  # stop wakes it too: it does not finish its nap first
+
+    _run(work())

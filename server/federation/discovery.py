@@ -10,7 +10,7 @@ from uuid import UUID
 
 from litestar import Request, Response, Router, get
 from litestar.response import Redirect
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import __version__
@@ -24,6 +24,8 @@ from server.settings import Settings
 AS_JSON = "application/activity+json"
 JRD_JSON = "application/jrd+json"
 OUTBOX_PAGE = 100
+# A peer reads at most 1 MB a document (fetch.MAX_BYTES): a page of long guides stops short of that.
+OUTBOX_PAGE_BYTES = 512_000
 
 KITH_CONTEXT = {
     "@context": {
@@ -268,11 +270,19 @@ async def _outbox(
             settings,
             {"id": collection, "type": "OrderedCollection", "totalItems": total, "first": f"{collection}?page=true"},
         )
-    query = select(Activity).where(*scope)
+    # The stored JSON's length: ASCII (json.dumps escapes the rest), so never less than the bytes it is sent as.
+    query = select(Activity, func.length(cast(Activity.payload, Text))).where(*scope)
     if before is not None:
         query = query.where(Activity.seq < before)
-    rows = list(await db.scalars(query.order_by(Activity.seq.desc()).limit(OUTBOX_PAGE + 1)))
-    items, more = rows[:OUTBOX_PAGE], len(rows) > OUTBOX_PAGE
+    rows = (await db.execute(query.order_by(Activity.seq.desc()).limit(OUTBOX_PAGE + 1))).all()
+    items: list[Activity] = []
+    size = 0
+    for activity, length in rows[:OUTBOX_PAGE]:
+        size += length or 0
+        if items and size > OUTBOX_PAGE_BYTES:
+            break
+        items.append(activity)
+    more = len(rows) > len(items)
     page_id = f"{collection}?page=true" + (f"&before={before}" if before is not None else "")
     document: dict[str, Any] = {
         "id": page_id,

@@ -619,6 +619,22 @@ def _new_guide_post(activity: vocab.Activity) -> vocab.Post | None:
     return obj if obj.type in ("Article", "Page") else None
 
 
+def referenced_actors(payload: dict[str, Any]) -> list[str]:
+    """The http(s) ids of the communities and people a Create or Update's embedded object names (`audience`,
+    `attributedTo`), read without parsing or checking anything: a hint of what applying it may fetch."""
+    obj = payload.get("object")
+    if payload.get("type") not in ("Create", "Update") or not isinstance(obj, dict):
+        return []
+    uris: list[str] = []
+    for key in ("audience", "attributedTo"):
+        value = obj.get(key)
+        for entry in value if isinstance(value, list) else [value]:
+            uri = entry.get("id") if isinstance(entry, dict) else entry
+            if isinstance(uri, str) and uri.startswith(("http://", "https://")) and len(uri) <= 2048:
+                uris.append(uri)
+    return uris[:MAX_LABELS]
+
+
 _HANDLERS: dict[str, Callable[[Context, vocab.Activity], Awaitable[str]]] = {
     "Follow": _follow,
     "Accept": _accept_or_reject,

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import jobs
 from server.db import utcnow
 from server.errors import ProblemError
 from server.federation import vocab
@@ -107,6 +108,8 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
         await db.commit()
     except IntegrityError:
         await db.rollback()  # the same activity again: already stored once, nothing to do
+    else:
+        jobs.wake()  # the worker in this process applies it now, not after its nap
     return Response(None, status_code=202)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -11,12 +13,13 @@ from typing import Any
 import httpx
 import msgspec
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db import utcnow
 from server.federation import outbox, vocab
 from server.federation.fetch import Fetcher, FetchError
-from server.federation.processing import instance_fetcher
+from server.federation.processing import apply_pulled, instance_fetcher, prefetch_actors
 from server.jobs import claim, schedule_retry
 from server.models import Community, Delivery, Guide, InboxItem, Job, MentorshipOffer, Peer, User
 from server.settings import Settings, host_of
@@ -26,6 +29,7 @@ Progress = Callable[[int], None]
 MAX_PAGES = 10_000
 # A backfill of a large peer takes a while; another worker must not start the same one meanwhile.
 _LEASE = timedelta(minutes=30)
+PAGE_TRIES = 2
 
 
 class PeerStatus(msgspec.Struct):
@@ -127,43 +131,101 @@ async def _mark_former(session: AsyncSession, host: str, former: bool) -> None:
 async def backfill(
     session: AsyncSession, peer: Peer, fetcher: Fetcher, *, full: bool, progress: Progress | None = None
 ) -> int:
-    """Queue every activity of the peer's outbox we have not seen; a pull (full=False) stops at known ground."""
+    """Apply every activity of the peer's outbox we have not seen; returns how many. A pull (full=False) stops at
+    known ground.
+
+    Page by page, newest first. A page's new activities are applied at once and stored as inbox items with their
+    outcome, in one transaction (`_apply_page`), instead of being queued for the worker's inbox step first. In a
+    full backfill the next page loads while the current one is applied; only this coroutine writes, so loading
+    never waits for SQLite's write lock, nor applying for loading.
+    """
+    host = peer.host
     outbox_url = peer.outbox_url or f"{peer.base_url}/outbox"
     collection = await fetcher.get_object(outbox_url)
-    page_url = collection.get("first")
-    page_url = page_url.get("id") if isinstance(page_url, dict) else page_url
-    queued = 0
-    for _ in range(MAX_PAGES):
-        if not isinstance(page_url, str):
-            break
-        page = await fetcher.get_object(page_url)
-        items = [item for item in page.get("orderedItems") or [] if _from_peer(item, peer.host)]
-        new = await _queue(session, peer.host, items)
-        queued += new
-        if progress:
-            progress(len(items))
-        await session.commit()
-        if not full and new == 0 and items:
-            break
-        page_url = page.get("next")
+    first = collection.get("first")
+    first = first.get("id") if isinstance(first, dict) else first
+    received = 0
+    upcoming = _load(fetcher, first)
+    try:
+        for _ in range(MAX_PAGES):
+            if upcoming is None:
+                break
+            page = await upcoming
+            next_url = page.get("next")
+            upcoming = _load(fetcher, next_url) if full else None
+            items = [item for item in page.get("orderedItems") or [] if _from_peer(item, host)]
+            new = await _apply_page(session, fetcher, host, items)
+            received += new
+            if progress:
+                progress(len(items))
+            if not full and new == 0 and items:
+                break
+            if not full:
+                upcoming = _load(fetcher, next_url)
+    finally:
+        if upcoming is not None and not upcoming.done():
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, FetchError, httpx.HTTPError):
+                await upcoming
+    await session.refresh(peer)
     peer.backfilled_at = utcnow()
     peer.last_success_at = utcnow()
+    await session.commit()
+    return received
+
+
+def _load(fetcher: Fetcher, url: Any) -> asyncio.Future[dict[str, Any]] | None:
+    return asyncio.ensure_future(fetcher.get_object(url)) if isinstance(url, str) else None
+
+
+async def _apply_page(session: AsyncSession, fetcher: Fetcher, host: str, items: list[dict[str, Any]]) -> int:
+    """Apply and store the page's activities not stored yet, in one transaction; returns how many."""
+    unseen = await _unseen(session, items)
+    if not unseen:
+        return 0
+    fetch = await prefetch_actors(session, fetcher, host, unseen)
+    for _ in range(PAGE_TRIES):
+        try:
+            # The first statement writes, so the page holds SQLite's write lock from here (see InboxProcessor);
+            # what is unseen is decided under it, since a push may have stored some of the page meanwhile.
+            await session.execute(update(Peer).where(Peer.host == host).values(last_success_at=utcnow()))
+            applied = await apply_pulled(session, fetcher.settings, fetch, host, await _unseen(session, items))
+            await session.commit()
+            return applied
+        except DBAPIError as exc:  # e.g. a unique clash with another worker on PostgreSQL: none of it stays
+            await session.rollback()
+            log.warning("applying a page of %s's outbox failed (%s); trying again", host, exc.__class__.__name__)
+    # Still failing: queue the page for the worker's inbox step, which applies its items one batch at a time.
+    queued = await _queue(session, host, items)
     await session.commit()
     return queued
 
 
 def _from_peer(item: Any, host: str) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("id"), str) and host_of(item["id"]) == host
+    # As the inbox requires of a pushed activity: an http(s) id of at most 2048 characters, on the peer's host.
+    activity_id = item.get("id") if isinstance(item, dict) else None
+    return (
+        isinstance(activity_id, str)
+        and len(activity_id) <= 2048
+        and activity_id.startswith(("http://", "https://"))
+        and host_of(activity_id) == host
+    )
+
+
+async def _unseen(session: AsyncSession, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items not stored as inbox items yet, once each, oldest first (a page lists newest first), so that a
+    Create is applied before its Update."""
+    ids = [item["id"] for item in items]
+    known = set(await session.scalars(select(InboxItem.activity_uri).where(InboxItem.activity_uri.in_(ids))))
+    return list({item["id"]: item for item in reversed(items) if item["id"] not in known}.values())
 
 
 async def _queue(session: AsyncSession, host: str, items: list[dict[str, Any]]) -> int:
-    ids = [item["id"] for item in items]
-    known = set(await session.scalars(select(InboxItem.activity_uri).where(InboxItem.activity_uri.in_(ids))))
-    # The page is newest first; queue oldest first so a Create is applied before its Update.
-    fresh = {item["id"]: item for item in reversed(items) if item["id"] not in known}
+    """Store the page's unseen items for the worker's inbox step."""
+    fresh = await _unseen(session, items)
     now = utcnow()
-    for offset, (uri, item) in enumerate(fresh.items()):
-        session.add(InboxItem(activity_uri=uri, signer_host=host, payload=item, received_at=_later(now, offset)))
+    for offset, item in enumerate(fresh):
+        session.add(InboxItem(activity_uri=item["id"], signer_host=host, payload=item, received_at=_later(now, offset)))
     return len(fresh)
 
 

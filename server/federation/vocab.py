@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal, TypeAlias, cast, get_args
 from urllib.parse import urlsplit
 
@@ -407,6 +408,7 @@ def _uri(value: object, at: str) -> str:
     return value
 
 
+@lru_cache(maxsize=4096)  # the same few ids (actors, communities, the public collection) recur in every activity
 def _is_http_url(value: str) -> bool:
     if _UNSAFE_URL_CHARS.search(value):
         return False

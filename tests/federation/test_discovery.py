@@ -92,6 +92,23 @@ def test_outbox_pages_through_public_activities(client, admin, community):
     assert instance["totalItems"] >= 3
 
 
+def test_outbox_pages_of_long_guides_stay_well_under_what_a_peer_reads(client, admin, community):
+    # 100 guides of ~100 KB would make a 20 MB page, which a peer refuses (1 MB): pages stop at about 512 KB.
+    body = "\n\n".join(f"Paragraph {n} " + "about worm bins and bokashi " * 150 for n in range(24))
+    created = [_guide(client, admin, community, title=f"Long guide {n}", body_markdown=body)["uri"] for n in range(5)]
+    collection = client.get(f"/c/{community['slug']}/outbox", headers=AP).json()
+    url, seen, sizes = collection["first"], [], []
+    while url:
+        response = client.get(url.replace("http://127.0.0.1:8000", ""), headers=AP)
+        assert response.status_code == 200
+        sizes.append(len(response.content))
+        page = response.json()
+        seen.extend(item["object"]["id"] for item in page["orderedItems"] if item["type"] == "Create")
+        url = page.get("next")
+    assert seen == [*reversed(created), community["uri"]]  # each once, newest first, none skipped
+    assert len(sizes) >= 3 and max(sizes) <= 600_000
+
+
 def test_kith_context_declares_extensions(client):
     context = client.get("/ns").json()["@context"]
     for term in ("MentorshipOffer", "license", "topics", "capacity", "seatsTaken", "color"):

@@ -26,13 +26,14 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.app import create_app
 from server.db import create_engine, create_sessionmaker
-from server.federation import handlers, signatures
-from server.federation.peers import _queue
-from server.federation.processing import InboxProcessor
+from server.federation import handlers, peers, processing, signatures
+from server.federation.peers import _queue, backfill
+from server.federation.processing import InboxProcessor, instance_fetcher
 from server.models import Activity, ActorKey, Community, DeletedObject, Delivery, Guide, InboxItem, Job, Peer
 from server.settings import Settings
 from tests.support.html import assert_safe
@@ -670,6 +671,57 @@ def queue_page(kith: Instance, items: list[dict[str, Any]]) -> None:
     kith.run(work)
 
 
+def outbox_of(pages: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """peer.test's outbox as documents by URL: `pages` oldest first, each page's items oldest first."""
+    outbox = f"{PEER}/outbox"
+    urls = [f"{outbox}?page=true" + (f"&before={n}" if n else "") for n in range(len(pages))]
+    documents: dict[str, dict[str, Any]] = {
+        outbox: {"id": outbox, "type": "OrderedCollection", "totalItems": sum(map(len, pages)), "first": urls[0]}
+    }
+    for n, items in enumerate(reversed(pages)):  # newest page first, newest item first, as an outbox lists
+        documents[urls[n]] = {"id": urls[n], "type": "OrderedCollectionPage", "orderedItems": list(reversed(items))}
+        if n + 1 < len(pages):
+            documents[urls[n]]["next"] = urls[n + 1]
+    return documents
+
+
+def pull(kith: Instance, documents: dict[str, dict[str, Any]], *, full: bool = True) -> int:
+    """A backfill of peer.test, as the worker runs it, from `documents` (anything else answers 404)."""
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        kith.outbound.append(request)
+        document = documents.get(str(request.url))
+        return httpx.Response(200, json=document) if document else httpx.Response(404, json={"error": "not here"})
+
+    async def work(session: AsyncSession) -> int:
+        peer = await session.scalar(select(Peer).where(Peer.host == "peer.test"))
+        assert peer is not None
+        async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+            fetcher = await instance_fetcher(session, kith.settings, http)
+            return await backfill(session, peer, fetcher, full=full)
+
+    return kith.run(work)
+
+
+def pull_page(kith: Instance, items: list[dict[str, Any]]) -> int:
+    """The items as the one page of peer.test's outbox, backfilled: applied at once, nothing queued."""
+    applied = pull(kith, outbox_of([items]))
+    assert kith.process() == 0  # nothing left for the worker's inbox step
+    return applied
+
+
+# The two ways a page of a peer's outbox is applied: queued for the worker's inbox step, or at once by the
+# backfill (the usual way; the queue is its fallback). Both must give the same outcome.
+PAGE_WAYS = ["queued", "pulled"]
+
+
+def apply_page(kith: Instance, items: list[dict[str, Any]], way: str) -> int:
+    if way == "pulled":
+        return pull_page(kith, items)
+    queue_page(kith, items)
+    return kith.process()
+
+
 def outcome(kith: Instance, item: dict[str, Any]) -> InboxItem:
     stored = kith.item(item["id"])
     assert stored is not None
@@ -688,15 +740,15 @@ def create(document: dict[str, Any]) -> dict[str, Any]:
     return activity("Create", document, actor=alice(PEER))
 
 
-def test_bad_activities_in_a_backfill_page_are_skipped_while_the_rest_apply(kith, peer_community):
+@pytest.mark.parametrize("way", PAGE_WAYS)
+def test_bad_activities_in_a_backfill_page_are_skipped_while_the_rest_apply(kith, peer_community, way):
     community = peer_community["id"]
-    publish_first = create(article(PEER, community, title="Worm bins"))
-    queue_page(kith, [publish_first])
-    kith.process()
+    publish_first = create(article(PEER, community, title=f"Worm bins {way}"))
+    apply_page(kith, [publish_first], way)
     assert outcome(kith, publish_first).last_error == "guide stored"
 
     good = [create(article(PEER, community, title=f"Batch guide {n}", tags=["soil", f"t{n}"])) for n in range(6)]
-    same_title = [create(article(PEER, community, title="Worm bins")) for _ in range(2)]
+    same_title = [create(article(PEER, community, title=f"Worm bins {way}")) for _ in range(2)]
     empty_title = create(article(PEER, community, title="   "))
     long_title = create(article(PEER, community, title="x" * 300))
     foreign_object = create(article(OTHER, community, title="Not theirs to send"))
@@ -713,8 +765,7 @@ def test_bad_activities_in_a_backfill_page_are_skipped_while_the_rest_apply(kith
     ]  # fmt: skip
     before = entries_received(kith)
 
-    queue_page(kith, page)
-    assert kith.process() == len(page)
+    assert apply_page(kith, page, way) == len(page)
 
     for item in [*good, *same_title, edited_create]:
         assert outcome(kith, item).state == "done", outcome(kith, item).last_error
@@ -747,12 +798,13 @@ def test_bad_activities_in_a_backfill_page_are_skipped_while_the_rest_apply(kith
     assert {"type": "guide", "id": str(row.id)} in list(jobs)
     # Slugs stay unique within the community, also against guides of earlier batches.
     slugs = {kith.guide(item["object"]["id"])["slug"] for item in [publish_first, *same_title]}
-    assert slugs == {"worm-bins", "worm-bins-2", "worm-bins-3"}
+    assert slugs == {f"worm-bins-{way}", f"worm-bins-{way}-2", f"worm-bins-{way}-3"}
     stored = len(good) + len(same_title) + 2  # the edited guide counts for its Create and its Update
     assert entries_received(kith) == before + stored
 
 
-def test_new_guides_fall_back_to_one_savepoint_each_when_the_batch_write_fails(kith, peer_community, monkeypatch):
+@pytest.mark.parametrize("way", PAGE_WAYS)
+def test_new_guides_fall_back_to_one_savepoint_each_when_the_batch_write_fails(kith, peer_community, monkeypatch, way):
     community = peer_community["id"]
     page = [create(article(PEER, community, title=f"Fallback guide {n}")) for n in range(4)]
     page.append(create(article(PEER, community, title="")))
@@ -765,8 +817,7 @@ def test_new_guides_fall_back_to_one_savepoint_each_when_the_batch_write_fails(k
         raise RuntimeError("simulated unique clash with another worker")
 
     monkeypatch.setattr(handlers.NewGuides, "write", failing_write)
-    queue_page(kith, page)
-    kith.process()
+    apply_page(kith, page, way)
 
     assert attempts == [4]
     for item in page[:4]:
@@ -775,15 +826,95 @@ def test_new_guides_fall_back_to_one_savepoint_each_when_the_batch_write_fails(k
     assert outcome(kith, page[4]).state == "rejected"
 
 
+def test_a_backfill_applies_each_page_at_once_and_a_repeat_changes_nothing(kith, peer_community):
+    community = peer_community["id"]
+    pages = [[create(article(PEER, community, title=f"Paged guide {p}-{n}")) for n in range(3)] for p in range(3)]
+    documents = outbox_of(pages)
+    kith.outbound.clear()
+
+    assert pull(kith, documents) == 9
+    for item in [item for page in pages for item in page]:
+        assert outcome(kith, item).state == "done" and outcome(kith, item).last_error == "guide stored"
+        assert count_guides(kith, item["object"]["id"]) == 1
+    assert kith.process() == 0  # stored with their outcome: nothing was left for the worker's inbox step
+    assert [str(r.url) for r in kith.outbound] == [f"{PEER}/outbox", *list(documents)[1:]]
+
+    # A pull stops at known ground: the newest page is all known, so the older ones are not even fetched.
+    kith.outbound.clear()
+    assert pull(kith, documents, full=False) == 0
+    assert [str(r.url) for r in kith.outbound] == [f"{PEER}/outbox", list(documents)[1]]
+    # The same activity pushed afterwards is a no-op, as for any activity received twice.
+    repeat = pages[0][0]
+    assert kith.deliver(repeat).status_code == 202
+    assert kith.items(repeat["id"]) == 1
+    assert kith.process() == 0
+    assert count_guides(kith, repeat["object"]["id"]) == 1
+
+
+def test_communities_and_authors_a_page_names_are_fetched_once_each_before_it_is_applied(kith):
+    unknown = group(PEER, f"pulled-{uuid.uuid4().hex[:8]}")
+    author = {"id": f"{PEER}/u/bob-{uuid.uuid4().hex[:6]}", "type": "Person", "preferredUsername": "bob", "name": "Bob"}
+    page = []
+    for n in range(3):
+        document = article(PEER, unknown["id"], title=f"Guide of an unseen community {n}")
+        document["attributedTo"] = [author["id"], unknown["id"]]  # the author is not embedded: it is fetched
+        page.append(activity("Create", document, actor=author["id"]))
+    documents = {**outbox_of([page]), unknown["id"]: unknown, author["id"]: author}
+    kith.outbound.clear()
+
+    assert pull(kith, documents) == 3
+    for item in page:
+        assert outcome(kith, item).last_error == "guide stored"
+        shown = kith.guide(item["object"]["id"])
+        assert shown["community"]["uri"] == unknown["id"] and shown["author"]["display_name"] == "Bob"
+    fetched = [str(r.url) for r in kith.outbound]
+    assert fetched.count(unknown["id"]) == 1 and fetched.count(author["id"]) == 1
+
+
+def test_a_page_item_whose_id_is_not_a_plain_url_of_the_peer_is_skipped_and_the_rest_apply(kith, peer_community):
+    fine = create(article(PEER, peer_community["id"], title="Beside odd ids"))
+    too_long = create(article(PEER, peer_community["id"], title="Id too long"))
+    too_long["id"] = f"{PEER}/activities/{'x' * 2100}"
+    not_http = create(article(PEER, peer_community["id"], title="Id not http"))
+    not_http["id"] = "ftp://peer.test/activities/1"
+    assert pull(kith, outbox_of([[too_long, fine, not_http]])) == 1
+    assert outcome(kith, fine).last_error == "guide stored"
+    for skipped in (too_long, not_http):
+        assert kith.items(skipped["id"]) == 0
+        assert count_guides(kith, skipped["object"]["id"]) == 0
+
+
+def test_a_page_that_cannot_be_written_at_once_is_queued_for_the_worker_instead(kith, peer_community, monkeypatch):
+    page = [create(article(PEER, peer_community["id"], title=f"Queued after all {n}")) for n in range(3)]
+    apply_pulled = processing.apply_pulled
+    tries: list[int] = []
+
+    async def failing(*args: Any) -> int:
+        # Rows reach the database, then the commit would clash: the rollback must take all of them back.
+        tries.append(await apply_pulled(*args))
+        raise OperationalError("INSERT INTO inbox_items", {}, Exception("simulated clash"))
+
+    monkeypatch.setattr(peers, "apply_pulled", failing)
+    assert pull(kith, outbox_of([page])) == 3
+    assert tries == [3] * peers.PAGE_TRIES
+    for item in page:
+        assert outcome(kith, item).state == "pending"
+        assert count_guides(kith, item["object"]["id"]) == 0
+    assert kith.process() == 3
+    for item in page:
+        assert outcome(kith, item).last_error == "guide stored"
+        assert count_guides(kith, item["object"]["id"]) == 1
+
+
+@pytest.mark.parametrize("way", PAGE_WAYS)
 @pytest.mark.parametrize("verb", ["Create", "Update"])
-def test_unknown_community_in_a_page_is_fetched_like_a_single_activity(kith, peer_community, verb):
+def test_unknown_community_in_a_page_is_fetched_like_a_single_activity(kith, peer_community, verb, way):
     # The peer's community is not known here and the fetch answers 404: rejected, as one at a time.
     unknown = group(PEER, f"unknown-{uuid.uuid4().hex[:8]}")
     document = article(PEER, unknown["id"], title="Orphan guide")
     orphan = activity(verb, document, actor=alice(PEER))
     fine = create(article(PEER, peer_community["id"], title=f"Neighbour of an orphan {verb}"))
-    queue_page(kith, [orphan, fine])
-    kith.process()
+    apply_page(kith, [orphan, fine], way)
     assert outcome(kith, orphan).state == "rejected"
     assert outcome(kith, fine).last_error == "guide stored"
     assert count_guides(kith, document["id"]) == 0

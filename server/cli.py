@@ -265,13 +265,13 @@ def peers_sync(ctx: click.Context, host: str | None) -> None:
                 with Progress(TextColumn(f"backfilling {peer.host}"), BarColumn(), MofNCompleteColumn()) as bar:
                     task = bar.add_task("backfill", total=None)
                     try:
-                        queued = await backfill(
+                        received = await backfill(
                             session, peer, fetcher, full=True, progress=lambda n, task=task: bar.advance(task, n)
                         )
                     except FetchError as exc:
                         click.echo(f"{peer.host}: {exc.reason}", err=True)
                         continue
-                click.echo(f"{peer.host}: {peer.state}; {queued} new activities queued for the worker", err=True)
+                click.echo(f"{peer.host}: {peer.state}; {received} new activities received", err=True)
         finally:
             await client.aclose()
 

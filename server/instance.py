@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import __version__
 from server.errors import problem_response
-from server.migrate import current_revision, head_revision
 from server.models import Community, Guide, MentorshipOffer
 from server.openapi_docs import problems
 from server.settings import Settings
@@ -93,6 +92,8 @@ async def healthz() -> Health:
     responses=problems(503),
 )
 async def readyz(state: State) -> Response[Health]:
+    from server.migrate import current_revision, head_revision  # Alembic only when asked, not at every start-up
+
     try:
         revision = await current_revision(state.engine)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the database means not ready

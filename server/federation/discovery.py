@@ -167,19 +167,20 @@ async def instance_actor(request: Request[Any, Any, Any], db: AsyncSession, sett
 
 
 @get("/c/{ref:str}")
-async def community_actor(
-    ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
-) -> Response[Any]:
+async def community_actor(ref: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    # No injected session or settings: the page reads without a session, and the actor opens its own.
+    settings: Settings = request.app.state.settings
     if not wants_activitypub(request):
         from server.web.communities import community_page  # pages import services; keep this module light
 
-        return await community_page(request, db, settings, ref)  # local, or remote as slug@host
-    community = await _local_community(db, ref, include_deleted=True)
-    if community is None:
-        raise not_found("Community")
-    if community.deleted_at is not None:
-        return as_response(_tombstone(settings, community.uri, "Group", community.deleted_at), 410)
-    return as_response(await _actor(db, settings, mapping.group(community)))
+        return await community_page(request, None, settings, ref)  # local, or remote as slug@host
+    async with request.app.state.sessionmaker() as db:
+        community = await _local_community(db, ref, include_deleted=True)
+        if community is None:
+            raise not_found("Community")
+        if community.deleted_at is not None:
+            return as_response(_tombstone(settings, community.uri, "Group", community.deleted_at), 410)
+        return as_response(await _actor(db, settings, mapping.group(community)))
 
 
 @get("/u/{username:str}")

@@ -36,6 +36,13 @@ BATCH = 500
 # index is derived and catches up afterwards. The wait is bounded: the index keeps moving during a long backfill.
 INBOX_BACKLOG = 100
 MAX_DEFER_SECONDS = 20.0
+# When the wait runs out during a backlog, only this many index jobs are taken, so the writer thread's turn
+# is short and applying goes on at nearly full speed meanwhile.
+BACKLOG_BATCH = 100
+# The writer thread indexes this many documents at a time; while the worker has a backlog it then pauses as
+# long as the slice took, so it holds the interpreter lock in short bursts and for half the time at most.
+SLICE = 25
+MAX_PAUSE_SECONDS = 0.5
 Entry = Guide | MentorshipOffer
 
 
@@ -183,8 +190,13 @@ class Indexer:
     async def __call__(self) -> int:
         if self.queue is None:
             await self._start()
-        assert self.queue is not None
-        done = 0 if await self._yield_to_inbox() else await self._take_jobs()
+        assert self.queue is not None and self.writer is not None
+        backlog = await self._inbox_backlog()
+        self.writer.busy = backlog
+        if backlog and time.monotonic() - self.last_take < MAX_DEFER_SECONDS:
+            done = 0  # see `_inbox_backlog`
+        else:
+            done = await self._take_jobs(BACKLOG_BATCH if backlog else BATCH)
         if self.rebuilding is not None:
             if not self.rebuilding.done():
                 return done  # changes wait in the queue; the rebuild replays them onto the new generation
@@ -218,14 +230,14 @@ class Indexer:
             log.exception("search index rebuild failed; retrying")
             self.queue = None
 
-    async def _yield_to_inbox(self) -> bool:
-        """True while inbox items pile up and the index has not waited too long for them.
+    async def _inbox_backlog(self) -> bool:
+        """True while inbox items pile up (a backfill, a burst from a peer).
 
-        The writer thread shares the interpreter with the worker's loop: while it indexes, applying goes at
-        half speed. Indexing later costs the same, so the entries become searchable no later overall.
+        The writer thread shares the interpreter with the worker's loop: while it indexes, applying goes
+        slower. So during a backlog the index waits, up to `MAX_DEFER_SECONDS` at a time, then takes a small
+        batch, which the thread indexes in slices with pauses. Indexing later costs the same, so the entries
+        become searchable no later overall.
         """
-        if time.monotonic() - self.last_take >= MAX_DEFER_SECONDS:
-            return False
         due = (
             select(InboxItem.id)
             .where(InboxItem.state == "pending", InboxItem.next_attempt_at <= utcnow())
@@ -235,13 +247,13 @@ class Indexer:
             waiting = await session.scalar(select(func.count()).select_from(due.subquery()))
         return (waiting or 0) >= INBOX_BACKLOG
 
-    async def _take_jobs(self) -> int:
+    async def _take_jobs(self, limit: int = BATCH) -> int:
         assert self.queue is not None and self.writer is not None
         if self.writer.backlog >= 2 * BATCH:
             return 0  # the writer is behind: leave the jobs in the table until it catches up
         self.last_take = time.monotonic()
         async with self.sessions() as session:
-            ids = await claim(session, Job, Job.kind == "index", limit=BATCH)
+            ids = await claim(session, Job, Job.kind == "index", limit=limit)
             if not ids:
                 return 0
             jobs = list(await session.scalars(select(Job).where(Job.id.in_(ids))))
@@ -289,7 +301,12 @@ class IndexWriterThread:
     whose changes are all committed to the index.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, slice_docs: int = SLICE, pause: Callable[[float], None] = time.sleep) -> None:
+        # Set by the loop while it has a backlog of its own: the thread then pauses between slices.
+        self.busy = False
+        self.slices = 0
+        self._slice_docs = slice_docs
+        self._pause = pause
         self._changes: queue.SimpleQueue[tuple[int, IndexWriterQueue, list[tuple[str, dict[str, Any] | None]]]] = (
             queue.SimpleQueue()
         )
@@ -340,15 +357,21 @@ class IndexWriterThread:
             self._commit_if_due(current, now=True)
 
     def _add(self, writer: IndexWriterQueue, changes: list[tuple[str, dict[str, Any] | None]]) -> None:
-        for doc_id, snapshot in changes:
-            try:
-                if snapshot is None:
-                    writer.delete(doc_id)
-                else:
-                    writer.add(document_from(snapshot))  # commits by itself when the batch is full
-            except Exception:  # noqa: BLE001 - one bad document must not stop the writer
-                log.exception("could not index %s", doc_id)
-            self._added_docs += 1
+        for at in range(0, len(changes), self._slice_docs):
+            started = time.perf_counter()
+            for doc_id, snapshot in changes[at : at + self._slice_docs]:
+                try:
+                    if snapshot is None:
+                        writer.delete(doc_id)
+                    else:
+                        writer.add(document_from(snapshot))  # commits by itself when the batch is full
+                except Exception:  # noqa: BLE001 - one bad document must not stop the writer
+                    log.exception("could not index %s", doc_id)
+                self._added_docs += 1
+            self.slices += 1
+            if self.busy and not self._stop.is_set() and at + self._slice_docs < len(changes):
+                # Sleeping releases the interpreter lock: the loop applies inbox items meanwhile.
+                self._pause(min(time.perf_counter() - started, MAX_PAUSE_SECONDS))
 
     def _commit_if_due(self, writer: IndexWriterQueue, *, now: bool = False) -> None:
         try:

@@ -25,11 +25,13 @@ from itertools import islice
 from pathlib import Path
 
 from whoosh import index as whoosh_index
+from whoosh.filedb.filestore import FileStorage
 from whoosh.index import Index
 from whoosh.query import Every
 
 from .documents import SearchDocument, document_fields
 from .schema import SCHEMA, SCHEMA_VERSION
+from .segments import KithSegmentWriter
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +105,21 @@ def _create_empty(gen_dir: Path) -> Index:
     return ix
 
 
-def open_generation(gen_dir: Path) -> Index:
-    """Open one generation directory with the current schema."""
+def open_generation(gen_dir: Path, *, mapped: bool = True) -> Index:
+    """Open one generation directory with the current schema.
+
+    `mapped=False` reads segment files with ordinary reads instead of mapping
+    them: every page of a mapped segment that a search touches stays in the
+    process's resident set (hundreds of MB on a large index), while read
+    pages stay in the kernel's page cache, shared and not counted against
+    the process. A search reads only term entries and the postings it ranks.
+    """
     marker = (gen_dir / SCHEMA_FILE).read_text(encoding="utf-8").strip()
     if marker != str(SCHEMA_VERSION):
         raise IndexUnavailable(f"{gen_dir} was built with schema version {marker}")
     # Passing our schema skips unpickling the one stored in the TOC, so an
     # index never imports analyzer classes by name.
-    return whoosh_index.open_dir(str(gen_dir), schema=SCHEMA)
+    return FileStorage(str(gen_dir), supports_mmap=mapped).open_index(schema=SCHEMA)
 
 
 def _check_readable(ix: Index) -> None:
@@ -162,7 +171,7 @@ def swap_in(path: Path, gen_dir: Path) -> None:
 
 def _fill(ix: Index, documents: Iterable[SearchDocument], progress: Progress | None) -> int:
     count = 0
-    writer = ix.writer(limitmb=256)
+    writer = KithSegmentWriter(ix, limitmb=256)
     try:
         # Plain adds: the index is empty and the database's ids are unique, and
         # update_document would cost a lookup per document for nothing.

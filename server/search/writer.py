@@ -10,6 +10,8 @@ from typing import Any
 from whoosh.index import Index
 
 from .documents import SearchDocument, document_fields
+from .schema import SCHEMA
+from .segments import PREPARED, KithSegmentWriter, analyze
 from .storage import Progress, SearchIndex, build_generation, open_generation, swap_in
 
 # A pending change: the fields to index, or None for a deletion.
@@ -65,8 +67,11 @@ class IndexWriterQueue:
 
     def add(self, doc: SearchDocument) -> None:
         """Index doc, replacing any document with the same id."""
-        # Converting now surfaces a bad document to the caller, not the flush.
-        self._enqueue(doc.id, document_fields(doc))
+        # Converting and analyzing now surfaces a bad document to the caller, not the flush, and leaves
+        # the commit only the writing: a caller that adds in slices keeps every stretch of work short.
+        fields = document_fields(doc)
+        fields[PREPARED] = analyze(SCHEMA, fields)
+        self._enqueue(doc.id, fields)
 
     def delete(self, doc_id: str) -> None:
         """Remove the document with this id (a no-op if it is not indexed)."""
@@ -79,7 +84,9 @@ class IndexWriterQueue:
             # Only the latest change per document matters.
             self._pending[doc_id] = op
             if self._journal is not None:
-                self._journal[doc_id] = op
+                # The replay analyzes again: the journal can grow through a long rebuild, and an analysis
+                # takes several times the memory of the fields.
+                self._journal[doc_id] = None if op is None else {k: v for k, v in op.items() if k != PREPARED}
             full = len(self._pending) >= self.max_docs
         if full:
             self.flush()
@@ -130,7 +137,7 @@ class IndexWriterQueue:
             self._oldest = self._clock() if self._oldest is None else self._oldest
 
     def _commit(self, ix: Index, batch: dict[str, _Op]) -> None:
-        writer = ix.writer(timeout=self._lock_timeout)
+        writer = KithSegmentWriter(ix, timeout=self._lock_timeout)
         try:
             for doc_id, fields in batch.items():
                 if fields is None:

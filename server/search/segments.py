@@ -1,0 +1,431 @@
+"""A Whoosh segment writer that keeps postings grouped by term instead of sorting one tuple per posting.
+
+Whoosh's `SegmentWriter` puts every posting into a pool as a `(field, term, docnum, weight, value)` tuple,
+sorts all of them at commit (spilling sorted runs to disk and merging them back one posting at a time past
+`limitmb`), and then looks up the document's field length once per posting while writing the posting lists.
+That was about half of the CPU time of indexing a guide. Here the postings of each term are appended to that
+term's lists as documents arrive (already in document order), a commit sorts only the distinct terms, runs
+spilled to disk are merged a term at a time, and each field's lengths are read once per document. A merge
+reads the other segments' postings a block at a time when they have no deletions. Documents can also be
+analyzed ahead of the commit (`analyze`, `PREPARED`).
+
+The files written are the ones Whoosh writes (`tests/unit/test_search_analysis.py` compares every term,
+term statistic, posting, value, length and stored field with an index written by Whoosh's own writer, after
+plain commits, spills, merges and deletions), so indexes written either way are interchangeable. The rest
+(per-document storage, the merge policy, deletions, the TOC) is Whoosh's own code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import marshal
+from array import array
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from whoosh.codec.whoosh3 import W3FieldWriter, W3LeafMatcher, W3PostingsWriter
+from whoosh.index import Index
+from whoosh.util import random_name
+from whoosh.writing import SegmentWriter
+
+# (docnums, weights, values) of one term, in document order.
+_Lists = tuple[array, list[Any], list[bytes]]
+# What a run on disk holds per term: field, term, docnums as bytes, weights, values.
+_Record = tuple[str, bytes, bytes, list[Any], list[bytes]]
+
+# Rough bytes of memory per posting on top of its value, and per term, for the `limitmb` budget.
+_POSTING_BYTES = 24
+_TERM_BYTES = 300
+# How often (in estimated bytes) a long stream of postings checks the budget.
+_CHECK_BYTES = 1 << 20
+
+
+class TermPool:
+    """Postings grouped by (field, term), spilled to sorted runs on disk when over budget.
+
+    Stands in for Whoosh's `PostingPool` inside `KithSegmentWriter`: `add` and `add_postings` take its
+    `(field, term, docnum, weight, value)` tuples, `add_terms` a document's postings for one field at once,
+    `add_block` a term's postings for several documents (a block of a merged segment).
+    """
+
+    def __init__(self, tempstore: Any, limitmb: int = 128) -> None:
+        self.tempstore = tempstore
+        self.limit = limitmb * 1024 * 1024
+        self.size = 0
+        self.fieldnames: set[str] = set()
+        self._fields: dict[str, dict[bytes, _Lists]] = {}
+        self._unordered: set[tuple[str, bytes]] = set()
+        self._runs: list[str] = []
+
+    def add(self, item: tuple[str, bytes, int, Any, bytes | None]) -> None:
+        self.add_postings((item,))
+
+    def add_postings(self, items: Iterable[tuple[str, bytes, int, Any, bytes | None]]) -> None:
+        """Add postings given one by one as (field, term, docnum, weight, value): a merged segment's."""
+        lastfn = None
+        terms: dict[bytes, _Lists] = {}
+        size = 0
+        for fieldname, btext, docnum, weight, value in items:
+            if fieldname != lastfn:
+                terms = self._fields.get(fieldname) or self._fields.setdefault(fieldname, {})
+                self.fieldnames.add(fieldname)
+                lastfn = fieldname
+            lists = terms.get(btext)
+            if lists is None:
+                terms[btext] = (array("I", (docnum,)), [weight], [value])
+                size += _TERM_BYTES
+            else:
+                ids = lists[0]
+                if docnum <= ids[-1]:
+                    self._unordered.add((fieldname, btext))
+                ids.append(docnum)
+                lists[1].append(weight)
+                lists[2].append(value)
+            size += _POSTING_BYTES + (len(value) if value else 0)
+            if size > _CHECK_BYTES:
+                self.size += size
+                size = 0
+                if self.size > self.limit:
+                    self._spill()
+                    lastfn = None  # the spill started new dicts
+        self.size += size
+        if self.size > self.limit:
+            self._spill()
+
+    def add_terms(self, fieldname: str, docnum: int, items: Any) -> None:
+        """Add the postings (term, freq, weight, value) of one document in one field."""
+        terms = self._fields.get(fieldname)
+        if terms is None:
+            terms = self._fields[fieldname] = {}
+            self.fieldnames.add(fieldname)
+        size = 0
+        for btext, _freq, weight, value in items:
+            lists = terms.get(btext)
+            if lists is None:
+                terms[btext] = (array("I", (docnum,)), [weight], [value])
+                size += _TERM_BYTES
+            else:
+                ids = lists[0]
+                if docnum <= ids[-1]:
+                    # Whoosh orders postings of equal docnum by weight and value; see `_ordered`.
+                    self._unordered.add((fieldname, btext))
+                ids.append(docnum)
+                lists[1].append(weight)
+                lists[2].append(value)
+            size += _POSTING_BYTES + (len(value) if value else 0)
+        self.size += size
+        if self.size > self.limit:
+            self._spill()
+
+    def add_block(self, fieldname: str, btext: bytes, ids: array, weights: list[Any], values: list[Any]) -> None:
+        """Add one term's postings for several documents, in document order."""
+        terms = self._fields.get(fieldname)
+        if terms is None:
+            terms = self._fields[fieldname] = {}
+            self.fieldnames.add(fieldname)
+        if len(set(ids)) < len(ids):
+            # Blocks read back are in ascending order; a repeated number (the spelling field's 0) needs
+            # Whoosh's order by weight and value.
+            self._unordered.add((fieldname, btext))
+        lists = terms.get(btext)
+        if lists is None:
+            terms[btext] = (ids, weights, values)
+            self.size += _TERM_BYTES
+        else:
+            if ids[0] <= lists[0][-1]:
+                self._unordered.add((fieldname, btext))
+            lists[0].extend(ids)
+            lists[1].extend(weights)
+            lists[2].extend(values)
+        self.size += len(ids) * _POSTING_BYTES + sum(len(v) for v in values if v)
+        if self.size > self.limit:
+            self._spill()
+
+    def _sorted_records(self) -> Iterator[_Record]:
+        unordered = self._unordered
+        for fieldname in sorted(self._fields):
+            terms = self._fields[fieldname]
+            for btext in sorted(terms):
+                ids, weights, values = terms[btext]
+                if unordered and (fieldname, btext) in unordered:
+                    ids, weights, values = _ordered(ids, weights, values)
+                yield fieldname, btext, ids.tobytes(), weights, values
+
+    def _spill(self) -> None:
+        if not self._fields:
+            return
+        name = f"{random_name()}.terms"
+        with self.tempstore.create_file(name).raw_file() as fh:
+            for record in self._sorted_records():
+                marshal.dump(record, fh)
+        self._runs.append(name)
+        self._fields, self._unordered = {}, set()
+        self.size = 0
+
+    def _read_run(self, name: str) -> Iterator[_Record]:
+        with self.tempstore.open_file(name).raw_file() as fh:
+            while True:
+                try:
+                    yield marshal.load(fh)
+                except EOFError:
+                    break
+
+    def terms(self) -> Iterator[tuple[str, bytes, array, list[Any], list[bytes]]]:
+        """Every term in (field, term) order with its postings in document order."""
+        if not self._runs:
+            for fieldname, btext, ids, weights, values in self._sorted_records():
+                yield fieldname, btext, _ids(ids), weights, values
+            return
+        self._spill()
+        # heapq.merge is stable: a term found in several runs comes out of the earlier runs first, and
+        # runs hold increasing document numbers, so concatenating keeps document order.
+        records = heapq.merge(*map(self._read_run, self._runs), key=lambda record: (record[0], record[1]))
+        current: tuple[str, bytes] | None = None
+        ids: array = array("I")
+        weights: list[Any] = []
+        values: list[bytes] = []
+        ordered = True
+        for fieldname, btext, raw, w, v in records:
+            if (fieldname, btext) != current:
+                if current is not None:
+                    yield (*current, *((ids, weights, values) if ordered else _ordered(ids, weights, values)))
+                current, ids, weights, values, ordered = (fieldname, btext), array("I"), [], [], True
+            more = _ids(raw)
+            if ids and more[0] <= ids[-1]:
+                ordered = False  # each run's part is in order; only where they meet can it break
+            ids.extend(more)
+            weights.extend(w)
+            values.extend(v)
+        if current is not None:
+            yield (*current, *((ids, weights, values) if ordered else _ordered(ids, weights, values)))
+
+    def cleanup(self) -> None:
+        for name in self._runs:
+            with contextlib.suppress(OSError):
+                self.tempstore.delete_file(name)
+        self._runs = []
+
+
+def _each_posting(matcher: Any) -> Iterator[tuple[int, Any, Any]]:
+    while matcher.is_active():
+        yield matcher.id(), matcher.weight(), matcher.value()
+        matcher.next()
+
+
+def _ids(raw: bytes) -> array:
+    ids = array("I")
+    ids.frombytes(raw)
+    return ids
+
+
+def _ordered(ids: array, weights: list[Any], values: list[bytes]) -> _Lists:
+    # Whoosh sorts whole posting tuples, so postings with the same document number (the spelling field
+    # adds every word with document 0) come out ordered by weight, then value.
+    rows = sorted(zip(ids, weights, values, strict=True))
+    return array("I", (r[0] for r in rows)), [r[1] for r in rows], [r[2] for r in rows]
+
+
+# The key of `Analysis` in the fields given to `KithSegmentWriter.add_document`/`update_document`.
+PREPARED = "_kith_analysis"
+
+
+class Analysis:
+    """A document's postings per field and field lengths, computed apart from writing them."""
+
+    __slots__ = ("schema", "postings", "lengths")
+
+    def __init__(self, schema: Any, postings: list[tuple[str, bool, list[Any]]], lengths: dict[str, int]) -> None:
+        self.schema = schema
+        self.postings = postings  # (field, is a spelling field, [(term, freq, weight, value)])
+        self.lengths = lengths
+
+
+def analyze(schema: Any, fields: dict[str, Any]) -> Analysis:
+    """What `SegmentWriter.add_document` computes from a document's fields before writing it.
+
+    Done ahead of a commit by the worker's writer thread (`IndexWriterQueue.add`), in short slices, so that
+    a commit of a batch is only the writing.
+    """
+    docboost = float(fields["_boost"]) if "_boost" in fields else 1.0
+    postings: list[tuple[str, bool, list[Any]]] = []
+    lengths: dict[str, int] = {}
+    for fieldname in sorted(name for name in fields if not name.startswith("_")):
+        value = fields[fieldname]
+        if value is None:
+            continue
+        field = schema[fieldname]
+        vbytes = None
+        if field.indexed:
+            boostkw = f"_{fieldname}_boost"
+            fieldboost = float(fields[boostkw]) if boostkw in fields else docboost
+            items = list(field.index(value))
+            if fieldboost != 1.0:
+                items = [(t, freq, w * fieldboost, v) for t, freq, w, v in items]
+            if field.scorable:
+                lengths[fieldname] = sum(item[1] for item in items)
+            if items:
+                postings.append((fieldname, False, items))
+                # Whoosh gives the spelling postings the last value of this loop.
+                vbytes = items[-1][3]
+        if field.separate_spelling():
+            # ...and weight 1.
+            words = [(word.encode("utf-8"), 1, 1, vbytes) for word in field.spellable_words(value)]
+            postings.append((field.spelling_fieldname(fieldname), True, words))
+    return Analysis(schema, postings, lengths)
+
+
+class KithSegmentWriter(SegmentWriter):
+    """`SegmentWriter` with a `TermPool` and a faster way of writing the posting lists."""
+
+    def __init__(self, ix: Index, *, limitmb: int = 128, **kwargs: Any) -> None:
+        super().__init__(ix, limitmb=limitmb, **kwargs)
+        self.pool = TermPool(self._tempstorage, limitmb=limitmb)
+
+    def add_document(self, **fields: Any) -> None:
+        # SegmentWriter.add_document, with the analysis done by `analyze` (possibly beforehand, see PREPARED)
+        # and each field's postings handed to the pool in one call.
+        self._check_state()
+        perdocwriter = self.perdocwriter
+        schema = self.schema
+        docnum = self.docnum
+
+        prepared = fields.pop(PREPARED, None)
+        fieldnames = sorted(name for name in fields if not name.startswith("_"))
+        self._check_fields(schema, fieldnames)
+        if not isinstance(prepared, Analysis) or prepared.schema is not schema:
+            # Analyzed before anything is written: a document that fails leaves nothing behind (Whoosh's
+            # own writer keeps the postings of the fields before the failure).
+            prepared = analyze(schema, fields)
+
+        perdocwriter.start_doc(docnum)
+        try:
+            for fieldname in fieldnames:
+                value = fields.get(fieldname)
+                if value is None:
+                    continue
+                field = schema[fieldname]
+
+                vformat = field.vector
+                if vformat:
+                    vitems = vformat.word_values(value, field.analyzer, mode="index")
+                    vitems = sorted((text, weight, vb) for text, _, weight, vb in vitems)
+                    perdocwriter.add_vector_items(fieldname, field, vitems)
+
+                customval = fields.get(f"_stored_{fieldname}", value)
+                length = prepared.lengths.get(fieldname, 0)
+                perdocwriter.add_field(fieldname, field, customval if field.stored else None, length)
+
+                column = field.column_type
+                if column and customval is not None:
+                    perdocwriter.add_column_value(fieldname, column, field.to_column_value(customval))
+        except Exception:
+            perdocwriter.cancel_doc()
+            raise
+
+        for fieldname, spelling, items in prepared.postings:
+            # Whoosh adds spelling words with document number 0.
+            self.pool.add_terms(fieldname, 0 if spelling else docnum, items)
+        perdocwriter.finish_doc()
+        self._added = True
+        self.docnum += 1
+
+    def add_postings_to_pool(self, reader: Any, startdoc: int, docmap: Any) -> None:
+        # Merges: the other segment's postings, renumbered. Whoosh reads them one posting at a time through
+        # matcher calls; a segment without deletions is read here a block at a time instead.
+        if reader.has_deletions() or docmap is not None:
+            self.pool.add_postings(self._process_posts(reader.iter_postings(), startdoc, docmap))
+            return
+        schema, pool = self.schema, self.pool
+        for fieldname, btext in reader.all_terms():
+            if fieldname not in schema:
+                continue
+            matcher = reader.postings(fieldname, btext)
+            if type(matcher) is not W3LeafMatcher:
+                pool.add_postings(
+                    (fieldname, btext, startdoc + docnum, weight, value)
+                    for docnum, weight, value in _each_posting(matcher)
+                )
+                continue
+            while matcher.is_active():
+                matcher._read_ids()
+                matcher._read_weights()
+                matcher._read_values()
+                ids = array("I", (startdoc + docnum for docnum in matcher._ids))
+                # What `matcher.weight()` and `.value()` give for each posting of the block: a format with
+                # values of a fixed size may split a stray longer value into more pieces than postings.
+                n = len(ids)
+                pool.add_block(fieldname, btext, ids, list(matcher._weights[:n]), list(matcher._values[:n]))
+                matcher._next_block()
+
+    def _flush_segment(self) -> None:
+        self.perdocwriter.close()
+        lengths = self.per_document_reader() if self.codec.length_stats else None
+        try:
+            write_postings(self.fieldwriter, self.schema, lengths, self.pool.terms(), self.docnum)
+            self.fieldwriter.close()
+        finally:
+            if lengths is not None:
+                lengths.close()
+
+
+def write_postings(fieldwriter: Any, schema: Any, lengths: Any, terms: Any, doccount: int) -> None:
+    """`FieldWriter.add_postings` for postings grouped by term.
+
+    Each field's lengths are read once per document instead of once per posting, and a term's postings go
+    into the postings writer's block buffers a block at a time, doing exactly what `add_posting` does to
+    them. Writers other than Whoosh 3's get the postings one by one.
+    """
+    lastfn = None
+    field_lengths: list[int] | None = None
+    for fieldname, btext, ids, weights, values in terms:
+        if fieldname != lastfn:
+            if lastfn is not None:
+                fieldwriter.finish_field()
+            fieldobj = schema[fieldname]
+            fieldwriter.start_field(fieldname, fieldobj)
+            lastfn = fieldname
+            field_lengths = None
+            if lengths is not None and fieldobj.scorable:
+                dfl = lengths.doc_field_length
+                # None (no length byte) and 0 both mean "no length" to the postings writer.
+                field_lengths = [dfl(docnum, fieldname) or 0 for docnum in range(doccount)]
+        fieldwriter.start_term(btext)
+        postwriter = getattr(fieldwriter, "_postwriter", None)
+        if type(fieldwriter) is W3FieldWriter and type(postwriter) is W3PostingsWriter:
+            _add_block_postings(postwriter, ids, weights, values, field_lengths)
+        else:
+            for i, docnum in enumerate(ids):
+                length = field_lengths[docnum] if field_lengths is not None else 0
+                fieldwriter.add(docnum, weights[i], values[i] or b"", length)
+        fieldwriter.finish_term()
+    if lastfn is not None:
+        fieldwriter.finish_field()
+
+
+def _add_block_postings(
+    pw: W3PostingsWriter, ids: array, weights: list[Any], values: list[bytes], lengths: list[int] | None
+) -> None:
+    # W3PostingsWriter.add_posting, a block's worth of postings at a time.
+    limit = pw._blocklimit
+    at, count = 0, len(ids)
+    while at < count:
+        if len(pw._ids) >= limit:
+            pw._write_block()
+        end = min(count, at + limit - len(pw._ids))
+        chunk_weights = weights[at:end]
+        pw._ids.extend(ids[at:end])
+        pw._weights.extend(chunk_weights)
+        top = max(chunk_weights)
+        if top > pw._maxweight:
+            pw._maxweight = top
+        pw._values.extend(v for v in values[at:end] if v)
+        if lengths is not None:
+            chunk_lengths = [n for n in (lengths[d] for d in ids[at:end]) if n]
+            if chunk_lengths:
+                low, high = min(chunk_lengths), max(chunk_lengths)
+                if pw._minlength is None or low < pw._minlength:
+                    pw._minlength = low
+                if high > pw._maxlength:
+                    pw._maxlength = high
+        at = end

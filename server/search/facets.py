@@ -19,9 +19,10 @@ import threading
 from array import array
 from bisect import bisect_right
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 from whoosh import query as wq
 from whoosh.idsets import DocIdSet
 from whoosh.reading import IndexReader
@@ -31,14 +32,17 @@ FACET_LIMIT = 50
 # Facet name in results -> index field.
 FACET_FIELDS = {"type": "type", "community": "community", "instance": "instance", "tag": "tags"}
 # Term bitmaps kept across searches. A bitmap costs about doc_count / 8 bytes: 12 KB at 100,000
-# documents, so this holds about 2,700 terms there, far more than a page of queries touches.
-TERM_CACHE_BYTES = 32 * 2**20
+# documents, so this holds about 1,300 terms there; an evicted one is rebuilt from the ranking's
+# cached postings (see MatchSets.postings) in a fraction of a millisecond.
+TERM_CACHE_BYTES = 16 * 2**20
 
 # A facet value with fewer documents than doc_count / SPARSE_RATIO keeps a list of them, not a bitmap.
 SPARSE_RATIO = 64
 
-# facet name -> [(value, bitmap or document numbers)] for one segment.
-_FacetDocs = dict[str, list[tuple[str, "int | array[int]"]]]
+# facet name -> [(value, bitmap)] for one segment's common values.
+_FacetBits = dict[str, list[tuple[str, int]]]
+# facet name -> (rare values, their documents one after another, each document's index in the values).
+_FacetLists = dict[str, tuple[list[str], np.ndarray, np.ndarray]]
 
 
 def empty_facets() -> dict[str, dict[str, int]]:
@@ -72,17 +76,32 @@ class _Segment:
         self.all = (1 << self.doc_count) - 1
         # (number of deletions, bitmap of the documents left), for the last deletion set seen.
         self.live: tuple[int, int] | None = None
-        self.facets: _FacetDocs = {
-            name: [(value, _value_docs(reader, field, value, self.doc_count)) for value in reader.field_terms(field)]
-            for name, field in FACET_FIELDS.items()
-        }
+        self.facets: _FacetBits = {}
+        self.sparse: _FacetLists = {}
+        for name, field in FACET_FIELDS.items():
+            common: list[tuple[str, int]] = []
+            rare: list[str] = []
+            rare_docs: list[array[int]] = []
+            for value in reader.field_terms(field):
+                docs = _value_docs(reader, field, value, self.doc_count)
+                if isinstance(docs, int):
+                    common.append((value, docs))
+                else:
+                    rare.append(value)
+                    rare_docs.append(docs)
+            self.facets[name] = common
+            self.sparse[name] = (
+                rare,
+                np.concatenate([np.frombuffer(d, dtype=np.uint32) for d in rare_docs] or [np.zeros(0, np.uint32)]),
+                np.repeat(np.arange(len(rare), dtype=np.int32), [len(d) for d in rare_docs]),
+            )
 
 
 def _value_docs(reader: IndexReader, field: str, value: str, doc_count: int) -> int | array[int]:
     """A facet value's documents: a bitmap, or for a rare value (most tags) a list of document numbers.
 
     A bitmap costs doc_count / 8 bytes whatever the value's frequency; thousands of rare tags would
-    cost far more as bitmaps than as lists, and counting them is as quick either way.
+    cost far more as bitmaps than as lists, and all the rare values of a facet are counted at once.
     """
     docnums = array("I", reader.postings(field, value).all_ids())
     if len(docnums) * SPARSE_RATIO < doc_count:
@@ -90,18 +109,39 @@ def _value_docs(reader: IndexReader, field: str, value: str, doc_count: int) -> 
     return bits_of(docnums, doc_count)
 
 
-def _postings_bits(reader: IndexReader, field: str, text: Any, doc_count: int) -> int:
-    if (field, text) not in reader:
+# (segment reader, field, term bytes) -> the term's document numbers, ascending: ranking.RankArrays.postings
+# reads them for scoring anyway, so a term's bitmap is made from the same arrays instead of a second read.
+PostingsSource = Callable[[IndexReader, str, bytes], Any]
+
+
+def _postings_bits(reader: IndexReader, field: str, text: Any, doc_count: int, source: PostingsSource | None) -> int:
+    if source is None:
+        if (field, text) not in reader:
+            return 0
+        return bits_of(reader.postings(field, text).all_ids(), doc_count)
+    if field not in reader.schema:
         return 0
-    return bits_of(reader.postings(field, text).all_ids(), doc_count)
+    try:
+        btext = reader.schema[field].to_bytes(text)
+    except ValueError:
+        return 0
+    docs = source(reader, field, btext)[0]
+    if not len(docs):
+        return 0
+    flags = np.zeros(((doc_count + 7) >> 3) << 3, dtype=np.uint8)
+    flags[docs] = 1
+    return int.from_bytes(np.packbits(flags, bitorder="little").tobytes(), "little")
 
 
 class MatchSets:
     """Bitmap caches shared by every search of one service (thread-safe)."""
 
-    def __init__(self, max_bytes: int = TERM_CACHE_BYTES, max_segments: int = 256) -> None:
+    def __init__(
+        self, max_bytes: int = TERM_CACHE_BYTES, max_segments: int = 256, postings: PostingsSource | None = None
+    ) -> None:
         self.max_bytes = max_bytes
         self.max_segments = max_segments
+        self.postings = postings
         self._lock = threading.Lock()
         self._terms: OrderedDict[tuple[str, str, str], int] = OrderedDict()
         self._bytes = 0
@@ -130,7 +170,7 @@ class MatchSets:
             if bits is not None:
                 self._terms.move_to_end(key)
                 return bits
-        bits = _postings_bits(reader, field, text, seg.doc_count)
+        bits = _postings_bits(reader, field, text, seg.doc_count, self.postings)
         size = (bits.bit_length() >> 3) + 64
         with self._lock:
             if key not in self._terms:
@@ -249,16 +289,23 @@ def facet_counts(matches: list[LeafMatches]) -> dict[str, dict[str, int]]:
     for m in matches:
         if not m.bits:
             continue
-        data = m.bits.to_bytes((m.segment.doc_count + 7) >> 3, "little")
         for name, values in m.segment.facets.items():
             counter = counters[name]
-            for value, docs in values:
-                if isinstance(docs, int):
-                    count = (m.bits & docs).bit_count()
-                else:
-                    count = sum(data[d >> 3] >> (d & 7) & 1 for d in docs)
+            for value, bits in values:
+                count = (m.bits & bits).bit_count()
                 if count:
                     counter[value] += count
+        matched: np.ndarray | None = None
+        for name, (rare, docs, index) in m.segment.sparse.items():
+            if not len(docs):
+                continue
+            if matched is None:
+                raw = np.frombuffer(m.bits.to_bytes((m.segment.doc_count + 7) >> 3, "little"), dtype=np.uint8)
+                matched = np.unpackbits(raw, bitorder="little").view(bool)
+            counts = np.bincount(index[matched[docs]], minlength=len(rare))
+            counter = counters[name]
+            for i in np.flatnonzero(counts).tolist():
+                counter[rare[i]] += int(counts[i])
     return {name: _ranked(counter) for name, counter in counters.items()}
 
 

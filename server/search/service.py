@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from whoosh import collectors, sorting
 from whoosh import query as wq
-from whoosh import sorting
 from whoosh.index import Index
-from whoosh.searching import Results, Searcher
+from whoosh.searching import Searcher
 
 from .facets import AllowedDocs, LeafMatches, MatchSets, empty_facets, facet_counts, match_bits, total
 from .query import ParsedQuery, QueryError, build_filter, parse_query
+from .ranking import RankArrays, Unsupported, top_k
 from .snippets import snippet_html, terms_by_field
 from .spelling import suggest
 from .storage import current_marker, open_generation, read_current
@@ -87,13 +88,16 @@ class SearchService:
         # Held for a whole search: the searcher is replaced only between searches.
         self._lock = threading.Lock()
         self._marker: tuple[int, int] | None = None
+        # CURRENT's fingerprint at the last check, whether or not its generation could be opened.
+        self._seen_marker: tuple[int, int] | None = None
         self._generation: str | None = None
         self._ix: Index | None = None
         self._version: _Version | None = None
         self._checked_at = float("-inf")
         self._searcher: Searcher | None = None
         self._searcher_version: _Version | None = None
-        self._sets = MatchSets()
+        self._arrays = RankArrays()
+        self._sets = MatchSets(postings=self._arrays.postings)
 
     # Freshness
 
@@ -104,10 +108,18 @@ class SearchService:
 
     def _check(self, *, force: bool = False) -> None:
         now = self._clock()
-        if not force and now - self._checked_at < self.refresh_interval:
+        # Without an open index (none yet, or one that could not be opened), a CURRENT replaced since
+        # the last look (a rebuild just swapped in) is followed at once: the API already calls the
+        # index searchable, and answering "nothing" until the next check would be wrong.
+        if (
+            not force
+            and now - self._checked_at < self.refresh_interval
+            and (self._ix is not None or current_marker(self.path) == self._seen_marker)
+        ):
             return
         self._checked_at = now
         marker = current_marker(self.path)
+        self._seen_marker = marker
         if (marker != self._marker or self._ix is None) and self._follow_current():
             self._marker = marker
         if self._ix is None or self._generation is None:
@@ -125,14 +137,15 @@ class SearchService:
         if name == self._generation and self._ix is not None:
             return True
         try:
-            ix = open_generation(self.path / name) if name else None
+            ix = open_generation(self.path / name, mapped=False) if name else None
         except Exception:
             # Keep answering from what we have; a later check will retry.
             log.warning("cannot open search index generation %s", name, exc_info=True)
             return False
         self._close_searcher()
-        # Another generation has other segments: drop their cached bitmaps now.
+        # Another generation has other segments: drop their cached bitmaps and arrays now.
         self._sets.clear()
+        self._arrays.clear()
         self._ix, self._generation = ix, name
         self._version = None
         return True
@@ -159,7 +172,9 @@ class SearchService:
             # newer than its tag, and gets reopened once more than needed.
             self._searcher = self._ix.searcher()
             self._searcher_version = self._version
-            self._sets.retain(_segment_ids(self._searcher))
+            segments = _segment_ids(self._searcher)
+            self._sets.retain(segments)
+            self._arrays.retain(segments)
         return self._searcher
 
     def close(self) -> None:
@@ -167,6 +182,7 @@ class SearchService:
         with self._lock:
             self._close_searcher()
             self._sets.clear()
+            self._arrays.clear()
             self._ix = None
             self._generation = None
             self._version = None
@@ -205,7 +221,7 @@ class SearchService:
             if searcher is None:
                 return SearchResults(items=[], total=0, facets=empty_facets())
             try:
-                return _run(searcher, self._sets, parsed, filter_q, limit, offset)
+                return _run(searcher, self._sets, self._arrays, parsed, filter_q, limit, offset)
             except wq.QueryError as exc:
                 # Whoosh found the query unsearchable only once it met the index.
                 raise QueryError(f"The query cannot be searched: {exc}.") from exc
@@ -218,6 +234,7 @@ def _segment_ids(searcher: Searcher) -> set[str]:
 def _run(
     searcher: Searcher,
     sets: MatchSets,
+    arrays: RankArrays,
     parsed: ParsedQuery | None,
     filter_q: wq.Query | None,
     limit: int,
@@ -230,9 +247,11 @@ def _run(
     items: list[SearchHit] = []
     if offset < count:
         # Scores only for the page: the top offset + limit matches.
-        results = _top(searcher, parsed, filter_q, matches, offset + limit)
+        page = _top(searcher, sets, arrays, parsed, filter_q, matches, offset + limit)[offset : offset + limit]
         terms = terms_by_field(parsed.query if parsed else None)
-        items = [_hit(hit, terms, scored=parsed is not None) for hit in results[offset : offset + limit]]
+        items = [
+            _hit(searcher.stored_fields(docnum), score, terms, scored=parsed is not None) for score, docnum in page
+        ]
     suggestion = None
     if count == 0 and parsed is not None:
         suggestion = suggest(searcher.reader(), parsed.text, parsed.query)
@@ -240,19 +259,40 @@ def _run(
 
 
 def _top(
-    searcher: Searcher, parsed: ParsedQuery | None, filter_q: wq.Query | None, matches: list[LeafMatches], limit: int
-) -> Results:
-    """The best `limit` matches, ranked (newest first when browsing)."""
-    # The filter's documents are already known; Whoosh would otherwise collect them into a set per search.
+    searcher: Searcher,
+    sets: MatchSets,
+    arrays: RankArrays,
+    parsed: ParsedQuery | None,
+    filter_q: wq.Query | None,
+    matches: list[LeafMatches],
+    limit: int,
+) -> list[tuple[float, int]]:
+    """The best `limit` matches as (score, document number), ranked (newest first when browsing).
+
+    Ranked as Whoosh's `searcher.search` ranks them, with the same scores: computed from arrays over
+    the known matches (`ranking.top_k`), or by Whoosh itself for a query that module does not score.
+    """
+    if parsed is not None:
+        try:
+            return top_k(searcher, arrays, sets, parsed.query, matches, limit)
+        except Unsupported:
+            pass
+        # Whoosh ranks it, among the known matches only (which also keeps out a deleted document that
+        # a root NOT's matcher can let through). Its default top-k collector swaps matchers for cheaper
+        # ones as the k-th score rises (`replace`), which drops some documents that belong in the top k;
+        # without that it ranks exactly as scoring every match would.
+        top = collectors.TopCollector(limit=limit, replace=0)
+        searcher.search_with_collector(parsed.query, collectors.FilterCollector(top, allow=AllowedDocs(matches)))
+        return [(float(score), docnum) for score, docnum in top.results().top_n]
+    # Browsing, newest first. The filter's documents are already known; Whoosh would otherwise collect
+    # them into a set per search.
     allowed = AllowedDocs(matches) if filter_q is not None else None
-    if parsed is None:
-        newest = sorting.FieldFacet("updated_at", reverse=True)
-        return searcher.search(wq.Every(), limit=limit, sortedby=newest, filter=allowed)
-    return searcher.search(parsed.query, limit=limit, filter=allowed)
+    newest = sorting.FieldFacet("updated_at", reverse=True)
+    results = searcher.search(wq.Every(), limit=limit, sortedby=newest, filter=allowed)
+    return [(0.0, docnum) for _, docnum in results.top_n]
 
 
-def _hit(hit: Any, terms: dict[str, set[str]], *, scored: bool) -> SearchHit:
-    stored = hit.fields()
+def _hit(stored: dict[str, Any], score: float, terms: dict[str, set[str]], *, scored: bool) -> SearchHit:
     return SearchHit(
         type=stored.get("type", ""),
         id=stored.get("id", ""),
@@ -262,5 +302,5 @@ def _hit(hit: Any, terms: dict[str, set[str]], *, scored: bool) -> SearchHit:
         community=stored.get("community", ""),
         community_name=stored.get("community_name", "") or stored.get("community", ""),
         instance=stored.get("instance", ""),
-        score=float(hit.score or 0.0) if scored else 0.0,
+        score=score if scored else 0.0,
     )

@@ -30,12 +30,16 @@ _ENOUGH_MATCHES = 8
 _ELLIPSIS = "…"
 # The text analyzer's tokenizer pattern (Whoosh's RegexTokenizer default).
 _WORD = re.compile(r"\w+(?:\.?\w+)*")
-# Distinct words remembered with their indexed form; cleared when full.
-_MAX_CACHED_WORDS = 200_000
+# Distinct pieces of text remembered with their tokens' indexed forms; cleared when full.
+_MAX_CACHED_WORDS = 100_000
 
 _UNSEEN = object()
 _cache_lock = threading.Lock()
-_analyzed: dict[str, dict[str, str | None]] = {}
+# Per field: each whitespace-separated piece of text seen so far with its (token, indexed term) pairs,
+# and for each indexed term the pieces holding a token that analyzes to it.
+_pieces: dict[str, dict[str, tuple[tuple[str, str | None], ...]]] = {}
+_by_term: dict[str, dict[str | None, set[str]]] = {}
+_token_terms: dict[str, dict[str, str | None]] = {}
 
 
 def terms_by_field(q: wq.Query | None) -> dict[str, set[str]]:
@@ -53,38 +57,81 @@ def terms_by_field(q: wq.Query | None) -> dict[str, set[str]]:
 
 def _term_of(field: str, word: str) -> str | None:
     """The indexed form of one word in field (None for a stop word)."""
-    cache = _analyzed.get(field)
-    if cache is None:
-        with _cache_lock:
-            cache = _analyzed.setdefault(field, {})
-    try:
-        return cache[word]
-    except KeyError:
-        pass
-    term = None
     for token in SCHEMA[field].analyzer(word, mode="query", removestops=False):
-        term = token.text
-        break
-    if len(cache) >= _MAX_CACHED_WORDS:
-        cache.clear()
-    cache[word] = term
-    return term
+        return token.text
+    return None
+
+
+def _learn(field: str, pieces: set[str]) -> tuple[dict[str, tuple[tuple[str, str | None], ...]], dict]:
+    """Tokenize and analyze the pieces not seen before in field; the field's two maps."""
+    with _cache_lock:
+        known = _pieces.setdefault(field, {})
+        by_term = _by_term.setdefault(field, {})
+        terms_of = _token_terms.setdefault(field, {})  # a token of many pieces ("word", "Word.") analyzed once
+        new = [piece for piece in pieces if piece not in known]  # (set - keys view would walk every key)
+        if len(known) + len(new) > _MAX_CACHED_WORDS:
+            known.clear()
+            by_term.clear()
+            terms_of.clear()
+            new = pieces
+        for piece in new:
+            pairs = []
+            # Most pieces are one plain word (the tokenizer's \w is exactly str.isalnum() or "_").
+            for token in (piece,) if piece.isalnum() else _WORD.findall(piece):
+                term = terms_of.get(token, _UNSEEN)
+                if term is _UNSEEN:
+                    term = terms_of[token] = _term_of(field, token)
+                pairs.append((token, term))
+            known[piece] = tuple(pairs)
+            for _, term in pairs:
+                by_term.setdefault(term, set()).add(piece)
+        return known, by_term
+
+
+def _word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _whole_token(text: str, i: int, j: int) -> bool:
+    """True if text[i:j] is a whole token as _WORD splits text: a maximal run of word characters
+    joined by single dots, so neither a word character nor "word character + dot" touches either end."""
+    if i > 0 and (_word_char(text[i - 1]) or (text[i - 1] == "." and i > 1 and _word_char(text[i - 2]))):
+        return False
+    n = len(text)
+    return not (j < n and (_word_char(text[j]) or (text[j] == "." and j + 1 < n and _word_char(text[j + 1]))))
+
+
+def _token_spans(text: str, tokens: set[str]) -> list[tuple[int, int]]:
+    """The first _ENOUGH_MATCHES places (in text order) where one of tokens stands as a whole token."""
+    spans: list[tuple[int, int]] = []
+    for token in tokens:
+        found = 0
+        at = text.find(token)
+        while at != -1 and found < _ENOUGH_MATCHES:
+            end = at + len(token)
+            if _whole_token(text, at, end):
+                spans.append((at, end))
+                found += 1
+            at = text.find(token, at + 1)
+    spans.sort()
+    return spans[:_ENOUGH_MATCHES]
 
 
 def _matches(field: str, text: str, terms: set[str]) -> list[tuple[int, int]]:
-    known = _analyzed.get(field) or {}
-    spans = []
-    for m in _WORD.finditer(text):
-        word = m.group()
-        # The cache lookup inline: this loop runs for every word of every snippet.
-        term = known.get(word, _UNSEEN)
-        if term is _UNSEEN:
-            term = _term_of(field, word)
-        if term in terms:
-            spans.append(m.span())
-            if len(spans) >= _ENOUGH_MATCHES:
-                break  # enough to cut two fragments from; the rest of the text is not read
-    return spans
+    # Tokens never contain whitespace, so the text is first cut at whitespace (in C, far quicker than
+    # the tokenizer's pattern), and the distinct pieces are compared as sets with the pieces known to
+    # hold a wanted term. Only pieces never seen before are tokenized and analyzed.
+    pieces = set(text.split())
+    known = _pieces.get(field)
+    by_term = _by_term.get(field)
+    if known is None or by_term is None or not known.keys() >= pieces:
+        known, by_term = _learn(field, pieces)
+    hits = [piece for term in terms for piece in tuple(by_term.get(term, ())) if piece in pieces]
+    if not hits:
+        return []
+    tokens = {token for piece in hits for token, term in known[piece] if term in terms}
+    # Found with str.find: a pattern compiled for each page's tokens would cost more than the search.
+    return _token_spans(text, tokens)
 
 
 def _fragments(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int, list[tuple[int, int]]]]:

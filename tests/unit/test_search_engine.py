@@ -631,6 +631,18 @@ def test_service_without_an_index_returns_nothing_but_still_validates(tmp_path: 
     assert svc.search("anything").total == 1
 
 
+def test_a_newly_swapped_in_index_is_followed_without_waiting_for_the_next_check(tmp_path: Path) -> None:
+    # The API calls the index searchable as soon as CURRENT names a generation; a service that has no
+    # open index must not answer "nothing" until its next periodic check.
+    now = [0.0]
+    path = tmp_path / "index"
+    svc = SearchService(path, refresh_interval=60.0, clock=lambda: now[0])
+    assert svc.search("anything").total == 0
+    index_docs(path, [make_doc("Anything")])
+    assert svc.search("anything").total == 1  # the clock has not moved
+    svc.close()
+
+
 # Totals, facets and snippets at scale
 
 
@@ -742,6 +754,40 @@ def test_snippet_shows_two_separate_passages(tmp_path: Path) -> None:
     assert "<mark>Onboarding</mark> here." in snippet and "<mark>Onboarded</mark> there." in snippet
     assert " … " in snippet and snippet.endswith("…")
     assert len(snippet) < 2 * 200 + 60
+
+
+def test_snippet_matches_are_the_tokens_the_analyzer_would_mark() -> None:
+    # Snippets find matches by set operations over whitespace-separated pieces and a pattern of the
+    # matching tokens; the spans must be those of walking every token through the analyzer.
+    from server.search import snippets
+
+    def token_by_token(text: str, terms: set[str]) -> list[tuple[int, int]]:
+        spans = []
+        for m in snippets._WORD.finditer(text):
+            if snippets._term_of("body", m.group()) in terms:
+                spans.append(m.span())
+        return spans[:8]
+
+    rng = random.Random(3)
+    parts = ["garden", "Gardens", "gardening.", "e.g", "café", "cafe", "..", ",", "_", "x1", "rain.", "(rains)",
+             "über", "a.b.c", "b", "The", "\u00a0", "\t", "—", "Über-garden"]  # fmt: skip
+    for _ in range(3000):
+        text = "".join(rng.choice(parts) + rng.choice(["", " ", ".", "-", "\n"]) for _ in range(rng.randint(1, 30)))
+        for terms in ({"garden"}, {"rain", "b"}, {"cafe"}, {"e.g", "c"}, {"x1"}, {"uber"}):
+            assert snippets._matches("body", text, terms) == token_by_token(text, terms), (text, terms)
+
+
+def test_the_service_reads_segments_without_mapping_them(tmp_path: Path) -> None:
+    # Mapped segment pages a search touches count in the process's resident set; read ones do not.
+    from server.search.storage import open_generation, read_current
+
+    svc = index_docs(tmp_path / "index", [make_doc("Unmapped", "plain reads")])
+    assert svc.search("unmapped").total == 1
+    assert svc._ix is not None and svc._ix.storage.supports_mmap is False
+    ix = open_generation(tmp_path / "index" / str(read_current(tmp_path / "index")))
+    assert ix.storage.supports_mmap is True  # the default for everything else
+    ix.close()
+    svc.close()
 
 
 def test_concurrent_searches_agree_with_sequential_ones(service: SearchService) -> None:

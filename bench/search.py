@@ -10,7 +10,7 @@ A benchmark, not a test. It
      same --docs reuses it instead of building it again (the build is then not measured);
   3. baseline: runs the 300 two-word queries through a raw in-process Whoosh searcher, paced at 20/s: one
      long-lived `Searcher` on that index, each query parsed with Kith's parser and searched for its top 20
-     (`searcher.search(q, limit=20)`: the ranked page, as the endpoint computes it), nothing else;
+     (`searcher.search(q, limit=20)`, Whoosh's stock top-20 collector), nothing else;
   4. starts a real `kith serve --no-worker` process whose data dir holds that index (the web process only
      reads the index; `--no-worker` keeps the Indexer from rebuilding it from the empty database), and sends
      the same queries to GET /api/v1/search at a steady 20 requests/s (open loop: each request leaves at its
@@ -26,9 +26,9 @@ Targets: endpoint p95 <= 15 ms, endpoint p95 / raw p95 <= 1.5, peak RSS <= 300 M
 Everything listens on and talks to 127.0.0.1 only; the temp data dir and the server process are removed on
 the way out.
 
-    .venv/bin/python bench/search.py                 # 100,000 guides (on 2 shared cores: 20+ minutes to build)
+    .venv/bin/python bench/search.py                 # 100,000 guides (about 3-5 minutes to build here)
     .venv/bin/python bench/search.py --index /tmp/kith-bench-index   # keep the index; reruns reuse it
-    .venv/bin/python bench/search.py --docs 20000    # about 5 minutes to build there
+    .venv/bin/python bench/search.py --docs 20000    # under a minute to build
     .venv/bin/python bench/search.py --docs 2000     # a smoke run
     .venv/bin/python bench/search.py --profile       # afterwards, cProfile 100 raw searches and print the top
 """

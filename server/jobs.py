@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import weakref
@@ -15,10 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, bindparam, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from server.db import utcnow
+from server.db import fetch_all, utcnow
 
 log = logging.getLogger("kith.worker")
 
@@ -29,19 +30,47 @@ MAX_RETRY = timedelta(hours=6)
 GIVE_UP_AFTER = timedelta(days=3)
 
 
+@functools.cache
+def due_probe(model: Any, kind: str | None = None) -> Select[Any]:
+    """The id of one row `claim` could lease now (`:now` bound), if there is any: a read through the due index.
+
+    Built once per table and job kind, so that an idle worker's look costs a plain read and no statement building.
+    """
+    now = bindparam("now")
+    probe = select(model.id).where(
+        model.state == "pending",
+        model.next_attempt_at <= now,
+        or_(model.locked_until.is_(None), model.locked_until < now),
+    )
+    if kind is not None:
+        probe = probe.where(model.kind == kind)
+    return probe.limit(1)
+
+
 async def claim(
     session: AsyncSession,
     model: Any,
     *conditions: Any,
+    kind: str | None = None,
     limit: int = 50,
     lease: timedelta = timedelta(minutes=2),
 ) -> list[Any]:
-    """Lease up to `limit` due rows to this worker and return their ids.
+    """Lease up to `limit` due rows (of the job `kind`, if given) to this worker and return their ids.
 
     PostgreSQL skips rows another worker holds (FOR UPDATE SKIP LOCKED); SQLite serialises writers,
     so the guarded UPDATE alone decides. Either way a row is leased to exactly one worker.
+
+    Most looks find nothing due. Those are answered by a plain read (`server.db.fetch_all`, on the event
+    loop on SQLite) before any write transaction: the leasing UPDATE and its commit cost an idle worker
+    about 2-3 ms of CPU per step and tick on SQLite. A session with a transaction of its own open reads
+    through it instead, as its uncommitted rows may be the due ones.
     """
     now = utcnow()
+    idle_look = not session.in_transaction() and isinstance(session.bind, AsyncEngine)
+    if idle_look and not await fetch_all(session.bind, due_probe(model, kind), {"now": now}, quick=True):
+        return []
+    if kind is not None:
+        conditions = (*conditions, model.kind == kind)
     free = or_(model.locked_until.is_(None), model.locked_until < now)
     due = (
         select(model.id)

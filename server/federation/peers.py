@@ -254,7 +254,7 @@ class PeerJobs:
             if time.monotonic() - self.last_pull >= self.settings.pull_interval_seconds:
                 self.last_pull = time.monotonic()
                 await self._schedule_pulls(session)
-            for job_id in await claim(session, Job, Job.kind == "peer-sync", limit=10):
+            for job_id in await claim(session, Job, kind="peer-sync", limit=10):
                 job = await session.get(Job, job_id)
                 assert job is not None
                 fetcher = await instance_fetcher(session, self.settings, self.client)
@@ -262,7 +262,7 @@ class PeerJobs:
                 job.state, job.finished_at, job.locked_until = "done", utcnow(), None
                 await session.commit()
                 done += 1
-            for job_id in await claim(session, Job, Job.kind == "backfill", limit=1, lease=_LEASE):
+            for job_id in await claim(session, Job, kind="backfill", limit=1, lease=_LEASE):
                 await self._run(session, job_id)
                 done += 1
         return done

@@ -18,10 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db import utcnow
+from server.db import fetch_all, utcnow
 from server.jobs import claim
 from server.models import Guide, InboxItem, Job, MentorshipOffer
 from server.search import IndexWriterQueue, SearchDocument, SearchIndex, index_ok, markdown_to_text
@@ -168,6 +168,16 @@ async def requeue_changed_since(session: AsyncSession, since: datetime) -> None:
     await session.commit()
 
 
+# A row only when at least INBOX_BACKLOG inbox items are due (`:now` bound): the due index, read no further.
+_BACKLOG_PROBE = (
+    select(InboxItem.id)
+    .where(InboxItem.state == "pending", InboxItem.next_attempt_at <= bindparam("now"))
+    .order_by(InboxItem.state, InboxItem.next_attempt_at)
+    .offset(INBOX_BACKLOG - 1)
+    .limit(1)
+)
+
+
 class Indexer:
     """Worker step: reads index jobs and hands them to the index writer, which runs in its own thread.
 
@@ -238,14 +248,7 @@ class Indexer:
         batch, which the thread indexes in slices with pauses. Indexing later costs the same, so the entries
         become searchable no later overall.
         """
-        due = (
-            select(InboxItem.id)
-            .where(InboxItem.state == "pending", InboxItem.next_attempt_at <= utcnow())
-            .limit(INBOX_BACKLOG)
-        )
-        async with self.sessions() as session:
-            waiting = await session.scalar(select(func.count()).select_from(due.subquery()))
-        return (waiting or 0) >= INBOX_BACKLOG
+        return bool(await fetch_all(self.sessions.kw["bind"], _BACKLOG_PROBE, {"now": utcnow()}, quick=True))
 
     async def _take_jobs(self, limit: int = BATCH) -> int:
         assert self.queue is not None and self.writer is not None
@@ -253,7 +256,7 @@ class Indexer:
             return 0  # the writer is behind: leave the jobs in the table until it catches up
         self.last_take = time.monotonic()
         async with self.sessions() as session:
-            ids = await claim(session, Job, Job.kind == "index", limit=limit)
+            ids = await claim(session, Job, kind="index", limit=limit)
             if not ids:
                 return 0
             jobs = list(await session.scalars(select(Job).where(Job.id.in_(ids))))

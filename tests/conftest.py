@@ -6,6 +6,7 @@ Each run makes its own SQLite file and its own PostgreSQL database, and removes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -25,15 +26,31 @@ from tests.support import postgres
 BACKENDS = ["sqlite", "postgresql"]
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'kith.db'}"
+@contextlib.contextmanager
+def migrated_database(backend: str, directory: Path) -> Iterator[str]:
+    """A database of its own, migrated to head: a SQLite file in `directory`, or a PostgreSQL database that is
+    dropped afterwards."""
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{directory / 'kith.db'}"
         migrate.upgrade(url)
         yield url
         return
     with postgres.fresh_database() as url:
         migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with migrated_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
+        yield url
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database for one test alone: for code that claims every row of a table (the indexer, the worker's
+    steps), which must not see other tests' rows."""
+    with migrated_database(request.param, tmp_path) as url:
         yield url
 
 

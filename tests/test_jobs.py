@@ -7,17 +7,14 @@ import time
 import uuid
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import delete, func, select
 
-from server import migrate
 from server.db import create_engine, create_sessionmaker, utcnow
 from server.jobs import Worker, claim, retry_delay, schedule_retry, wake
 from server.models import InboxItem, Job
 from server.search import SearchIndex
 from server.search.indexing import INBOX_BACKLOG, MAX_DEFER_SECONDS, Indexer, index_path
 from server.settings import Settings
-from tests.support import postgres
 
 
 def _run(coro):
@@ -94,19 +91,6 @@ def test_retry_delay_doubles_from_30s_to_6h():
 
 
 # --- the indexing step: its own writer thread, and it yields to an inbox backlog ----------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_database(request, tmp_path):
-    """A database of its own: the indexer claims every index job, so it must not see other tests' rows."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'kith.db'}"
-        migrate.upgrade(url)
-        yield url
-        return
-    with postgres.fresh_database() as url:
-        migrate.upgrade(url)
-        yield url
 
 
 def _indexing_settings(database_url, tmp_path):

@@ -9,10 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
-from server import migrate
 from server.db import create_engine, create_sessionmaker
 from server.models import InboxItem, Job
 from server.search import SearchIndex
@@ -25,7 +23,6 @@ from server.search.indexing import (
     index_path,
 )
 from server.settings import Settings
-from tests.support import postgres
 
 
 class RecordingQueue:
@@ -92,19 +89,6 @@ def test_writer_thread_does_not_pause_without_a_backlog() -> None:
 
     assert thread.slices == 3
     assert pauses == []
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fresh_database(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """A database of its own: the indexer claims every index job, so it must not see other tests' rows."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'kith.db'}"
-        migrate.upgrade(url)
-        yield url
-        return
-    with postgres.fresh_database() as url:
-        migrate.upgrade(url)
-        yield url
 
 
 def test_indexer_takes_a_small_batch_when_its_wait_runs_out_during_a_backlog(fresh_database: str, tmp_path: Path):

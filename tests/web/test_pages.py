@@ -559,6 +559,21 @@ def test_remembered_card_markup_is_the_macros_markup_and_follows_every_change(we
         assert "Another title" in fresh and "#123456" in fresh and "Another title" not in expected
 
 
+def test_a_list_of_cards_is_each_card_in_turn(web_app, settings):
+    env = web_app.template_engine.engine
+    one_by_one = env.from_string(
+        "{% for card in guides %}{{ guide_card(card) }}{% endfor %}|{% for card in tiles %}{{ community_tile(card) }}"
+        "{% endfor %}"
+    )
+    as_lists = env.from_string("{{ guide_card.many(guides) }}|{{ community_tile.many(tiles) }}")
+    guides, tiles = [c for c in _cards() if not hasattr(c, "format")], _tiles()
+    assert guides and tiles
+    expected = one_by_one.render(guides=guides, tiles=tiles)
+    assert as_lists.render(guides=guides, tiles=tiles) == expected
+    assert "&lt;" in expected and "<b>" not in expected  # escaped as every card is
+    assert as_lists.render(guides=[], tiles=[]) == "|"
+
+
 def test_anonymous_pages_open_no_database_session(visitor, web_app, client, admin, community):
     guide = _guide(client, admin, community)
     state = web_app.state

@@ -63,13 +63,9 @@ class CommunityService:
         params = keyset_params(limit, cursor)
         return _list_statement(settings.host, origin, instance.lower() if instance else None, bool(cursor)), params
 
-    def ref_params(self, ref: str) -> dict[str, str]:
-        """The parameters of ONE_BY_REF."""
-        return self.ref_params_for(self.settings, ref)
-
     @staticmethod
     def ref_params_for(settings: Settings, ref: str) -> dict[str, str]:
-        """The parameters of ONE_BY_REF, without a service."""
+        """The parameters of ONE_BY_REF."""
         slug, host = split_ref(ref, settings.host)
         return {"slug": slug, "instance": host}
 
@@ -242,7 +238,7 @@ def _stats() -> tuple[Any, Any]:
     return Community.guides_count, Community.open_offers_count
 
 
-# One community by `slug` and `instance` (see CommunityService.ref_params), with its counts.
+# One community by `slug` and `instance` (see CommunityService.ref_params_for), with its counts.
 ONE_BY_REF = select(*_COLUMNS, *_stats()).where(
     Community.slug == bindparam("slug"), Community.instance == bindparam("instance"), Community.deleted_at.is_(None)
 )

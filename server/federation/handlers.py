@@ -630,7 +630,7 @@ def referenced_actors(payload: dict[str, Any]) -> list[str]:
         value = obj.get(key)
         for entry in value if isinstance(value, list) else [value]:
             uri = entry.get("id") if isinstance(entry, dict) else entry
-            if isinstance(uri, str) and uri.startswith(("http://", "https://")) and len(uri) <= 2048:
+            if vocab.is_http_id(uri):
                 uris.append(uri)
     return uris[:MAX_LABELS]
 

@@ -125,12 +125,7 @@ def _parse(body: bytes) -> dict[str, Any]:
         raise ProblemError(400, "The body is not JSON.") from exc
     if not isinstance(payload, dict):
         raise ProblemError(400, "The body must be a JSON object.")
-    activity_id = payload.get("id")
-    if (
-        not isinstance(activity_id, str)
-        or not activity_id.startswith(("http://", "https://"))
-        or len(activity_id) > 2048
-    ):
+    if not vocab.is_http_id(payload.get("id")):
         raise ProblemError(400, "The activity needs an http(s) id.")
     return payload
 

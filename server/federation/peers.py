@@ -152,15 +152,16 @@ async def backfill(
                 break
             page = await upcoming
             next_url = page.get("next")
+            # A full backfill loads the next page while this one is applied; a pull first sees whether it must.
             upcoming = _load(fetcher, next_url) if full else None
             items = [item for item in page.get("orderedItems") or [] if _from_peer(item, host)]
             new = await _apply_page(session, fetcher, host, items)
             received += new
             if progress:
                 progress(len(items))
-            if not full and new == 0 and items:
-                break
             if not full:
+                if new == 0 and items:
+                    break
                 upcoming = _load(fetcher, next_url)
     finally:
         if upcoming is not None and not upcoming.done():
@@ -202,14 +203,9 @@ async def _apply_page(session: AsyncSession, fetcher: Fetcher, host: str, items:
 
 
 def _from_peer(item: Any, host: str) -> bool:
-    # As the inbox requires of a pushed activity: an http(s) id of at most 2048 characters, on the peer's host.
+    # As the inbox requires of a pushed activity: an http(s) id, on the peer's host.
     activity_id = item.get("id") if isinstance(item, dict) else None
-    return (
-        isinstance(activity_id, str)
-        and len(activity_id) <= 2048
-        and activity_id.startswith(("http://", "https://"))
-        and host_of(activity_id) == host
-    )
+    return vocab.is_http_id(activity_id) and host_of(activity_id) == host
 
 
 async def _unseen(session: AsyncSession, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal, TypeAlias, cast, get_args
+from typing import Any, Literal, TypeAlias, TypeGuard, cast, get_args
 from urllib.parse import urlsplit
 
 import msgspec
@@ -406,6 +406,11 @@ def _uri(value: object, at: str) -> str:
     if not _is_http_url(value):
         raise VocabError(f"{at} must be an absolute http(s) URL")
     return value
+
+
+def is_http_id(value: object) -> TypeGuard[str]:
+    """An http(s) id of at most MAX_ID_LENGTH characters: what an inbox takes as an activity's id, pushed or pulled."""
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and value.startswith(("http://", "https://"))
 
 
 @lru_cache(maxsize=4096)  # the same few ids (actors, communities, the public collection) recur in every activity

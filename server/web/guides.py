@@ -38,11 +38,20 @@ async def _find(db: AsyncSession, settings: Settings, ref: str, guide_slug: str,
     return await GuideService(db, settings).get(guide_id, viewer.principal if viewer else None)
 
 
-async def _may_edit(db: AsyncSession, settings: Settings, viewer: Viewer | None, guide: Guide | GuideView) -> bool:
+def _edit_right(viewer: Viewer | None, guide: Guide | GuideView) -> bool | None:
+    """Whether the viewer may edit the guide, where that is known without their role in its community (None)."""
     if viewer is None or not guide.local:
         return False
     if viewer.is_admin or guide.author_id == viewer.user_id:
         return True
+    return None
+
+
+async def _may_edit(db: AsyncSession, settings: Settings, viewer: Viewer | None, guide: Guide | GuideView) -> bool:
+    known = _edit_right(viewer, guide)
+    if known is not None:
+        return known
+    assert viewer is not None  # _edit_right answers for anonymous visitors
     role = await AccountService(db, settings).role_in(viewer.user_id, guide.community_id)
     return role == "moderator"
 
@@ -66,11 +75,11 @@ async def guide_show(ref: str, guide_slug: str, request: Request[Any, Any, Any])
     shown: GuideView | schemas.Guide
     if rows:
         shown = guide_view(rows[0])
-        if viewer is None or not shown.local or viewer.is_admin or shown.author_id == viewer.user_id:
-            can_edit = viewer is not None and shown.local  # what `_may_edit` answers, with no role to look up
-        else:
+        right = _edit_right(viewer, shown)
+        if right is None:  # it depends on the viewer's role: a session only for that lookup
             async with request.app.state.sessionmaker() as db:
-                can_edit = await _may_edit(db, settings, viewer, shown)
+                right = await _may_edit(db, settings, viewer, shown)
+        can_edit = right
     else:
         async with request.app.state.sessionmaker() as db:
             guide = await _find(db, settings, ref, guide_slug, viewer)

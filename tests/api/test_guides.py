@@ -183,12 +183,16 @@ def test_unknown_guide_is_404_problem(client):
     assert response.json()["title"] == "Not found"
 
 
-def test_nul_characters_are_refused_before_reaching_the_database(client, admin, community):
-    response = client.post(
-        f"/api/v1/communities/{community['slug']}/guides",
-        content=b'{"title": "a\\u0000b", "body_markdown": "x"}',
-        headers={**admin.auth, "Content-Type": "application/json"},
+def _post_json_bytes(client, person, community, content: bytes):
+    """A guide created from a JSON body exactly as written, escapes included."""
+    return client.post(
+        f"/api/v1/communities/{community['slug']}/guides", content=content,
+        headers={**person.auth, "Content-Type": "application/json"},
     )  # fmt: skip
+
+
+def test_nul_characters_are_refused_before_reaching_the_database(client, admin, community):
+    response = _post_json_bytes(client, admin, community, b'{"title": "a\\u0000b", "body_markdown": "x"}')
     assert response.status_code == 422
     assert client.get("/api/v1/guides?community=a%00b").status_code == 422
     assert client.get("/api/v1/guides?tag=%00").status_code == 422
@@ -196,18 +200,13 @@ def test_nul_characters_are_refused_before_reaching_the_database(client, admin, 
 
 def test_text_about_the_nul_escape_is_not_a_nul(client, admin, community):
     """`\\u0000` in JSON is a backslash and five characters, which a guide about escapes may well contain."""
-    response = client.post(
-        f"/api/v1/communities/{community['slug']}/guides",
-        content=b'{"title": "Escapes", "body_markdown": "Write `\\\\u0000` for NUL, never `\\\\\\\\u0000`."}',
-        headers={**admin.auth, "Content-Type": "application/json"},
-    )  # fmt: skip
+    body = b'{"title": "Escapes", "body_markdown": "Write `\\\\u0000` for NUL, never `\\\\\\\\u0000`."}'
+    response = _post_json_bytes(client, admin, community, body)
     assert response.status_code == 201, response.text
     assert response.json()["body_markdown"] == "Write `\\u0000` for NUL, never `\\\\u0000`."
-    refused = client.post(
-        f"/api/v1/communities/{community['slug']}/guides",
-        content=b'{"title": "Escapes", "body_markdown": "one \\\\\\u0000 too many"}',
-        headers={**admin.auth, "Content-Type": "application/json"},
-    )  # fmt: skip
+    refused = _post_json_bytes(
+        client, admin, community, b'{"title": "Escapes", "body_markdown": "one \\\\\\u0000 too many"}'
+    )
     assert refused.status_code == 422
 
 

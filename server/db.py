@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import msgspec
 from sqlalchemy import JSON, DateTime, MetaData, Select, event
@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator
+
+_T = TypeVar("_T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -103,9 +105,31 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@overload
 async def fetch_all(
     engine: AsyncEngine, statement: Select[Any], params: Mapping[str, Any] | None = None, *, quick: bool = False
-) -> Sequence[Sequence[Any]]:
+) -> Sequence[Sequence[Any]]: ...
+
+
+@overload
+async def fetch_all(
+    engine: AsyncEngine,
+    statement: Select[Any],
+    params: Mapping[str, Any] | None = None,
+    *,
+    quick: bool = False,
+    into: Callable[[Sequence[Any]], _T],
+) -> list[_T]: ...
+
+
+async def fetch_all(
+    engine: AsyncEngine,
+    statement: Select[Any],
+    params: Mapping[str, Any] | None = None,
+    *,
+    quick: bool = False,
+    into: Callable[[Sequence[Any]], Any] | None = None,
+) -> Sequence[Any]:
     """The rows of a SELECT: the values `(await connection.execute(statement, params)).all()` would give, in the
     same order, as sequences (tuples or Rows). Meant for statements built once and run many times, with bound
     parameters for what varies: on SQLite the compiled form is kept per statement object.
@@ -124,12 +148,19 @@ async def fetch_all(
     costs more than such a read (handing the work over and the two threads taking the GIL from each other:
     0.3-0.4 ms of CPU per request in bench/api_list.py). They never wait on the loop: their connection has a
     busy timeout of 0, and a read SQLite cannot start at once goes to the reader thread after all.
+
+    `into` turns each row into what the caller keeps (a card, a schema): the result is then `[into(row) for row
+    in rows]`. On SQLite what it made is remembered by the row's stored values, so a row read again costs a
+    dictionary lookup instead of decoding its values (UUIDs, datetimes, JSON) and building the object again:
+    pages read the same few dozen rows over and over. `into` must depend on the row alone, and what it returns
+    is shared by every read of an unchanged row: the caller treats it as read-only.
     """
     reader = _readers.get(engine.sync_engine)
     if reader is not None:
-        return await reader.fetch_all(statement, params or {}, quick)
+        return await reader.fetch_all(statement, params or {}, quick, into)
     async with engine.connect() as connection:
-        return (await connection.execute(statement, params)).all()
+        rows = (await connection.execute(statement, params)).all()
+    return rows if into is None else [into(row) for row in rows]
 
 
 def _is_file(url: URL) -> bool:
@@ -142,28 +173,32 @@ class _SQLiteReader:
 
     The thread is fed through a queue as aiosqlite feeds its own. It keeps one connection checked out for good;
     a second one in its pool serves the statements that `_prepare` leaves to SQLAlchemy. The second engine's
-    connections (busy timeout 0) serve the quick reads on the event loop.
+    connections (busy timeout 0) serve the quick reads on the event loop: each thread that reads quick checks
+    one out the first time and keeps it (a checkout and a return per read cost a third of a small read).
     """
 
     def __init__(self, url: URL) -> None:
         self.url = url.set(drivername="sqlite")
         self._lock = threading.Lock()
         self._started: tuple[Engine, Engine, SimpleQueue[_Read | None]] | None = None
+        self._local = threading.local()
+        self._held: list[Any] = []  # every thread's quick-read connection, returned when the reader closes
 
     async def fetch_all(
-        self, statement: Select[Any], params: Mapping[str, Any], quick: bool
-    ) -> Sequence[Sequence[Any]]:
+        self, statement: Select[Any], params: Mapping[str, Any], quick: bool, into: Callable[[Any], Any] | None
+    ) -> Sequence[Any]:
         engine, quick_engine, queue = self._started or self._start()
         prepared = _prepare(statement, engine.dialect)
         if prepared is None:
-            return await _in_thread(queue, _run_statement, statement, params)  # type: ignore[no-any-return]
+            rows = await _in_thread(queue, _run_statement, statement, params)
+            return rows if into is None else [into(row) for row in rows]  # type: ignore[no-any-return]
         arguments = prepared.arguments(params)
         try:
-            if not quick or (rows := _run_now(quick_engine, prepared.sql, arguments)) is None:
+            if not quick or (rows := self._run_now(quick_engine, prepared.sql, arguments)) is None:
                 rows = await _in_thread(queue, _run_prepared, prepared.sql, arguments)
         except sqlite3.Error as exc:  # raised as `execute` raises it
             raise DBAPIError.instance(prepared.sql, arguments, exc, sqlite3.Error, dialect=engine.dialect) from exc
-        return prepared.decode(rows)
+        return prepared.decode(rows) if into is None else prepared.build(rows, into)
 
     def _start(self) -> tuple[Engine, Engine, SimpleQueue[_Read | None]]:
         with self._lock:
@@ -185,28 +220,35 @@ class _SQLiteReader:
                 self._started = engine, quick_engine, queue
             return self._started
 
+    def _run_now(self, engine: Engine, sql: str, arguments: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        """A quick read on the caller's thread; None if SQLite is busy or locked, so the read has to wait."""
+        try:
+            return _run_sql(self._quick_connection(engine), sql, arguments)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None
+            raise
+
+    def _quick_connection(self, engine: Engine) -> Any:
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] is not engine:  # the first quick read of this thread, or since a close()
+            # A new connection's pragmas may find the database locked too: the caller waits for the thread then.
+            held = self._local.held = (engine, engine.raw_connection())
+            with self._lock:
+                self._held.append(held[1])
+        return held[1]
+
     def close(self) -> None:
         """Let the reads already queued finish, then stop the thread, which closes its connections; close the
         quick reads' connections. A later read starts afresh."""
         with self._lock:
             started, self._started = self._started, None
+            held, self._held = self._held, []
         if started is not None:
             started[2].put(None)
+            for connection in held:
+                connection.close()
             started[1].dispose()
-
-
-def _run_now(engine: Engine, sql: str, arguments: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
-    """A quick read on the caller's thread; None if SQLite is busy or locked, so the read has to wait."""
-    try:
-        connection = engine.raw_connection()  # a new connection's pragmas may find the database locked too
-        try:
-            return _run_sql(connection, sql, arguments)
-        finally:
-            connection.close()
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            return None
-        raise
 
 
 async def _in_thread(queue: SimpleQueue[_Read | None], run: Callable[..., Any], *args: Any) -> Any:
@@ -307,6 +349,8 @@ class _Prepared:
             for index, column in enumerate(columns)
             if (process := column.type.dialect_impl(compiled.dialect).result_processor(compiled.dialect, None))
         )
+        # What each `into` made of a stored row, by the row (a tuple of str, int, float, bytes and None).
+        self.built: dict[Callable[[Any], Any], dict[tuple[Any, ...], Any]] = {}
 
     def arguments(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         values = self.compiled.construct_params(params)
@@ -323,8 +367,25 @@ class _Prepared:
             decoded.append(tuple(values))
         return decoded
 
+    def build(self, rows: list[tuple[Any, ...]], into: Callable[[Any], Any]) -> list[Any]:
+        built = self.built.get(into)
+        if built is None:
+            built = self.built[into] = {}
+        made = []
+        for row in rows:
+            value = built.get(row)
+            if value is None:
+                if len(built) >= BUILT_ROWS:
+                    built.clear()
+                value = built[row] = into(self.decode([row])[0])
+            made.append(value)
+        return made
+
 
 Processor = Callable[[Any], Any]
+# Rows remembered per statement and `into` (see `fetch_all`), then forgotten all at once: a page's rows are a
+# few dozen, and each remembered row is about a kilobyte.
+BUILT_ROWS = 4096
 
 
 @lru_cache(maxsize=512)

@@ -13,7 +13,6 @@ for, drafts only for those who may edit them (the service's own rule). Offers ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
@@ -29,7 +28,7 @@ from server.communities.schemas import CommunityRef
 from server.guides.schemas import Origin
 from server.guides.service import GuideService
 from server.models import Community, Guide, MentorshipOffer, User
-from server.pagination import keyset, keyset_bound, keyset_params, split_page
+from server.pagination import keyset, keyset_bound, keyset_params
 from server.settings import Settings
 
 
@@ -162,12 +161,8 @@ def _published_cards(by_community: bool, after: bool) -> Select[Any]:
     return keyset_bound(_cards_query(by_community, "published"), Guide, after=after)
 
 
-def guide_cards(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[GuideCard], str | None]:
-    """The page of cards from the rows of a `guide_cards_query`, and the cursor of the next page."""
-    return split_page([_guide_card(row) for row in rows], limit)
-
-
-def _guide_card(row: Any) -> GuideCard:
+def guide_card(row: Any) -> GuideCard:
+    """A card from a row of a `guide_cards_query` (a function of the row alone: `fetch_all(..., into=...)`)."""
     (id_, slug, title, summary, tags, status, local, instance, uri, url, former_peer, created_at, updated_at) = row[:13]
     return GuideCard(
         id=id_, slug=slug, title=title, summary=summary, tags=list(tags), status=status, local=local,
@@ -197,11 +192,8 @@ def offer_cards_query(*, by_community: bool, open_only: bool, limit: int) -> Sel
     return keyset(query, MentorshipOffer, limit, None)
 
 
-def offer_cards(rows: Sequence[Sequence[Any]], limit: int) -> list[OfferCard]:
-    return [_offer_card(row) for row in rows[:limit]]
-
-
-def _offer_card(row: Any) -> OfferCard:
+def offer_card(row: Any) -> OfferCard:
+    """A card from a row of an `offer_cards_query` (a function of the row alone)."""
     (
         id_, title, topics, format_, capacity, seats_taken, status, local, instance, uri, url, former_peer,
         created_at, updated_at,

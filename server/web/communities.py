@@ -13,8 +13,9 @@ from server.communities import schemas
 from server.communities.service import MEMBERS, ONE_BY_REF, CommunityService, community_from_row, member_from_row
 from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
+from server.pagination import split_page
 from server.settings import Settings
-from server.web.cards import guide_cards, guide_cards_query, offer_cards, offer_cards_query
+from server.web.cards import guide_card, guide_cards_query, offer_card, offer_cards_query
 from server.web.core import Viewer, app_engine, current_viewer, flash, page, see_other
 from server.web.errors import SignInRequired
 from server.web.forms import build, field_errors, form_data
@@ -42,14 +43,15 @@ async def home(request: Request[Any, Any, Any]) -> Template:
 
     # Each is a page of an index read in order: quick reads, run on the event loop on SQLite.
     engine = app_engine(request)
-    community_rows = await fetch_all(engine, communities_query, communities_params, quick=True)
-    guide_rows = await fetch_all(engine, guides_query, guides_params, quick=True)
-    offer_rows = await fetch_all(engine, offers_query, quick=True)
-    guides, next_cursor = guide_cards(guide_rows, HOME_GUIDES)
+    communities = await fetch_all(engine, communities_query, communities_params, quick=True, into=community_from_row)
+    guides, next_cursor = split_page(
+        await fetch_all(engine, guides_query, guides_params, quick=True, into=guide_card), HOME_GUIDES
+    )
+    offers = await fetch_all(engine, offers_query, quick=True, into=offer_card)
     context = {
-        "communities": [community_from_row(row) for row in community_rows[:COMMUNITIES]],
+        "communities": communities[:COMMUNITIES],
         "guides": guides,
-        "offers": offer_cards(offer_rows, HOME_OFFERS),
+        "offers": offers[:HOME_OFFERS],
         "next_cursor": next_cursor,
         "cursor": cursor,
     }
@@ -74,23 +76,27 @@ async def community_page(
     # A row by its key and pages of indexes read in order: quick reads, run on the event loop on SQLite. The
     # drafts' statement carries the visibility rule and stays off the loop.
     engine = app_engine(request)
-    found = await fetch_all(engine, ONE_BY_REF, CommunityService.ref_params_for(settings, ref), quick=True)
+    found = await fetch_all(
+        engine, ONE_BY_REF, CommunityService.ref_params_for(settings, ref), quick=True, into=community_from_row
+    )
     if not found:
         raise not_found(f"Community {ref!r}")
-    community_row = found[0]
-    bound = {"community_id": community_row[0]}
-    guide_rows = await fetch_all(engine, guides_query, {**guides_params, **bound}, quick=True)
-    draft_rows = await fetch_all(engine, drafts[0], {**drafts[1], **bound}) if drafts is not None else []
-    offer_rows = await fetch_all(engine, offers_query, bound, quick=True)
-    member_rows = await fetch_all(engine, MEMBERS, bound, quick=True)
-    community = community_from_row(community_row)
-    guides, next_cursor = guide_cards(guide_rows, COMMUNITY_GUIDES)
-    members = [member_from_row(row) for row in member_rows]
+    community = found[0]
+    bound = {"community_id": community.id}
+    guides, next_cursor = split_page(
+        await fetch_all(engine, guides_query, {**guides_params, **bound}, quick=True, into=guide_card),
+        COMMUNITY_GUIDES,
+    )
+    drafts_shown = []
+    if drafts is not None:
+        drafts_shown = (await fetch_all(engine, drafts[0], {**drafts[1], **bound}, into=guide_card))[:DRAFTS]
+    offers = await fetch_all(engine, offers_query, bound, quick=True, into=offer_card)
+    members = await fetch_all(engine, MEMBERS, bound, quick=True, into=member_from_row)
     context = {
         "community": community,
         "guides": guides,
-        "drafts": guide_cards(draft_rows, DRAFTS)[0],
-        "offers": offer_cards(offer_rows, COMMUNITY_OFFERS),
+        "drafts": drafts_shown,
+        "offers": offers[:COMMUNITY_OFFERS],
         "members": members,
         "role": _role(viewer, community, members),
         "next_cursor": next_cursor,

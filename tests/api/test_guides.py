@@ -322,6 +322,78 @@ def test_fetch_all_gives_what_execute_gives_and_never_writes(settings, client, a
     asyncio.run(compare())
 
 
+def test_fetch_all_into_builds_each_row_and_reuses_only_an_unchanged_one(settings, client, admin, community):
+    """`into` gives what it makes of each row; on SQLite an unchanged row's object is reused, and a row that
+    changed is built again, so nothing read is stale."""
+    import asyncio
+
+    from server.communities.service import ONE_BY_REF, CommunityService, community_from_row
+    from server.db import create_engine, fetch_all
+
+    built: list[str] = []
+
+    def into(row):
+        built.append(row[3])
+        return community_from_row(row)
+
+    params = CommunityService.ref_params_for(settings, community["slug"])
+
+    async def read():
+        engine = create_engine(settings.database_url)
+        try:
+            first = await fetch_all(engine, ONE_BY_REF, params, quick=True, into=into)
+            again = await fetch_all(engine, ONE_BY_REF, params, quick=True, into=into)
+            async with engine.connect() as connection:
+                expected = [community_from_row(row) for row in await connection.execute(ONE_BY_REF, params)]
+            return first, again, expected
+        finally:
+            await engine.dispose()
+
+    first, again, expected = asyncio.run(read())
+    assert first == again == expected and len(first) == 1
+    if settings.database_url.startswith("sqlite"):
+        assert again[0] is first[0] and built == [community["slug"]]
+    response = client.patch(
+        f"/api/v1/communities/{community['slug']}", json={"description": "Changed."}, headers=admin.auth
+    )
+    assert response.status_code == 200, response.text
+    changed, _, expected = asyncio.run(read())
+    assert changed == expected and changed[0].description == "Changed." and changed[0] != first[0]
+
+
+def test_quick_reads_on_a_kept_connection_see_every_commit(tmp_path):
+    """Each thread keeps its quick-read connection: a read after another connection's commit still sees it."""
+    import asyncio
+    import sqlite3
+
+    from sqlalchemy import column, select, table
+
+    from server.db import create_engine, fetch_all
+
+    path = tmp_path / "kept.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    statement = select(table("t", column("x"))).order_by(column("x"))
+
+    async def reads() -> list[list[int]]:
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        seen = []
+        try:
+            for value in (1, 2, 3):
+                writer.execute("INSERT INTO t VALUES (?)", (value,))
+                seen.append([row[0] for row in await fetch_all(engine, statement, quick=True)])
+        finally:
+            await engine.dispose()
+        return seen
+
+    try:
+        assert asyncio.run(reads()) == [[1], [1, 2], [1, 2, 3]]
+        assert asyncio.run(reads())[-1] == [1, 1, 2, 2, 3, 3]  # a new engine after dispose reads afresh
+    finally:
+        writer.close()
+
+
 def test_a_quick_read_that_finds_sqlite_locked_waits_off_the_event_loop(tmp_path):
     """fetch_all(quick=True) reads on the event loop, but never waits there: locked out, it goes to the reader
     thread, which waits for the lock while the loop goes on."""

@@ -201,17 +201,6 @@ class GuideService:
 
     # reads
 
-    async def list(
-        self, principal: Principal | None, *, community: str | None = None, tag: str | None = None,
-        author: str | None = None, origin: Origin = "all", instance: str | None = None,
-        status: schemas.Status = "published", limit: int = 20, cursor: str | None = None,
-    ) -> tuple[list[schemas.Guide], str | None]:  # fmt: skip
-        statement, params = _list_query(
-            self.settings, principal, community=community, tag=tag, author=author, origin=origin,
-            instance=instance, status=status, limit=limit, cursor=cursor,
-        )  # fmt: skip
-        return _page(list((await self.session.execute(statement, params)).all()), limit)
-
     def _drafts_visible_to(self, query, principal: Principal | None):  # type: ignore[no-untyped-def]
         return _drafts_visible_to(query, principal)  # server/web/cards.py filters its drafts with it
 

@@ -5,7 +5,7 @@ entities: rows go straight into small structs. The statements are built once and
 runs through `server.db.fetch_all` (on SQLite, one hop to the reader thread instead of several aiosqlite
 round trips).
 
-Which guides a list shows is decided exactly as `GuideService.list` decides it: not deleted, the status asked
+Which guides a list shows is decided exactly as the guide API (`GuideReads.list`) decides it: not deleted, the status asked
 for, drafts only for those who may edit them (the service's own rule). Offers are public unless deleted, as in
 `MentorshipService.list`. The guide page reads only a published guide this way; anything else goes through
 `GuideService.get`.
@@ -132,7 +132,7 @@ def guide_cards_query(
     limit: int = 20,
     cursor: str | None = None,
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """Newest first, keyset-paginated like `GuideService.list`: the statement and its parameters (with
+    """Newest first, keyset-paginated like `GuideReads.list`: the statement and its parameters (with
     `by_community`, add `community_id`). A bad cursor raises here (422), before any statement runs."""
     params = keyset_params(limit, cursor)
     if status == "published":

@@ -143,6 +143,9 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         _running.add(self)
         try:
+            for step in self.steps:
+                if start := getattr(step, "start", None):
+                    await start()  # e.g. the indexer moves to a process of its own
             while not self._stop.is_set():
                 # Cleared before the steps run: a wake-up that comes while they run is not lost.
                 self._wake.clear()

@@ -201,3 +201,31 @@ def test_a_napping_worker_wakes_at_once_when_work_is_stored_for_it():
                 await task  # stop wakes it too: it does not finish its nap first
 
     _run(work())
+
+
+def test_a_worker_starts_its_steps_before_their_first_tick_and_closes_them_when_it_stops():
+    events: list[str] = []
+
+    class Step:
+        worker: Worker
+
+        async def start(self) -> None:
+            events.append("start")
+
+        async def __call__(self) -> int:
+            events.append("tick")
+            if events.count("tick") == 2:
+                self.worker.stop()
+            return 0
+
+        async def close(self) -> None:
+            events.append("close")
+
+    async def work():
+        step = Step()
+        step.worker = Worker([step], idle_seconds=0.01)
+        async with asyncio.timeout(5):
+            await step.worker.run()
+
+    _run(work())
+    assert events == ["start", "tick", "tick", "close"]

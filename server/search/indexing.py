@@ -1,7 +1,8 @@
 """The bridge from the database to the index: documents for entries, the worker's indexing step, rebuilds.
 
 Only public entries are indexed (published guides, offers that are not deleted), so nobody can find a
-draft or a deleted entry. The worker is the only writer.
+draft or a deleted entry. The worker is the only writer: its `Indexer` step, in a process of its own while
+the worker runs (`server.search.indexer_process`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from server.jobs import claim
 from server.models import Guide, InboxItem, Job, MentorshipOffer
 from server.search import IndexWriterQueue, SearchDocument, SearchIndex, index_ok, markdown_to_text
 from server.search import rebuild as rebuild_index
+from server.search.indexer_process import IndexerProcess, available_cores
 from server.search.storage import read_current
 from server.settings import Settings
 
@@ -185,11 +187,20 @@ class Indexer:
     segments that takes many seconds, happen in that thread, so they never hold up the worker's loop
     (applying inbox items, delivering). There is still exactly one writer: this step's `IndexWriterQueue`.
     Job rows are deleted only once their changes are committed to the index: a crash before that replays them.
+
+    A running worker moves the step into a process of its own (`start`, `IndexerProcess`) when the machine
+    has a second core: reading entries, analysis and commits then run beside the worker's steps, also while
+    one of them takes long (a backfill applies a peer's whole outbox in one step). In that process the step
+    does not `yield_to_inbox`: it shares no interpreter with the inbox step, so waiting would gain nothing.
     """
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], *, yield_to_inbox: bool = True
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
+        self.yield_to_inbox = yield_to_inbox
+        self.process: IndexerProcess | None = None
         self.path = index_path(settings)
         self.queue: IndexWriterQueue | None = None
         self.rebuilding: asyncio.Task[int] | None = None
@@ -197,11 +208,19 @@ class Indexer:
         self.writer: IndexWriterThread | None = None
         self.last_take = time.monotonic()
 
+    async def start(self) -> None:
+        """Called by `Worker.run`: index in a process of its own from now on, if there is a core for it."""
+        if self.process is None and self.queue is None and available_cores() > 1:
+            self.process = IndexerProcess(self.settings)
+
     async def __call__(self) -> int:
+        if self.process is not None:
+            self.process.ensure_running()
+            return 0  # the work is done and counted over there
         if self.queue is None:
             await self._start()
         assert self.queue is not None and self.writer is not None
-        backlog = await self._inbox_backlog()
+        backlog = self.yield_to_inbox and await self._inbox_backlog()
         self.writer.busy = backlog
         if backlog and time.monotonic() - self.last_take < MAX_DEFER_SECONDS:
             done = 0  # see `_inbox_backlog`
@@ -257,6 +276,7 @@ class Indexer:
         self.last_take = time.monotonic()
         async with self.sessions() as session:
             ids = await claim(session, Job, kind="index", limit=limit)
+            self.writer.more_waiting = bool(ids)
             if not ids:
                 return 0
             jobs = list(await session.scalars(select(Job).where(Job.id.in_(ids))))
@@ -291,6 +311,8 @@ class Indexer:
             await session.commit()
 
     async def close(self) -> None:
+        if self.process is not None:
+            await asyncio.to_thread(self.process.stop)
         if self.writer is not None:
             # While a rebuild runs, what is pending stays for the rebuild's replay, as before: no commit.
             await asyncio.to_thread(self.writer.stop, self.rebuilding is None)
@@ -307,6 +329,9 @@ class IndexWriterThread:
     def __init__(self, slice_docs: int = SLICE, pause: Callable[[float], None] = time.sleep) -> None:
         # Set by the loop while it has a backlog of its own: the thread then pauses between slices.
         self.busy = False
+        # Set by the loop while its last look found index jobs: more are likely to follow (a backfill), so
+        # commits leave merging for later (`IndexWriterQueue.defer_merges`).
+        self.more_waiting = False
         self.slices = 0
         self._slice_docs = slice_docs
         self._pause = pause
@@ -349,7 +374,7 @@ class IndexWriterThread:
                 if stopping:
                     break
             else:
-                self._add(current, changes)
+                self._add(current, number, changes)
                 self._added = number
                 if not stopping:
                     self._commit_if_due(current)
@@ -359,10 +384,12 @@ class IndexWriterThread:
         if current is not None and self._flush_on_stop:
             self._commit_if_due(current, now=True)
 
-    def _add(self, writer: IndexWriterQueue, changes: list[tuple[str, dict[str, Any] | None]]) -> None:
+    def _add(self, writer: IndexWriterQueue, number: int, changes: list[tuple[str, dict[str, Any] | None]]) -> None:
         for at in range(0, len(changes), self._slice_docs):
+            self._defer_merges(writer)  # a full batch commits in `writer.add`
             started = time.perf_counter()
             for doc_id, snapshot in changes[at : at + self._slice_docs]:
+                pending = writer.pending
                 try:
                     if snapshot is None:
                         writer.delete(doc_id)
@@ -370,13 +397,23 @@ class IndexWriterThread:
                         writer.add(document_from(snapshot))  # commits by itself when the batch is full
                 except Exception:  # noqa: BLE001 - one bad document must not stop the writer
                     log.exception("could not index %s", doc_id)
+                if writer.pending < pending:
+                    # A full batch was committed, and with it every change handed over before these: while
+                    # changes keep coming (a backfill) nothing is ever left pending, and their job rows can go.
+                    self.committed = max(self.committed, number - 1)
                 self._added_docs += 1
             self.slices += 1
             if self.busy and not self._stop.is_set() and at + self._slice_docs < len(changes):
                 # Sleeping releases the interpreter lock: the loop applies inbox items meanwhile.
                 self._pause(min(time.perf_counter() - started, MAX_PAUSE_SECONDS))
 
+    def _defer_merges(self, writer: IndexWriterQueue, *, stopping: bool = False) -> None:
+        # Stopping commits what is pending and no more: the merges owed (seconds after a backfill) are left to
+        # the merge policy of later commits, so that shutting down stays quick.
+        writer.defer_merges = stopping or self.more_waiting or not self._changes.empty()
+
     def _commit_if_due(self, writer: IndexWriterQueue, *, now: bool = False) -> None:
+        self._defer_merges(writer, stopping=now)
         try:
             if now:
                 writer.flush()

@@ -34,6 +34,14 @@ class IndexWriterQueue:
     There must be one instance per index across all processes: Whoosh allows
     a single writer, and this one holds the lock only while committing.
     Methods are thread-safe.
+
+    While the owner sets `defer_merges` (more changes are waiting, as in a
+    backfill), commits add their segment and merge nothing: Whoosh's merge
+    policy would otherwise rewrite older segments again and again as the
+    index grows, which costs more than the indexing itself. Once it is
+    cleared, the merges owed are one commit of their own (due at once), made
+    after the pending batch is committed: the batch is searchable without
+    waiting for the merge, which takes seconds after a backfill.
     """
 
     def __init__(
@@ -49,6 +57,8 @@ class IndexWriterQueue:
         self.max_docs = max_docs
         self.max_delay = max_delay
         self.commits = 0
+        self.defer_merges = False
+        self._unmerged = 0  # commits into the live generation since the last one that merged
         self._clock = clock
         self._lock_timeout = lock_timeout
         self._lock = threading.Lock()  # guards the pending state
@@ -91,35 +101,44 @@ class IndexWriterQueue:
         if full:
             self.flush()
 
+    @property
+    def unmerged(self) -> int:
+        """Commits since the last one that ran the merge policy."""
+        return self._unmerged
+
     def is_due(self) -> bool:
-        """True when the pending batch is full or its oldest change is old enough."""
+        """True when the pending batch is full or its oldest change is old enough, or merges are owed."""
         with self._lock:
             return self._is_due_locked()
 
     def _is_due_locked(self) -> bool:
         if not self._pending:
-            return False
+            return self._unmerged > 0 and not self.defer_merges
         if len(self._pending) >= self.max_docs:
             return True
         return self._oldest is not None and self._clock() - self._oldest >= self.max_delay
 
     def flush_if_due(self) -> bool:
-        """Commit if the batch is due; return whether a commit happened."""
+        """Commit if the batch (or a merge) is due; return whether a commit happened."""
         if not self.is_due():
             return False
-        return self.flush() > 0
+        commits = self.commits
+        self.flush()
+        return self.commits > commits
 
     def flush(self) -> int:
-        """Commit every pending change now; return how many were committed."""
+        """Commit every pending change now, then any merges owed; return how many changes were committed."""
         with self._write_lock:
             batch = self._take_pending()
-            if not batch:
-                return 0
-            try:
-                self._commit(self.index.open(), batch)
-            except BaseException:
-                self._restore_pending(batch)
-                raise
+            if batch:
+                try:
+                    # Merges owed get a commit of their own, after the batch: it is searchable without waiting.
+                    self._commit(self.index.open(), batch, merge=not (self.defer_merges or self._unmerged))
+                except BaseException:
+                    self._restore_pending(batch)
+                    raise
+            if self._unmerged and not self.defer_merges:
+                self._commit(self.index.open(), {}, merge=True)
             return len(batch)
 
     def _take_pending(self) -> dict[str, _Op]:
@@ -136,7 +155,7 @@ class IndexWriterQueue:
             self._pending = merged
             self._oldest = self._clock() if self._oldest is None else self._oldest
 
-    def _commit(self, ix: Index, batch: dict[str, _Op]) -> None:
+    def _commit(self, ix: Index, batch: dict[str, _Op], *, merge: bool = True) -> None:
         writer = KithSegmentWriter(ix, timeout=self._lock_timeout)
         try:
             for doc_id, fields in batch.items():
@@ -148,8 +167,9 @@ class IndexWriterQueue:
         except BaseException:
             writer.cancel()
             raise
-        writer.commit()
+        writer.commit(merge=merge)
         self.commits += 1
+        self._unmerged = 0 if merge else self._unmerged + 1
 
     def rebuild(self, documents: Iterable[SearchDocument], progress: Progress | None = None) -> int:
         """Rebuild the index from documents without losing concurrent changes.
@@ -176,6 +196,7 @@ class IndexWriterQueue:
                     finally:
                         ix.close()
                 swap_in(self.index.path, gen_dir)
+                self._unmerged = 0  # the new generation is one segment, plus the replay's
         finally:
             with self._lock:
                 self._journal = None

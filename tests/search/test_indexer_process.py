@@ -1,0 +1,172 @@
+"""A running worker indexes in a process of its own: the only writer, started again if it dies, stopped cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from server.db import create_engine, create_sessionmaker
+from server.jobs import Worker
+from server.models import InboxItem, Job
+from server.search import SearchIndex, indexing
+from server.search.indexing import BATCH, INBOX_BACKLOG, Indexer, index_path
+from server.settings import Settings
+
+
+def _settings(database_url: str, tmp_path: Path) -> Settings:
+    settings = Settings(
+        base_url="http://127.0.0.1:8000", instance_name="Kith Test", data_dir=tmp_path / "data",
+        database_url=database_url, secret_key="test-secret",
+    )  # fmt: skip
+    SearchIndex(index_path(settings)).close()  # an empty, current index: no rebuild
+    return settings
+
+
+async def _add_index_jobs(sessions, count: int) -> None:
+    async with sessions() as session:
+        session.add_all(Job(kind="index", payload={"type": "guide", "id": str(uuid.uuid4())}) for _ in range(count))
+        await session.commit()
+
+
+async def _index_jobs(sessions) -> int:
+    async with sessions() as session:
+        return await session.scalar(select(func.count()).select_from(Job).where(Job.kind == "index"))
+
+
+async def _no_jobs(sessions) -> bool:
+    return await _index_jobs(sessions) == 0
+
+
+async def _until(check, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+def _generation(settings: Settings) -> int:
+    index = SearchIndex(index_path(settings))
+    try:
+        return index.open().latest_generation()
+    finally:
+        index.close()
+
+
+def test_a_running_worker_indexes_in_a_process_of_its_own_and_starts_it_again_when_it_dies(
+    fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexing, "available_cores", lambda: 2)
+    settings = _settings(fresh_database, tmp_path)
+    first_generation = _generation(settings)
+
+    async def work() -> None:
+        engine = create_engine(fresh_database)
+        sessions = create_sessionmaker(engine)
+        indexer = Indexer(settings, sessions)
+        worker = Worker([indexer], idle_seconds=0.05)
+        running = asyncio.create_task(worker.run())
+        try:
+            await _add_index_jobs(sessions, 3)
+            await _until(lambda: _no_jobs(sessions), "the indexing process never committed the jobs")
+            assert indexer.process is not None and indexer.process.pid is not None
+            assert indexer.queue is None and indexer.writer is None  # nothing is written from this process
+            assert _generation(settings) > first_generation  # committed to the index before the rows went
+
+            dead = indexer.process.pid
+            os.kill(dead, signal.SIGKILL)
+            await _add_index_jobs(sessions, 2)
+            await _until(lambda: _no_jobs(sessions), "the jobs were lost with the process")
+            assert indexer.process.starts == 2 and indexer.process.pid != dead
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+            await engine.dispose()
+        assert indexer.process.pid is None  # stopped with the worker
+
+    asyncio.run(work())
+
+
+def test_stopping_the_worker_commits_what_the_indexing_process_holds(
+    fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(indexing, "available_cores", lambda: 2)
+    settings = _settings(fresh_database, tmp_path)
+
+    async def work() -> None:
+        engine = create_engine(fresh_database)
+        sessions = create_sessionmaker(engine)
+        indexer = Indexer(settings, sessions)
+        worker = Worker([indexer], idle_seconds=0.05)
+        running = asyncio.create_task(worker.run())
+        try:
+            await _add_index_jobs(sessions, 5)
+
+            async def claimed() -> bool:
+                async with sessions() as session:
+                    free = select(func.count()).select_from(Job).where(Job.locked_until.is_(None))
+                    return await session.scalar(free) == 0
+
+            await _until(claimed, "the indexing process never claimed the jobs")
+        finally:
+            worker.stop()  # at once: the commit is due only after a second
+            await asyncio.wait_for(running, 30)
+        try:
+            assert await _index_jobs(sessions) == 0
+        finally:
+            await engine.dispose()
+
+    asyncio.run(work())
+
+
+def test_one_core_keeps_indexing_in_the_worker(fresh_database: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(indexing, "available_cores", lambda: 1)
+    settings = _settings(fresh_database, tmp_path)
+
+    async def work() -> None:
+        engine = create_engine(fresh_database)
+        sessions = create_sessionmaker(engine)
+        indexer = Indexer(settings, sessions)
+        try:
+            await indexer.start()
+            assert indexer.process is None
+            await _add_index_jobs(sessions, 2)
+            assert await indexer() == 2
+        finally:
+            await indexer.close()
+            await engine.dispose()
+
+    asyncio.run(work())
+
+
+def test_the_indexing_process_does_not_wait_for_an_inbox_backlog(fresh_database: str, tmp_path: Path) -> None:
+    settings = _settings(fresh_database, tmp_path)
+
+    async def work() -> None:
+        engine = create_engine(fresh_database)
+        sessions = create_sessionmaker(engine)
+        try:
+            async with sessions() as session:
+                session.add_all(
+                    InboxItem(activity_uri=f"http://peer.test/activities/{n}", signer_host="peer.test", payload={})
+                    for n in range(INBOX_BACKLOG)
+                )
+                await session.commit()
+            await _add_index_jobs(sessions, BATCH + 1)
+            indexer = Indexer(settings, sessions, yield_to_inbox=False)  # as `IndexerProcess` runs it
+            try:
+                assert await indexer() == BATCH  # a whole batch at once: no waiting, no small batches
+                assert indexer.writer is not None and not indexer.writer.busy
+            finally:
+                await indexer.close()
+            assert await _index_jobs(sessions) == 1
+        finally:
+            await engine.dispose()
+
+    asyncio.run(work())

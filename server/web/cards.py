@@ -5,10 +5,10 @@ entities: rows go straight into small structs. The statements are built once and
 runs through `server.db.fetch_all` (on SQLite, one hop to the reader thread instead of several aiosqlite
 round trips).
 
-Which guides a list shows is decided exactly as the guide API (`GuideReads.list`) decides it: not deleted, the status asked
-for, drafts only for those who may edit them (the service's own rule). Offers are public unless deleted, as in
-`MentorshipService.list`. The guide page reads only a published guide this way; anything else goes through
-`GuideService.get`.
+Which guides a list shows is decided exactly as the guide API (`GuideReads.list`) decides it: not deleted, the
+status asked for, drafts only for those who may edit them (the service's own rule). Offers are public unless
+deleted, as in `MentorshipService.list`. The guide page reads only a published guide this way; anything else goes
+through `GuideService.get`.
 """
 
 from __future__ import annotations

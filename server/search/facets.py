@@ -4,7 +4,8 @@ Ranking needs scores only for one page, but `total` and the facets cover every m
 match to count them made a broad query on a large index cost seconds. Here a query is evaluated a
 second time, unscored, as set algebra over per-term bitmaps: one Python int per term and segment, bit
 n set when document n holds the term. AND, OR and NOT are then single big-int operations, the total
-is a popcount, and each facet value's count is the popcount of the matches AND that value's bitmap.
+is a popcount, and each facet value's count is the popcount of the matches AND that value's bitmap;
+the many rare values (most tags) are counted from a per-document table instead (`_Segment`).
 The cost depends on the number of documents and facet values, not on the number of matches.
 
 Whoosh segments never change once written (only their deletion sets do), so a term's bitmap is built
@@ -41,8 +42,6 @@ SPARSE_RATIO = 64
 
 # facet name -> [(value, bitmap)] for one segment's common values.
 _FacetBits = dict[str, list[tuple[str, int]]]
-# facet name -> (rare values, their documents one after another, each document's index in the values).
-_FacetLists = dict[str, tuple[list[str], np.ndarray, np.ndarray]]
 
 
 def empty_facets() -> dict[str, dict[str, int]]:
@@ -69,7 +68,14 @@ def docnums_of(bits: int) -> list[int]:
 
 
 class _Segment:
-    """What one segment contributes: its size, its facet values' documents."""
+    """What one segment contributes: its size, its facet values' documents.
+
+    The rare values of every facet are kept document by document (`rare_starts`, `rare_values`: the
+    values of document n are rare_values[rare_starts[n]:rare_starts[n + 1]], as indexes into
+    `rare_names`), with their counts over the whole segment (`rare_totals`). Counting them for a set of
+    matches then reads only the matched documents' values, or, when more than half the segment
+    matches, the others' values, subtracted from the totals: a broad query costs what a narrow one does.
+    """
 
     def __init__(self, reader: IndexReader) -> None:
         self.doc_count = reader.doc_count_all()
@@ -77,24 +83,37 @@ class _Segment:
         # (number of deletions, bitmap of the documents left), for the last deletion set seen.
         self.live: tuple[int, int] | None = None
         self.facets: _FacetBits = {}
-        self.sparse: _FacetLists = {}
+        self.rare_names: list[tuple[str, str]] = []  # (facet name, value)
+        rare_docs: list[np.ndarray] = []
         for name, field in FACET_FIELDS.items():
             common: list[tuple[str, int]] = []
-            rare: list[str] = []
-            rare_docs: list[array[int]] = []
             for value in reader.field_terms(field):
                 docs = _value_docs(reader, field, value, self.doc_count)
                 if isinstance(docs, int):
                     common.append((value, docs))
                 else:
-                    rare.append(value)
-                    rare_docs.append(docs)
+                    self.rare_names.append((name, value))
+                    rare_docs.append(np.frombuffer(docs, dtype=np.uint32))
             self.facets[name] = common
-            self.sparse[name] = (
-                rare,
-                np.concatenate([np.frombuffer(d, dtype=np.uint32) for d in rare_docs] or [np.zeros(0, np.uint32)]),
-                np.repeat(np.arange(len(rare), dtype=np.int32), [len(d) for d in rare_docs]),
-            )
+        docs = np.concatenate(rare_docs or [np.zeros(0, np.uint32)])
+        values = np.repeat(np.arange(len(rare_docs), dtype=np.int32), [len(d) for d in rare_docs])
+        by_doc = np.argsort(docs, kind="stable")
+        self.rare_values = values[by_doc]
+        self.rare_starts = np.zeros(self.doc_count + 1, dtype=np.int64)
+        np.cumsum(np.bincount(docs, minlength=self.doc_count), out=self.rare_starts[1:])
+        self.rare_totals = np.bincount(values, minlength=len(rare_docs))
+
+    def rare_counts(self, docs: np.ndarray) -> np.ndarray:
+        """How many of docs (segment document numbers) hold each rare value."""
+        starts = self.rare_starts[docs]
+        lengths = self.rare_starts[docs + 1] - starts
+        count = int(lengths.sum())
+        if not count:
+            return np.zeros(len(self.rare_names), dtype=np.int64)
+        # Position i of the output reads rare_values[start of its document + its rank within the document].
+        runs = np.cumsum(lengths) - lengths
+        at = np.arange(count) + np.repeat(starts - runs, lengths)
+        return np.bincount(self.rare_values[at], minlength=len(self.rare_names))
 
 
 def _value_docs(reader: IndexReader, field: str, value: str, doc_count: int) -> int | array[int]:
@@ -295,17 +314,19 @@ def facet_counts(matches: list[LeafMatches]) -> dict[str, dict[str, int]]:
                 count = (m.bits & bits).bit_count()
                 if count:
                     counter[value] += count
-        matched: np.ndarray | None = None
-        for name, (rare, docs, index) in m.segment.sparse.items():
-            if not len(docs):
-                continue
-            if matched is None:
-                raw = np.frombuffer(m.bits.to_bytes((m.segment.doc_count + 7) >> 3, "little"), dtype=np.uint8)
-                matched = np.unpackbits(raw, bitorder="little").view(bool)
-            counts = np.bincount(index[matched[docs]], minlength=len(rare))
-            counter = counters[name]
-            for i in np.flatnonzero(counts).tolist():
-                counter[rare[i]] += int(counts[i])
+        seg = m.segment
+        if not seg.rare_names:
+            continue
+        raw = np.frombuffer(m.bits.to_bytes((seg.doc_count + 7) >> 3, "little"), dtype=np.uint8)
+        matched = np.unpackbits(raw, count=seg.doc_count, bitorder="little").view(bool)
+        if m.bits.bit_count() * 2 > seg.doc_count:
+            counts = seg.rare_totals - seg.rare_counts(np.flatnonzero(~matched))
+        else:
+            counts = seg.rare_counts(np.flatnonzero(matched))
+        found = np.flatnonzero(counts)
+        for i, count in zip(found.tolist(), counts[found].tolist(), strict=True):
+            name, value = seg.rare_names[i]
+            counters[name][value] += count
     return {name: _ranked(counter) for name, counter in counters.items()}
 
 

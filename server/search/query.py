@@ -8,6 +8,9 @@ are the usual way to make a search engine slow on purpose.
 
 from __future__ import annotations
 
+import copy
+import functools
+import re
 import unicodedata
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -214,6 +217,47 @@ def _parse(text: str) -> wq.Query:
     return q
 
 
+# Text of plain words (letters and digits), none of them an operator: what most searches are.
+_PLAIN_WORDS = re.compile(r"[^\W_]+(?: [^\W_]+)*")
+_OPERATOR_WORDS = _BINARY_OPERATORS | {"NOT"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _word_query(word: str) -> wq.Query:
+    """One plain word as the parser reads it on its own (shared: never changed, only copied)."""
+    return _unpositional_phrases(_parse(word)).normalize()
+
+
+def _shifted(q: wq.Query, by: int) -> wq.Query:
+    """A copy of q with its character positions moved `by` characters on."""
+    q = copy.copy(q) if q.is_leaf() else q.apply(lambda child: _shifted(child, by))
+    if getattr(q, "startchar", None) is not None and getattr(q, "endchar", None) is not None:
+        q.startchar += by
+        q.endchar += by
+    return q
+
+
+def _plain_query(text: str) -> wq.Query | None:
+    """The query for text of plain words, or None for anything else.
+
+    The parser reads such text as the AND of its words, each read as if alone; parsing costs more
+    than a search's ranking, and a few thousand words make up most queries, so each word's query is
+    remembered and only its positions are moved to where the word stands (the spelling suggestion
+    reads them).
+    """
+    if not _PLAIN_WORDS.fullmatch(text):
+        return None
+    words = text.split(" ")
+    if not _OPERATOR_WORDS.isdisjoint(words):
+        return None
+    parts: list[wq.Query] = []
+    at = 0
+    for word in words:
+        parts.append(_shifted(_word_query(word), at))
+        at += len(word) + 1
+    return wq.And(parts).normalize()
+
+
 class ParsedQuery(NamedTuple):
     """A parsed query and the cleaned text its character positions refer to."""
 
@@ -233,10 +277,11 @@ def parse_query(text: str | None) -> ParsedQuery | None:
     cleaned = clean_text(text)
     if not cleaned:
         raise QueryError("The query is empty: type something to search for.")
-    _check_balance(cleaned)
-    _check_operators(cleaned)
-    q = _parse(cleaned)
-    q = _unpositional_phrases(q).normalize()
+    q = _plain_query(cleaned)
+    if q is None:
+        _check_balance(cleaned)
+        _check_operators(cleaned)
+        q = _unpositional_phrases(_parse(cleaned)).normalize()
     if isinstance(q, type(wq.NullQuery)):
         raise QueryError(
             "There is nothing to search for: the query has only operators, punctuation or very common words."

@@ -3,16 +3,16 @@
 Whoosh ranks by walking a tree of matchers one document at a time in Python (`skip_to`, `id`, `score`
 per candidate), which costs hundreds of milliseconds for two common words on a large index. The match
 set is already known exactly (`facets.match_bits`), so here each segment's candidates are scored at
-once: per query term, its postings (document numbers and weights) and the field's length column are
-loaded into numpy arrays (cached across searches, bounded by bytes), the term's BM25F score is
-evaluated for the candidates holding it, and the scores are combined the way Whoosh's matchers combine
-them: same idf and average field length (from the top-level searcher, with its cache), same B and K1,
-same term and query boosts, and the same order of additions, because Whoosh adds sub-scores along a
-tree whose shape depends on the subqueries' estimated sizes and floating-point addition is not
-associative. The scores are therefore bit for bit Whoosh's, and the page is ordered as Whoosh orders it:
-score descending, document number ascending on ties. That is the ranking of `searcher.search(q,
-limit=None)`; Whoosh's default top-k collector (`limit=k`) can miss documents of it, see
-service._top.
+once: per query term, its postings (document numbers and weights, from the segment's compact postings
+file when it has one, see postings.py) and the field's length column are loaded into numpy arrays
+(cached across searches, bounded by bytes), the term's BM25F score is evaluated for the candidates
+holding it, and the scores are combined the way Whoosh's matchers combine them: same idf and average
+field length (from the top-level searcher, with its cache), same B and K1, same term and query boosts,
+and the same order of additions, because Whoosh adds sub-scores along a tree whose shape depends on the
+subqueries' estimated sizes and floating-point addition is not associative. The scores are therefore bit
+for bit Whoosh's, and the page is ordered as Whoosh orders it: score descending, document number
+ascending on ties. That is the ranking of `searcher.search(q, limit=None)`; Whoosh's default top-k
+collector (`limit=k`) can miss documents of it, see service._top.
 
 A query with a node this module does not score exactly (phrases, `Every`, coordination scaling,
 `minmatch`, another weighting model...) raises `Unsupported`, and the caller ranks it with Whoosh's
@@ -21,6 +21,7 @@ own collector instead.
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 import zlib
@@ -39,21 +40,26 @@ from whoosh.searching import Searcher
 from whoosh.util.numeric import byte_to_length
 
 from .facets import LeafMatches, MatchSets, _eval
+from .postings import PostingsFile, open_postings_file
 
-# Term postings, their scores and field-length columns kept across searches. A posting costs 8 bytes
-# (document number, weight as float32 when that is exact, as term frequencies are) plus 8 for its
-# score under the current statistics, so a word in every one of 100,000 documents costs 1.6 MB; a
-# length column costs 1 byte per document and field, its length factors 8. 80 MB hold the commonest
-# words of a 100,000-guide index, which two-word queries keep coming back to, within the server's
-# 300 MB.
+log = logging.getLogger(__name__)
+
+# Term postings, their scores and field-length columns kept across searches. A posting costs 12 bytes
+# (document number as a native integer, weight as float32 when that is exact, as term frequencies are)
+# plus 8 for its score under the current statistics, so a word in every one of 100,000 documents costs
+# 2 MB; a length column costs 1 byte per document and field, its length factors 8. 80 MB hold the
+# commonest words of a 100,000-guide index, which two-word queries keep coming back to, within the
+# server's 300 MB; a word read again comes from the segment's compact postings file (postings.py).
 ARRAY_CACHE_BYTES = 80 * 2**20
+# A segment where more than one document in DENSE_RATIO is a candidate is scored per document (_Leaf).
+DENSE_RATIO = 4
 # Per-entry bookkeeping counted on top of the arrays.
 _ENTRY_OVERHEAD = 256
 
 # A field length is stored as one byte; this maps each byte to the length Whoosh's scorer sees.
 _LENGTHS = np.array([0.0] + [float(byte_to_length(b)) for b in range(1, 256)], dtype=np.float64)
 
-_EMPTY_DOCS = np.zeros(0, dtype=np.uint32)
+_EMPTY_DOCS = np.zeros(0, dtype=np.intp)
 _EMPTY_WEIGHTS = np.zeros(0, dtype=np.float64)
 
 
@@ -69,6 +75,8 @@ class RankArrays:
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
         self._bytes = 0
+        # segment id -> its compact postings file (postings.py), None for a segment without one.
+        self._files: dict[str, PostingsFile | None] = {}
 
     @property
     def nbytes(self) -> int:
@@ -94,13 +102,35 @@ class RankArrays:
                 self._bytes -= old
 
     def postings(self, reader: IndexReader, field: str, btext: bytes) -> tuple[np.ndarray, np.ndarray]:
-        """The term's document numbers (ascending, deleted ones included) and posting weights."""
-        key = ("p", reader.segment().segment_id(), field, btext)
+        """The term's document numbers (ascending, deleted ones included) and posting weights.
+
+        The numbers are native integers (np.intp): numpy converts any other index array on every scatter
+        and lookup, which cost more than a term's scoring. Weights are float32 when that is exact.
+        """
+        segment_id = reader.segment().segment_id()
+        key = ("p", segment_id, field, btext)
         cached = self._get(key)
         if cached is None:
-            cached = _read_postings(reader, field, btext)
+            kept = self._postings_file(reader, segment_id)
+            cached = kept.get(field, btext) if kept is not None else None
+            if cached is None:  # a short list, or a segment written without the compact file
+                cached = _read_postings(reader, field, btext)
             self._put(key, cached, cached[0].nbytes + cached[1].nbytes)
         return cached
+
+    def _postings_file(self, reader: IndexReader, segment_id: str) -> PostingsFile | None:
+        with self._lock:
+            if segment_id in self._files:
+                return self._files[segment_id]
+        # Opened outside the lock (it reads the file's table); two threads may both open it once.
+        try:
+            opened = open_postings_file(reader)
+        except (OSError, ValueError, EOFError, TypeError, struct.error):
+            # A damaged file only costs speed: the segment is read from Whoosh's postings.
+            log.warning("cannot read the compact postings of segment %s", segment_id, exc_info=True)
+            opened = None
+        with self._lock:
+            return self._files.setdefault(segment_id, opened)
 
     def lengths(self, reader: IndexReader, field: str) -> np.ndarray:
         """The field's stored length byte for every document of the segment."""
@@ -144,11 +174,15 @@ class RankArrays:
         with self._lock:
             for key in [key for key in self._entries if key[1] not in segment_ids]:
                 self._bytes -= self._entries.pop(key)[1]
+            # A dropped file closes once no search still reads it: a merge's old segments free their space.
+            for segment_id in [segment_id for segment_id in self._files if segment_id not in segment_ids]:
+                del self._files[segment_id]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+            self._files.clear()
 
 
 def _read_postings(reader: IndexReader, field: str, btext: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +208,7 @@ def _read_postings(reader: IndexReader, field: str, btext: bytes) -> tuple[np.nd
             one_ids.append(m.id())
             one_weights.append(m.weight())
             m.next()
-        return np.asarray(one_ids, dtype=np.uint32), np.asarray(one_weights, dtype=np.float64)
+        return np.asarray(one_ids, dtype=np.intp), np.asarray(one_weights, dtype=np.float64)
     # Whole blocks at a time, decoded as W3LeafMatcher._read_ids/_read_weights do, without a Python loop
     # per posting: a block's ids are deltas from 0, so turning each block's first id into a delta from the
     # previous block's last id makes one cumulative sum decode them all.
@@ -208,7 +242,7 @@ def _read_postings(reader: IndexReader, field: str, btext: bytes) -> tuple[np.nd
     narrow = all_weights.astype(np.float32)
     if np.array_equal(narrow, all_weights):  # term frequencies times a field boost: exact in 4 bytes
         all_weights = narrow
-    return np.cumsum(np.concatenate(deltas)).astype(np.uint32), all_weights
+    return np.cumsum(np.concatenate(deltas)).astype(np.intp), all_weights
 
 
 _PICKLE_HEAD = b"\x80\x02("  # protocol 2, then MARK: the block's (ids, weights, values) tuple opens with a list
@@ -285,9 +319,16 @@ def _read_length_bytes(reader: IndexReader, field: str) -> np.ndarray:
 
 
 class _Leaf:
-    """What scoring one segment needs: its searcher, the candidates and the shared statistics."""
+    """What scoring one segment needs: its searcher, the candidates and the shared statistics.
 
-    __slots__ = ("_table", "arrays", "bm25", "docs", "leaf", "reader", "segment", "sets", "top")
+    With few candidates, scores are kept per candidate (arrays as long as `docs`), each term's postings
+    looked up at the candidates. With many, a term's lookup at every candidate costs more than the
+    arithmetic, so scores are kept per document of the segment (`dense`): a term is one scatter of its
+    postings, and the candidates are picked out once at the end. Every step is elementwise, so the
+    scores are the same numbers either way.
+    """
+
+    __slots__ = ("_table", "arrays", "bm25", "dense", "docs", "leaf", "reader", "segment", "sets", "size", "top")
 
     def __init__(
         self, top: Searcher, leaf: Searcher, match: LeafMatches, docs: np.ndarray, arrays: RankArrays, sets: MatchSets
@@ -296,10 +337,12 @@ class _Leaf:
         self.leaf = leaf
         self.reader = leaf.reader()
         self.segment = match.segment
-        self.docs = docs  # segment-local document numbers of the candidates, ascending
+        self.docs = docs  # segment-local document numbers of the candidates, ascending (np.intp)
         self.arrays = arrays
         self.sets = sets
         self.bm25: BM25F = top.weighting
+        self.dense = len(docs) * DENSE_RATIO > match.segment.doc_count
+        self.size = match.segment.doc_count if self.dense else len(docs)  # the length of every score array
         self._table: np.ndarray | None = None
 
     def scratch(self) -> np.ndarray:
@@ -310,23 +353,66 @@ class _Leaf:
 
 
 # q's Whoosh score for every candidate (0.0 where q does not match it), where q matches, and
-# q.estimate_size(segment reader), which decides the shape of Whoosh's matcher trees.
+# q.estimate_size(segment reader), which decides the shape of Whoosh's matcher trees. The arrays hold
+# one entry per candidate, or per document of the segment when the leaf is dense.
 _Scored = tuple[np.ndarray, np.ndarray, int]
 
 
+class _Postings:
+    """A term's scores in a dense leaf, kept as its postings until combined.
+
+    Spelling out a common word's title or tag scores over every document of the segment costs more
+    than the word's postings; added to a sum, its scores take one scatter into the sum's arrays.
+    The arrays of a dense leaf's sums are its own (every partial result feeds exactly one parent),
+    so they are updated in place; the postings and scores here are shared with the cache and only read.
+    """
+
+    __slots__ = ("docs", "length", "scores", "size")
+
+    def __init__(self, docs: np.ndarray, scores: np.ndarray, length: int, size: int) -> None:
+        self.docs = docs
+        self.scores = scores
+        self.length = length  # documents in the segment
+        self.size = size  # as _Scored's third item
+
+
+# A query node's result: its arrays, or a dense leaf's term as its postings.
+_Part = _Scored | _Postings
+
+
+def _full(part: _Part) -> _Scored:
+    """The part as arrays (a term's postings spelled out per document)."""
+    if not isinstance(part, _Postings):
+        return part
+    scores = np.zeros(part.length, dtype=np.float64)
+    scores[part.docs] = part.scores
+    hit = np.zeros(part.length, dtype=bool)
+    hit[part.docs] = True
+    return scores, hit, part.size
+
+
+def _added(total: _Scored, part: _Postings, boost: float = 1.0) -> _Scored:
+    """total + part * boost, in place: the sum's own arrays, changed only where the term has postings."""
+    scores, hit, size = total
+    # add.at adds one posting at a time, unbuffered: for distinct documents, scores[docs] += ..., but faster.
+    np.add.at(scores, part.docs, part.scores if boost == 1.0 else part.scores * boost)
+    hit[part.docs] = True
+    return scores, hit, size
+
+
 def _null(ctx: _Leaf) -> _Scored:
-    n = len(ctx.docs)
-    return np.zeros(n, dtype=np.float64), np.zeros(n, dtype=bool), 0
+    return np.zeros(ctx.size, dtype=np.float64), np.zeros(ctx.size, dtype=bool), 0
 
 
 def _member(q: wq.Query, ctx: _Leaf) -> np.ndarray:
-    """Which candidates match q (unscored, as Whoosh's boolean context does)."""
+    """Which candidates (or documents) match q (unscored, as Whoosh's boolean context does)."""
     bits = _eval(q, ctx.leaf, ctx.segment, ctx.sets)
     raw = np.frombuffer(bits.to_bytes((ctx.segment.doc_count + 7) >> 3, "little"), dtype=np.uint8)
-    return np.unpackbits(raw, bitorder="little")[ctx.docs].astype(bool)
+    flags = np.unpackbits(raw, bitorder="little")
+    return (flags[: ctx.size] if ctx.dense else flags[ctx.docs]).astype(bool)
 
 
-def _term(q: wq.Term, ctx: _Leaf) -> _Scored:
+def _term(q: wq.Term, ctx: _Leaf) -> _Part:
     if q.minquality:
         raise Unsupported("minquality")
     schema = ctx.leaf.schema
@@ -349,6 +435,8 @@ def _term(q: wq.Term, ctx: _Leaf) -> _Scored:
         term_scores = ctx.arrays.term_scores(ctx.reader, q.fieldname, btext, idf, avgfl, B, bm25.K1)
     else:  # WeightScorer: the posting's weight
         term_scores = weights.astype(np.float64)
+    if ctx.dense:
+        return _Postings(posting_docs, term_scores if q.boost == 1.0 else term_scores * q.boost, ctx.size, size)
     docs = ctx.docs
     if len(docs) * 16 > ctx.segment.doc_count:
         # Many candidates: place the postings' positions in a document-indexed table, look the candidates up.
@@ -372,7 +460,7 @@ def _term(q: wq.Term, ctx: _Leaf) -> _Scored:
     return scores, hit, size
 
 
-def _weighted_tree(items: list[tuple[int, _Scored]], combine: Any) -> _Scored:
+def _weighted_tree(items: list[tuple[int, _Part]], combine: Any) -> _Part:
     """whoosh.util.make_weighted_tree: merge the two lightest, in stable order, until one is left.
 
     Matchers compare as never "less than" one another, so items of equal weight keep their order
@@ -388,35 +476,55 @@ def _weighted_tree(items: list[tuple[int, _Scored]], combine: Any) -> _Scored:
     return items[0][1]
 
 
-def _intersection(a: _Scored, b: _Scored) -> _Scored:
-    matched = a[1] & b[1]
-    return np.where(matched, a[0] + b[0], 0.0), matched, 0
+# Every array a query node hands its parent was made for this search and feeds that parent only, so
+# the combinations below reuse their operands' arrays for the result.
 
 
-def _union(a: _Scored, b: _Scored) -> _Scored:
-    # A score is 0.0 where its side does not match, and x + 0.0 is exactly x.
-    return a[0] + b[0], a[1] | b[1], 0
+def _intersection(a: _Part, b: _Part) -> _Scored:
+    (scores, matched, _), (b_scores, b_hit, _) = _full(a), _full(b)
+    matched &= b_hit
+    scores += b_scores
+    # IntersectionMatcher: a + b where both match, else nothing. Scores are finite, so multiplying by
+    # the flags keeps a + b exactly and leaves a zero elsewhere (-0.0 for a negative sum: adding it to
+    # a score changes nothing, and a candidate's own score is never one of these).
+    scores *= matched
+    return scores, matched, 0
+
+
+def _union(a: _Part, b: _Part) -> _Scored:
+    # A score is 0.0 where its side does not match, and x + 0.0 is exactly x: a term's postings are
+    # added where it has them. Addition is commutative, so b + a is a + b.
+    if isinstance(b, _Postings):
+        return _added(_full(a), b)
+    if isinstance(a, _Postings):
+        return _added(b, a)
+    scores, matched, _ = a
+    scores += b[0]
+    matched |= b[1]
+    return scores, matched, 0
 
 
 def _boosted(scores: np.ndarray, matched: np.ndarray, boost: float, size: int) -> _Scored:
-    if boost == 1.0:
-        return scores, matched, size
-    return scores * boost, matched, size
+    if boost != 1.0:
+        scores *= boost
+    return scores, matched, size
 
 
-def _and(q: wq.And, ctx: _Leaf) -> _Scored:
+def _and(q: wq.And, ctx: _Leaf) -> _Part:
     subs = q.subqueries
     if not subs:
         return _null(ctx)
     if len(subs) == 1:  # CompoundQuery.matcher: the child's matcher as it is, boost and all
         return _score(subs[0], ctx)
     scored = [_score(sub, ctx) for sub in subs]
-    size = min(sc[2] for sc in scored)  # And.estimate_size
-    scores, matched, _ = _weighted_tree([(0 - sc[2], sc) for sc in scored], _intersection)
-    return _boosted(scores, matched, q.boost, size)
+    sizes = [_size(sc) for sc in scored]
+    scores, matched, _ = _full(
+        _weighted_tree([(0 - n, sc) for n, sc in zip(sizes, scored, strict=True)], _intersection)
+    )
+    return _boosted(scores, matched, q.boost, min(sizes))  # And.estimate_size
 
 
-def _or(q: wq.Or, ctx: _Leaf) -> _Scored:
+def _or(q: wq.Or, ctx: _Leaf) -> _Part:
     if q.minmatch or q.scale:
         raise Unsupported("minmatch or scale")
     subs = q.subqueries
@@ -425,7 +533,8 @@ def _or(q: wq.Or, ctx: _Leaf) -> _Scored:
     if len(subs) == 1:
         return _score(subs[0], ctx)
     scored = [_score(sub, ctx) for sub in subs]
-    size = min(sum(sc[2] for sc in scored), ctx.reader.doc_count())  # CompoundQuery.estimate_size
+    sizes = [_size(sc) for sc in scored]
+    size = min(sum(sizes), ctx.reader.doc_count())  # CompoundQuery.estimate_size
     kind = q.matcher_type
     if kind == wq.Or.AUTO_MATCHER:
         # Or._matcher with searcher.search()'s context (needs_current is False).
@@ -433,18 +542,25 @@ def _or(q: wq.Or, ctx: _Leaf) -> _Scored:
         array = not (len(subs) < wq.Or.TOO_MANY_CLAUSES and (len(subs) == 2 or dc > 5000))
         kind = wq.Or.ARRAY_MATCHER if array else wq.Or.DEFAULT_MATCHER
     if kind == wq.Or.DEFAULT_MATCHER:  # DefaultOr: a weighted tree of UnionMatchers
-        scores, matched, _ = _weighted_tree([(sc[2], sc) for sc in scored], _union)
+        scores, matched, _ = _full(_weighted_tree(list(zip(sizes, scored, strict=True)), _union))
         return _boosted(scores, matched, q.boost, size)
     if kind == wq.Or.ARRAY_MATCHER:  # PreloadedOr: ArrayUnionMatcher adds score * boost child by child
         scores, matched, _ = _null(ctx)
-        for sub_scores, hit, _ in scored:
-            scores = scores + sub_scores * q.boost
-            matched = matched | hit
+        for sub in scored:
+            if isinstance(sub, _Postings):
+                _added((scores, matched, 0), sub, q.boost)
+            else:
+                scores += sub[0] * q.boost
+                matched |= sub[1]
         return scores, matched, size
     raise Unsupported(f"Or matcher type {kind}")
 
 
-def _score(q: wq.Query, ctx: _Leaf) -> _Scored:
+def _size(part: _Part) -> int:
+    return part.size if isinstance(part, _Postings) else part[2]
+
+
+def _score(q: wq.Query, ctx: _Leaf) -> _Part:
     """q's score, matches and estimated size over the candidates, as Whoosh's matcher for q has them."""
     kind = type(q)
     if kind is wq.Term:
@@ -454,9 +570,9 @@ def _score(q: wq.Query, ctx: _Leaf) -> _Scored:
     if kind is wq.Or:
         return _or(q, ctx)
     if kind is wq.AndNot or kind is wq.Require or kind is wq.AndMaybe:
-        a_scores, a_hit, a_size = _score(q.a, ctx)
+        a_scores, a_hit, a_size = _full(_score(q.a, ctx))
         if kind is wq.AndMaybe:  # AndMaybeMatcher: a's score, plus b's where b matches too
-            b_scores, _, b_size = _score(q.b, ctx)
+            b_scores, _, b_size = _full(_score(q.b, ctx))
             return np.where(a_hit, a_scores + b_scores, 0.0), a_hit, min(a_size + b_size, ctx.reader.doc_count())
         b_hit = _member(q.b, ctx)
         if kind is wq.AndNot:  # AndNotMatcher: a's score
@@ -505,13 +621,15 @@ def top_k(
     for (leaf, offset), match in zip(leaves, _aligned(leaves, matches), strict=True):
         if match is None or not match.bits:
             continue
-        docs = np.flatnonzero(_bool_array(match.bits, match.segment.doc_count)).astype(np.uint32)
+        docs = np.flatnonzero(_bool_array(match.bits, match.segment.doc_count))
         ctx = _Leaf(searcher, leaf, match, docs, arrays, sets)
-        scores, hit, _ = _score(q, ctx)
+        scores, hit, _ = _full(_score(q, ctx))
+        if ctx.dense:
+            scores, hit = scores[docs], hit[docs]
         if not hit.all():
             # The match set and the scoring disagree: never guess, let Whoosh rank it.
             raise Unsupported("a candidate the scored tree does not match")
-        best_scores, best_docs = _best(scores, docs.astype(np.int64) + offset, k)
+        best_scores, best_docs = _best(scores, docs + offset, k)
         all_scores.append(best_scores)
         all_docs.append(best_docs)
     if not all_scores:

@@ -13,8 +13,11 @@ from .analysis import FastText, text_analyzer  # noqa: F401 - text_analyzer is s
 # another version fails `index_ok` and gets rebuilt instead of being read
 # with analyzers that no longer match its terms. Version 3: the date fields
 # are no longer indexed (`SortableDate`). (`FastText` changed nothing: it
-# writes exactly the postings the plain TEXT fields wrote.)
-SCHEMA_VERSION = 3
+# writes exactly the postings the plain TEXT fields wrote.) Version 4: each
+# segment also holds a compact copy of its longer posting lists
+# (`postings.py`); a version 3 index would still be read correctly, only
+# slower, and is rebuilt to get them.
+SCHEMA_VERSION = 4
 
 # Fields an unqualified query word is looked up in.
 DEFAULT_FIELDS = ("title", "summary", "body", "tags", "topics")

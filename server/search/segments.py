@@ -11,8 +11,11 @@ analyzed ahead of the commit (`analyze`, `PREPARED`).
 
 The files written are the ones Whoosh writes (`tests/unit/test_search_analysis.py` compares every term,
 term statistic, posting, value, length and stored field with an index written by Whoosh's own writer, after
-plain commits, spills, merges and deletions), so indexes written either way are interchangeable. The rest
-(per-document storage, the merge policy, deletions, the TOC) is Whoosh's own code.
+plain commits, spills, merges and deletions), so indexes written either way are interchangeable, plus one:
+a compact copy of the longer posting lists that the search side reads instead of Whoosh's blocks
+(`postings.py`; a segment without it is read the old way). The rest (per-document storage, the merge
+policy, deletions, the TOC) is Whoosh's own code; merges go through this writer, so a merged segment gets
+its own copy.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ from array import array
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from whoosh.codec.whoosh3 import W3FieldWriter, W3LeafMatcher, W3PostingsWriter
+from whoosh.codec.whoosh3 import W3Codec, W3FieldWriter, W3LeafMatcher, W3PostingsWriter
 from whoosh.index import Index
 from whoosh.util import random_name
 from whoosh.writing import SegmentWriter
+
+from .postings import EXTENSION, PostingsWriter
 
 # (docnums, weights, values) of one term, in document order.
 _Lists = tuple[array, list[Any], list[bytes]]
@@ -361,16 +366,25 @@ class KithSegmentWriter(SegmentWriter):
     def _flush_segment(self) -> None:
         self.perdocwriter.close()
         lengths = self.per_document_reader() if self.codec.length_stats else None
+        # The compact copy of the longer posting lists (see postings.py), for the weights as Whoosh 3 keeps
+        # them. Merges come through here too, so a merged segment gets its own.
+        postings = None
+        if type(self.codec) is W3Codec:
+            postings = PostingsWriter(self.newsegment.create_file(self.storage, EXTENSION))
         try:
-            write_postings(self.fieldwriter, self.schema, lengths, self.pool.terms(), self.docnum)
+            write_postings(self.fieldwriter, self.schema, lengths, self.pool.terms(), self.docnum, postings)
             self.fieldwriter.close()
+            if postings is not None:
+                postings.close()
         finally:
             if lengths is not None:
                 lengths.close()
 
 
-def write_postings(fieldwriter: Any, schema: Any, lengths: Any, terms: Any, doccount: int) -> None:
-    """`FieldWriter.add_postings` for postings grouped by term.
+def write_postings(
+    fieldwriter: Any, schema: Any, lengths: Any, terms: Any, doccount: int, postings: PostingsWriter | None = None
+) -> None:
+    """`FieldWriter.add_postings` for postings grouped by term, also handing each term to `postings`.
 
     Each field's lengths are read once per document instead of once per posting, and a term's postings go
     into the postings writer's block buffers a block at a time, doing exactly what `add_posting` does to
@@ -399,6 +413,8 @@ def write_postings(fieldwriter: Any, schema: Any, lengths: Any, terms: Any, docc
                 length = field_lengths[docnum] if field_lengths is not None else 0
                 fieldwriter.add(docnum, weights[i], values[i] or b"", length)
         fieldwriter.finish_term()
+        if postings is not None:
+            postings.add(fieldname, btext, ids, weights)
     if lastfn is not None:
         fieldwriter.finish_field()
 

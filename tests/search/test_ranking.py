@@ -15,8 +15,9 @@ import pytest
 from whoosh import query as wq
 from whoosh.searching import Searcher
 
-from server.search import IndexWriterQueue, SearchDocument, SearchIndex, SearchService
+from server.search import IndexWriterQueue, SearchDocument, SearchIndex, SearchService, postings, ranking
 from server.search.facets import MatchSets, match_bits
+from server.search.postings import open_postings_file
 from server.search.query import build_filter, parse_query
 from server.search.ranking import RankArrays, Unsupported, top_k
 from server.search.storage import open_generation, read_current
@@ -81,22 +82,28 @@ def _doc(rng: random.Random, n: int) -> SearchDocument:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four segments (four commits), with deletions in each and updates that move documents."""
+    """Four segments (four commits), with deletions in each and updates that move documents.
+
+    Every list of two postings or more goes into the segments' compact postings files, so the arrays
+    ranked here come from them (postings.py).
+    """
     rng = random.Random(11)
     path = tmp_path_factory.mktemp("ranking") / "index"
-    queue = IndexWriterQueue(SearchIndex(path))
-    docs: list[SearchDocument] = []
-    for _ in range(4):
-        for _n in range(70):
-            doc = _doc(rng, len(docs))
-            docs.append(doc)
-            queue.add(doc)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(postings, "MIN_POSTINGS", 2)
+        queue = IndexWriterQueue(SearchIndex(path))
+        docs: list[SearchDocument] = []
+        for _ in range(4):
+            for _n in range(70):
+                doc = _doc(rng, len(docs))
+                docs.append(doc)
+                queue.add(doc)
+            queue.flush()
+        for doc in docs[::6]:
+            queue.delete(doc.id)
+        for doc in docs[2::9]:
+            queue.add(msgspec.structs.replace(_doc(rng, len(docs)), id=doc.id))
         queue.flush()
-    for doc in docs[::6]:
-        queue.delete(doc.id)
-    for doc in docs[2::9]:
-        queue.add(msgspec.structs.replace(_doc(rng, len(docs)), id=doc.id))
-    queue.flush()
     return path
 
 
@@ -138,17 +145,24 @@ def test_index_has_several_segments_with_deletions(searcher: Searcher) -> None:
     leaves = [leaf.reader() for leaf, _ in searcher.leaf_searchers()]
     assert len(leaves) >= 3
     assert sum(1 for r in leaves if r.has_deletions()) >= 2
+    assert all(open_postings_file(r) is not None for r in leaves)
+
+
+# ranking.DENSE_RATIO values that make every segment be scored per candidate, or per document.
+PER_CANDIDATE, PER_DOCUMENT = 0, 10**9
 
 
 @pytest.mark.parametrize("filters", FILTERS, ids=lambda f: ",".join(f) or "none")
 @pytest.mark.parametrize("or_matcher", ["auto", "tree"])
+@pytest.mark.parametrize("dense_ratio", [PER_CANDIDATE, PER_DOCUMENT], ids=["per-candidate", "per-document"])
 def test_pages_and_scores_are_whooshs(
-    searcher: Searcher, filters: dict[str, str], or_matcher: str, monkeypatch: pytest.MonkeyPatch
+    searcher: Searcher, filters: dict[str, str], or_matcher: str, dense_ratio: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Segments this small make Whoosh add an OR's scores child by child (ArrayUnionMatcher); on segments of
     # more than 5,000 documents it adds them along a size-weighted tree of UnionMatchers: force that too.
     if or_matcher == "tree":
         monkeypatch.setattr(wq.Or, "matcher_type", wq.Or.DEFAULT_MATCHER)
+    monkeypatch.setattr(ranking, "DENSE_RATIO", dense_ratio)
     for text in QUERIES:
         parsed = parse_query(text)
         assert parsed is not None
@@ -158,8 +172,10 @@ def test_pages_and_scores_are_whooshs(
             _assert_same(mine, theirs, f"{text!r} {filters} k={k}")
 
 
-def test_scores_are_bit_for_bit_whooshs(searcher: Searcher) -> None:
+@pytest.mark.parametrize("dense_ratio", [PER_CANDIDATE, PER_DOCUMENT], ids=["per-candidate", "per-document"])
+def test_scores_are_bit_for_bit_whooshs(searcher: Searcher, dense_ratio: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # The additions follow Whoosh's tree, so even ties between documents come out as Whoosh has them.
+    monkeypatch.setattr(ranking, "DENSE_RATIO", dense_ratio)
     for text in QUERIES:
         parsed = parse_query(text)
         assert parsed is not None
@@ -219,4 +235,4 @@ def test_term_arrays_hold_whooshs_postings(searcher: Searcher) -> None:
             live = [(d, w) for d, w in zip(docs.tolist(), weights.tolist(), strict=True) if not reader.is_deleted(d)]
             assert live == expected
             assert len(docs) == reader.doc_frequency("body", word)
-            assert docs.dtype == np.uint32
+            assert docs.dtype == np.intp

@@ -53,7 +53,7 @@ def test_bad_credentials(client):
 
 
 def test_session_cookie_is_never_accepted_on_api(client):
-    response = client.get("/api/v1/me", cookies={"session": "anything"})
+    response = client.get("/api/v1/me", headers={"Cookie": "session=anything"})
     assert response.status_code == 401
 
 

@@ -12,9 +12,8 @@ from sqlalchemy import delete, func, select
 from server.db import create_engine, create_sessionmaker, utcnow
 from server.jobs import Worker, claim, retry_delay, schedule_retry, wake
 from server.models import InboxItem, Job
-from server.search import SearchIndex
-from server.search.indexing import INBOX_BACKLOG, MAX_DEFER_SECONDS, Indexer, index_path
-from server.settings import Settings
+from server.search.indexing import INBOX_BACKLOG, MAX_DEFER_SECONDS, Indexer
+from tests.support.search import indexing_settings
 
 
 def _run(coro):
@@ -93,22 +92,13 @@ def test_retry_delay_doubles_from_30s_to_6h():
 # --- the indexing step: its own writer thread, and it yields to an inbox backlog ----------
 
 
-def _indexing_settings(database_url, tmp_path):
-    settings = Settings(
-        base_url="http://127.0.0.1:8000", instance_name="Kith Test", data_dir=tmp_path / "data",
-        database_url=database_url, secret_key="test-secret",
-    )  # fmt: skip
-    SearchIndex(index_path(settings)).close()  # an empty, current index: no rebuild
-    return settings
-
-
 async def _index_jobs(sessions) -> int:
     async with sessions() as session:
         return await session.scalar(select(func.count()).select_from(Job).where(Job.kind == "index"))
 
 
 def test_index_jobs_go_only_after_the_writer_thread_committed_them(fresh_database, tmp_path):
-    settings = _indexing_settings(fresh_database, tmp_path)
+    settings = indexing_settings(fresh_database, tmp_path)
 
     async def work(sessions):
         async with sessions() as session:
@@ -132,7 +122,7 @@ def test_index_jobs_go_only_after_the_writer_thread_committed_them(fresh_databas
 
 
 def test_indexing_waits_while_inbox_items_pile_up_but_not_for_long(fresh_database, tmp_path):
-    settings = _indexing_settings(fresh_database, tmp_path)
+    settings = indexing_settings(fresh_database, tmp_path)
 
     async def work(sessions):
         async with sessions() as session:
@@ -161,7 +151,7 @@ def test_indexing_waits_while_inbox_items_pile_up_but_not_for_long(fresh_databas
 
 
 def test_indexing_runs_as_usual_without_a_backlog(fresh_database, tmp_path):
-    settings = _indexing_settings(fresh_database, tmp_path)
+    settings = indexing_settings(fresh_database, tmp_path)
 
     async def work(sessions):
         async with sessions() as session:

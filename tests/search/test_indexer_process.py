@@ -18,15 +18,7 @@ from server.models import InboxItem, Job
 from server.search import SearchIndex, indexing
 from server.search.indexing import BATCH, INBOX_BACKLOG, Indexer, index_path
 from server.settings import Settings
-
-
-def _settings(database_url: str, tmp_path: Path) -> Settings:
-    settings = Settings(
-        base_url="http://127.0.0.1:8000", instance_name="Kith Test", data_dir=tmp_path / "data",
-        database_url=database_url, secret_key="test-secret",
-    )  # fmt: skip
-    SearchIndex(index_path(settings)).close()  # an empty, current index: no rebuild
-    return settings
+from tests.support.search import indexing_settings
 
 
 async def _add_index_jobs(sessions, count: int) -> None:
@@ -63,7 +55,7 @@ def test_a_running_worker_indexes_in_a_process_of_its_own_and_starts_it_again_wh
     fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(indexing, "available_cores", lambda: 2)
-    settings = _settings(fresh_database, tmp_path)
+    settings = indexing_settings(fresh_database, tmp_path)
     first_generation = _generation(settings)
 
     async def work() -> None:
@@ -97,7 +89,7 @@ def test_stopping_the_worker_commits_what_the_indexing_process_holds(
     fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(indexing, "available_cores", lambda: 2)
-    settings = _settings(fresh_database, tmp_path)
+    settings = indexing_settings(fresh_database, tmp_path)
 
     async def work() -> None:
         engine = create_engine(fresh_database)
@@ -127,7 +119,7 @@ def test_stopping_the_worker_commits_what_the_indexing_process_holds(
 
 def test_one_core_keeps_indexing_in_the_worker(fresh_database: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(indexing, "available_cores", lambda: 1)
-    settings = _settings(fresh_database, tmp_path)
+    settings = indexing_settings(fresh_database, tmp_path)
 
     async def work() -> None:
         engine = create_engine(fresh_database)
@@ -146,7 +138,7 @@ def test_one_core_keeps_indexing_in_the_worker(fresh_database: str, tmp_path: Pa
 
 
 def test_the_indexing_process_does_not_wait_for_an_inbox_backlog(fresh_database: str, tmp_path: Path) -> None:
-    settings = _settings(fresh_database, tmp_path)
+    settings = indexing_settings(fresh_database, tmp_path)
 
     async def work() -> None:
         engine = create_engine(fresh_database)

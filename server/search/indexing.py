@@ -201,6 +201,7 @@ class Indexer:
         self.sessions = sessions
         self.yield_to_inbox = yield_to_inbox
         self.process: IndexerProcess | None = None
+        self.move_to_process = False  # set by `start`; see there
         self.path = index_path(settings)
         self.queue: IndexWriterQueue | None = None
         self.rebuilding: asyncio.Task[int] | None = None
@@ -209,15 +210,23 @@ class Indexer:
         self.last_take = time.monotonic()
 
     async def start(self) -> None:
-        """Called by `Worker.run`: index in a process of its own from now on, if there is a core for it."""
+        """Called by `Worker.run`: index in a process of its own from now on, if there is a core for it.
+
+        An index that must be built first (a new instance, a deleted or damaged index) is built right here, as
+        on one core, and the step moves once that is done and nothing is held: a process takes a few seconds
+        to start, and a new instance's search should not answer 503 for that long."""
         if self.process is None and self.queue is None and available_cores() > 1:
-            self.process = IndexerProcess(self.settings)
+            self.move_to_process = True
 
     async def __call__(self) -> int:
         if self.process is not None:
             self.process.ensure_running()
             return 0  # the work is done and counted over there
         if self.queue is None:
+            if self.move_to_process and not await asyncio.to_thread(self._needs_rebuild):
+                self.process = IndexerProcess(self.settings)
+                self.process.ensure_running()
+                return 0
             await self._start()
         assert self.queue is not None and self.writer is not None
         backlog = self.yield_to_inbox and await self._inbox_backlog()
@@ -231,14 +240,28 @@ class Indexer:
                 return done  # changes wait in the queue; the rebuild replays them onto the new generation
             await self._finish_rebuild()
         await self._forget_committed()
+        if self.move_to_process and self.queue is not None and not self.held and not self.writer.backlog:
+            await self._move_to_process()
         return done
+
+    def _needs_rebuild(self) -> bool:
+        return (self.path / REBUILDING).exists() or not index_ok(self.path)
+
+    async def _move_to_process(self) -> None:
+        """Hand the index over to the indexing process: commit what is pending here and let the writer go."""
+        assert self.queue is not None and self.writer is not None
+        await asyncio.to_thread(self.writer.stop, True)
+        await self._forget_committed()
+        await asyncio.to_thread(self.queue.index.close)
+        self.queue, self.writer = None, None
+        self.process = IndexerProcess(self.settings)
+        self.process.ensure_running()
 
     async def _start(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        marker = self.path / REBUILDING
-        needs_rebuild = marker.exists() or not await asyncio.to_thread(index_ok, self.path)
+        needs_rebuild = await asyncio.to_thread(self._needs_rebuild)
         if needs_rebuild:
-            marker.touch()
+            (self.path / REBUILDING).touch()
         index = await asyncio.to_thread(SearchIndex, self.path)
         self.queue = IndexWriterQueue(index)
         if self.writer is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -115,6 +116,50 @@ def test_stopping_the_worker_commits_what_the_indexing_process_holds(
             await engine.dispose()
 
     asyncio.run(work())
+
+
+def test_an_index_to_build_is_built_in_the_worker_first_then_the_process_takes_over(
+    fresh_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new instance has no index: building it waits for no process to start, so search is ready at once."""
+    monkeypatch.setattr(indexing, "available_cores", lambda: 2)
+    settings = indexing_settings(fresh_database, tmp_path)
+    path = index_path(settings)
+    shutil.rmtree(path)  # no index at all, as on a new instance
+    ready_at_start: list[bool] = []
+    ensure_running = indexing.IndexerProcess.ensure_running
+
+    def recording(process) -> None:  # type: ignore[no-untyped-def]
+        if process.starts == 0:
+            ready_at_start.append(indexing.searchable(path))
+        ensure_running(process)
+
+    monkeypatch.setattr(indexing.IndexerProcess, "ensure_running", recording)
+
+    async def work() -> None:
+        engine = create_engine(fresh_database)
+        sessions = create_sessionmaker(engine)
+        indexer = Indexer(settings, sessions)
+        worker = Worker([indexer], idle_seconds=0.05)
+        running = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: _true(indexer.process is not None), "the step never moved to its process")
+            assert ready_at_start == [True]  # built before the process was started
+            assert indexer.queue is None and indexer.writer is None
+            generation = _generation(settings)
+            await _add_index_jobs(sessions, 2)
+            await _until(lambda: _no_jobs(sessions), "the indexing process never committed the jobs")
+            assert _generation(settings) > generation
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 30)
+            await engine.dispose()
+
+    asyncio.run(work())
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def test_one_core_keeps_indexing_in_the_worker(fresh_database: str, tmp_path: Path, monkeypatch) -> None:

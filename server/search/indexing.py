@@ -213,8 +213,8 @@ class Indexer:
         """Called by `Worker.run`: index in a process of its own from now on, if there is a core for it.
 
         An index that must be built first (a new instance, a deleted or damaged index) is built right here, as
-        on one core, and the step moves once that is done and nothing is held: a process takes a few seconds
-        to start, and a new instance's search should not answer 503 for that long."""
+        on one core, and the step moves once that is done: a process takes a few seconds to start, and a new
+        instance's search should not answer 503 for that long."""
         if self.process is None and self.queue is None and available_cores() > 1:
             self.move_to_process = True
 
@@ -239,16 +239,18 @@ class Indexer:
             if not self.rebuilding.done():
                 return done  # changes wait in the queue; the rebuild replays them onto the new generation
             await self._finish_rebuild()
-        await self._forget_committed()
-        if self.move_to_process and self.queue is not None and not self.held and not self.writer.backlog:
+        if self.move_to_process and self.queue is not None:  # built: the process takes over from here
             await self._move_to_process()
+            return done
+        await self._forget_committed()
         return done
 
     def _needs_rebuild(self) -> bool:
         return (self.path / REBUILDING).exists() or not index_ok(self.path)
 
     async def _move_to_process(self) -> None:
-        """Hand the index over to the indexing process: commit what is pending here and let the writer go."""
+        """Hand the index over to the indexing process: commit what this step holds and let its writer go. Not
+        waiting for a moment when nothing is held: during a backfill index jobs keep coming."""
         assert self.queue is not None and self.writer is not None
         await asyncio.to_thread(self.writer.stop, True)
         await self._forget_committed()

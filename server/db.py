@@ -357,15 +357,13 @@ class _Prepared:
         return tuple(values[name] if process is None else process(values[name]) for name, process in self.binds)
 
     def decode(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        if not self.results:
-            return rows
-        decoded = []
-        for row in rows:
-            values = list(row)
-            for index, process in self.results:
-                values[index] = process(values[index])
-            decoded.append(tuple(values))
-        return decoded
+        return [self._decode_row(row) for row in rows] if self.results else rows
+
+    def _decode_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = list(row)
+        for index, process in self.results:
+            values[index] = process(values[index])
+        return tuple(values)
 
     def build(self, rows: list[tuple[Any, ...]], into: Callable[[Any], Any]) -> list[Any]:
         built = self.built.get(into)
@@ -377,7 +375,7 @@ class _Prepared:
             if value is None:
                 if len(built) >= BUILT_ROWS:
                     built.clear()
-                value = built[row] = into(self.decode([row])[0])
+                value = built[row] = into(self._decode_row(row))
             made.append(value)
         return made
 

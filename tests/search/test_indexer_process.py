@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import os
 import shutil
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -38,10 +42,32 @@ async def _no_jobs(sessions) -> bool:
 
 
 async def _until(check, what: str) -> None:
+    """Wait until `check()` (a value, or an awaitable of one) is true."""
     deadline = time.monotonic() + 30
-    while not await check():
+    while not ((await result) if inspect.isawaitable(result := check()) else result):
         assert time.monotonic() < deadline, what
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _running_worker(settings: Settings) -> AsyncIterator[tuple[Indexer, Any, Callable[[], Awaitable[None]]]]:
+    """A worker with only the indexing step, running: its step, a sessionmaker, and how to stop it."""
+    engine = create_engine(settings.database_url)
+    sessions = create_sessionmaker(engine)
+    indexer = Indexer(settings, sessions)
+    worker = Worker([indexer], idle_seconds=0.05)
+    running = asyncio.create_task(worker.run())
+
+    async def stop() -> None:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
+
+    try:
+        yield indexer, sessions, stop
+    finally:
+        if not running.done():
+            await stop()
+        await engine.dispose()
 
 
 def _generation(settings: Settings) -> int:
@@ -60,12 +86,7 @@ def test_a_running_worker_indexes_in_a_process_of_its_own_and_starts_it_again_wh
     first_generation = _generation(settings)
 
     async def work() -> None:
-        engine = create_engine(fresh_database)
-        sessions = create_sessionmaker(engine)
-        indexer = Indexer(settings, sessions)
-        worker = Worker([indexer], idle_seconds=0.05)
-        running = asyncio.create_task(worker.run())
-        try:
+        async with _running_worker(settings) as (indexer, sessions, stop):
             await _add_index_jobs(sessions, 3)
             await _until(lambda: _no_jobs(sessions), "the indexing process never committed the jobs")
             assert indexer.process is not None and indexer.process.pid is not None
@@ -77,11 +98,8 @@ def test_a_running_worker_indexes_in_a_process_of_its_own_and_starts_it_again_wh
             await _add_index_jobs(sessions, 2)
             await _until(lambda: _no_jobs(sessions), "the jobs were lost with the process")
             assert indexer.process.starts == 2 and indexer.process.pid != dead
-        finally:
-            worker.stop()
-            await asyncio.wait_for(running, 30)
-            await engine.dispose()
-        assert indexer.process.pid is None  # stopped with the worker
+            await stop()
+            assert indexer.process.pid is None  # stopped with the worker
 
     asyncio.run(work())
 
@@ -93,12 +111,7 @@ def test_stopping_the_worker_commits_what_the_indexing_process_holds(
     settings = indexing_settings(fresh_database, tmp_path)
 
     async def work() -> None:
-        engine = create_engine(fresh_database)
-        sessions = create_sessionmaker(engine)
-        indexer = Indexer(settings, sessions)
-        worker = Worker([indexer], idle_seconds=0.05)
-        running = asyncio.create_task(worker.run())
-        try:
+        async with _running_worker(settings) as (_, sessions, stop):
             await _add_index_jobs(sessions, 5)
 
             async def claimed() -> bool:
@@ -107,13 +120,8 @@ def test_stopping_the_worker_commits_what_the_indexing_process_holds(
                     return await session.scalar(free) == 0
 
             await _until(claimed, "the indexing process never claimed the jobs")
-        finally:
-            worker.stop()  # at once: the commit is due only after a second
-            await asyncio.wait_for(running, 30)
-        try:
+            await stop()  # at once: the commit is due only after a second
             assert await _index_jobs(sessions) == 0
-        finally:
-            await engine.dispose()
 
     asyncio.run(work())
 
@@ -137,29 +145,16 @@ def test_an_index_to_build_is_built_in_the_worker_first_then_the_process_takes_o
     monkeypatch.setattr(indexing.IndexerProcess, "ensure_running", recording)
 
     async def work() -> None:
-        engine = create_engine(fresh_database)
-        sessions = create_sessionmaker(engine)
-        indexer = Indexer(settings, sessions)
-        worker = Worker([indexer], idle_seconds=0.05)
-        running = asyncio.create_task(worker.run())
-        try:
-            await _until(lambda: _true(indexer.process is not None), "the step never moved to its process")
+        async with _running_worker(settings) as (indexer, sessions, _):
+            await _until(lambda: indexer.process is not None, "the step never moved to its process")
             assert ready_at_start == [True]  # built before the process was started
             assert indexer.queue is None and indexer.writer is None
             generation = _generation(settings)
             await _add_index_jobs(sessions, 2)
             await _until(lambda: _no_jobs(sessions), "the indexing process never committed the jobs")
             assert _generation(settings) > generation
-        finally:
-            worker.stop()
-            await asyncio.wait_for(running, 30)
-            await engine.dispose()
 
     asyncio.run(work())
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def test_one_core_keeps_indexing_in_the_worker(fresh_database: str, tmp_path: Path, monkeypatch) -> None:

@@ -13,16 +13,14 @@ from sqlalchemy import func, select
 
 from server.db import create_engine, create_sessionmaker
 from server.models import InboxItem, Job
-from server.search import SearchIndex
 from server.search.indexing import (
     BACKLOG_BATCH,
     INBOX_BACKLOG,
     MAX_DEFER_SECONDS,
     Indexer,
     IndexWriterThread,
-    index_path,
 )
-from server.settings import Settings
+from tests.support.search import indexing_settings
 
 
 class RecordingQueue:
@@ -92,11 +90,7 @@ def test_writer_thread_does_not_pause_without_a_backlog() -> None:
 
 
 def test_indexer_takes_a_small_batch_when_its_wait_runs_out_during_a_backlog(fresh_database: str, tmp_path: Path):
-    settings = Settings(
-        base_url="http://127.0.0.1:8000", instance_name="Kith Test", data_dir=tmp_path / "data",
-        database_url=fresh_database, secret_key="test-secret",
-    )  # fmt: skip
-    SearchIndex(index_path(settings)).close()  # an empty, current index: no rebuild
+    settings = indexing_settings(fresh_database, tmp_path)
 
     async def work() -> None:
         engine = create_engine(fresh_database)

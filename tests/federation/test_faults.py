@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,9 +13,9 @@ from tests.support.server import KithServer, free_port
 from tests.support.wait import eventually
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def peered(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side]]:
-    with _databases(request.param) as (a_db, b_db):
+@contextlib.contextmanager
+def _peered_pair(backend: str) -> Iterator[tuple[Side, Side]]:
+    with _databases(backend) as (a_db, b_db):
         a_port, b_port = free_port(), free_port()
         # A short pull interval on B: the safety net behind push is what these tests lean on.
         a = KithServer(database_url=a_db, port=a_port, env={"KITH_PEERS": f"http://127.0.0.1:{b_port}"})
@@ -39,6 +39,20 @@ def peered(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side]]:
         finally:
             b.close()
             a.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def peered(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side]]:
+    """One peered pair for the tests that leave it peered; each test writes and checks its own guides."""
+    with _peered_pair(request.param) as pair:
+        yield pair
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def unpeered_later(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side]]:
+    """A pair of its own, for the test that takes A out of B's peers: no other test sees that change."""
+    with _peered_pair(request.param) as pair:
+        yield pair
 
 
 def _remote_uris(b: Side, a: Side) -> list[str]:
@@ -80,20 +94,21 @@ def test_sender_killed_with_deliveries_pending_loses_nothing(peered):
 
 def test_status_reports_health(peered):
     a, b = peered
+    written = _write(a, "Health check", 5)
+    eventually(lambda: written <= set(_remote_uris(b, a)), timeout=60, message="the guides did not arrive")
     status: dict[str, Any] = _peer(a, b.server.host) or {}
     assert status["state"] == "following" and status["followed_back"] is True
     assert status["last_success_at"] is not None
     assert status["queue_depth"] >= 0 and status["lag_seconds"] >= 0
     received = _peer(b, a.server.host) or {}
-    assert received["entries_received"] >= 70
+    assert received["entries_received"] >= len(written)
 
 
-def test_removing_a_peer_unfollows_keeps_entries_marked_then_purge_removes_them(peered):
-    """Runs last in this module: it takes A out of B's peers."""
-    a, b = peered
+def test_removing_a_peer_unfollows_keeps_entries_marked_then_purge_removes_them(unpeered_later):
+    a, b = unpeered_later
     ref = f"ops@{a.server.host}"
-    kept = {g["uri"] for g in _all(b, "/guides", origin="remote", community=ref)}
-    assert kept
+    kept = _write(a, "Before the split", 3)
+    eventually(lambda: kept <= set(_remote_uris(b, a)), timeout=60, message="the guides did not arrive")
     b.server.stop()
     b.server.env["KITH_PEERS"] = ""
     b.server.start()
@@ -105,7 +120,10 @@ def test_removing_a_peer_unfollows_keeps_entries_marked_then_purge_removes_them(
     assert b.get(f"/communities/{ref}")["former_peer"] is True
 
     late = a.post("/communities/ops/guides", {"title": "After the split", "body_markdown": "text"})["uri"]
-    time.sleep(2)
+    # Deliveries are written in the same transaction as the guide: none queued for B means none will be pushed.
+    assert (_peer(a, b.server.host) or {}).get("queue_depth") == 0
+    # A pull from every configured peer, run to its end: A is not one of them any more.
+    b.server.cli("peers", "sync")
     assert late not in {g["uri"] for g in _all(b, "/guides", origin="remote")}
 
     b.server.cli("peers", "purge", a.server.host)

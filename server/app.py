@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server import __version__
+from server import __version__, changes
 from server.accounts.api import AccountController
 from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
@@ -24,6 +24,7 @@ from server.federation.delivery import Deliverer
 from server.federation.discovery import federation_router
 from server.federation.fetch import make_client
 from server.federation.inbox import inbox_router
+from server.federation.outbox import publish
 from server.federation.peers import PeerJobs
 from server.federation.processing import InboxProcessor
 from server.guides.api import GuideController
@@ -37,6 +38,10 @@ from server.web import web_config
 from server.web.errors import negotiated
 
 MAX_BODY_BYTES = 1_000_000
+
+
+# Every local change a domain service records becomes its outbox activity and deliveries (server/changes.py).
+changes.subscribe(publish)
 
 
 def openapi_config() -> OpenAPIConfig:

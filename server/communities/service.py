@@ -11,12 +11,12 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
 from server.communities import schemas
 from server.db import utcnow
 from server.errors import conflict, forbidden, invalid, not_found
-from server.federation import outbox
 from server.models import Community, Guide, Membership, MentorshipOffer, User
 from server.pagination import keyset_bound, keyset_params, split_page
 from server.refs import Origin, apply_origin_filters, split_ref
@@ -136,7 +136,7 @@ class CommunityService:
             raise conflict(f"A community with slug {data.slug!r} already exists.") from exc
         # Whoever founds a community moderates it.
         self.session.add(Membership(community_id=community.id, user_id=principal.user_id, role="moderator"))
-        await outbox.record(self.session, self.settings, "Create", community)
+        await changes.record(self.session, self.settings, "Create", community)
         await self.session.commit()
         return community
 
@@ -154,7 +154,7 @@ class CommunityService:
         if data.links is not msgspec.UNSET:
             community.links = msgspec.to_builtins(data.links)
         community.updated_at = utcnow()
-        await outbox.record(self.session, self.settings, "Update", community)
+        await changes.record(self.session, self.settings, "Update", community)
         await self.session.commit()
         return community
 
@@ -171,9 +171,9 @@ class CommunityService:
             for entry in entries:
                 entry.deleted_at = now
                 public = entry.status != "draft"
-                await outbox.record(self.session, self.settings, "Delete", entry, public=public)
+                await changes.record(self.session, self.settings, "Delete", entry, public=public)
         community.deleted_at = now
-        await outbox.record(self.session, self.settings, "Delete", community)
+        await changes.record(self.session, self.settings, "Delete", community)
         await self.session.commit()
 
     # members

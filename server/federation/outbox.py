@@ -1,23 +1,22 @@
-"""The transactional outbox: services record what changed; the worker delivers it after commit.
+"""The transactional outbox: a local change becomes an activity and its deliveries; the worker sends them later.
 
-Services call these in the same transaction as their write and never touch the network.
+`publish` hears every change a domain service records (server/changes.py), in the writer's transaction, and
+never touches the network.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.changes import Change, Entry
 from server.db import utcnow
 from server.federation import mapping
-from server.models import Activity, Community, Delivery, Guide, Job, MentorshipOffer, Peer
+from server.models import Activity, Delivery, Guide, MentorshipOffer, Peer
 from server.settings import Settings
-
-Verb = Literal["Create", "Update", "Delete"]
-Entry = Community | Guide | MentorshipOffer
 
 
 def _describe(entry: Entry) -> tuple[str, str, dict[str, Any], str, str | None]:
@@ -29,9 +28,13 @@ def _describe(entry: Entry) -> tuple[str, str, dict[str, Any], str, str | None]:
     return "community", "Group", mapping.group(entry), entry.uri, entry.uri
 
 
-async def record(
-    session: AsyncSession, settings: Settings, verb: Verb, entry: Entry, *, public: bool = True
-) -> Activity:
+async def publish(session: AsyncSession, settings: Settings, change: Change) -> None:
+    """The activity of a local change, and a delivery of it to every following peer when it is public."""
+    entry = change.entry
+    if not change.local or entry is None:
+        return  # a remote entry is announced by its origin, never again by us
+    verb = change.verb
+    public = change.public
     kind, as_type, document, actor_uri, community_uri = _describe(entry)
     now = utcnow()
     if verb == "Delete":
@@ -44,12 +47,9 @@ async def record(
         created_at=now,
     )  # fmt: skip
     session.add(row)
-    if public and entry.local:
+    if public:
         await session.flush()
         await _fan_out(session, settings, row)
-    if kind != "community":
-        session.add(Job(kind="index", payload={"type": kind, "id": str(entry.id)}))
-    return row
 
 
 async def _fan_out(session: AsyncSession, settings: Settings, activity: Activity) -> None:

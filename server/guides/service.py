@@ -13,6 +13,7 @@ from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import aliased
 
+from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import person_ref, person_ref_of
 from server.communities.schemas import CommunityRef
@@ -20,7 +21,6 @@ from server.communities.service import CommunityService, community_ref
 from server.db import fetch_all, new_id, utcnow
 from server.errors import forbidden, invalid, not_found
 from server.etags import check_if_match, make_etag
-from server.federation import outbox
 from server.guides import schemas
 from server.markdown import render
 from server.models import Community, Guide, GuideRevision, Membership, User
@@ -275,7 +275,7 @@ class GuideService:
         self.session.add(guide)
         await self.session.flush()  # the revision row references the guide row
         self.session.add(_snapshot(guide, principal.user_id, "Created"))
-        await outbox.record(self.session, self.settings, "Create", guide, public=guide.status == "published")
+        await changes.record(self.session, self.settings, "Create", guide, public=guide.status == "published")
         await self.session.commit()
         return guide
 
@@ -307,7 +307,7 @@ class GuideService:
         is_public = guide.status == "published"
         # A draft becoming public is news to peers; a public guide going back to draft leaves them.
         verb = {(False, True): "Create", (True, False): "Delete"}.get((was_public, is_public), "Update")
-        await outbox.record(self.session, self.settings, verb, guide, public=was_public or is_public)  # type: ignore[arg-type]
+        await changes.record(self.session, self.settings, verb, guide, public=was_public or is_public)  # type: ignore[arg-type]
         await self.session.commit()
         return guide
 
@@ -315,7 +315,7 @@ class GuideService:
         guide = await self.get(guide_id, principal)
         await self._require_edit(principal, guide)
         guide.deleted_at = utcnow()
-        await outbox.record(self.session, self.settings, "Delete", guide, public=guide.status == "published")
+        await changes.record(self.session, self.settings, "Delete", guide, public=guide.status == "published")
         await self.session.commit()
 
 

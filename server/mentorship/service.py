@@ -8,13 +8,13 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import person_ref
 from server.communities.service import CommunityService, community_ref
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, invalid, not_found
 from server.etags import check_if_match, make_etag
-from server.federation import outbox
 from server.guides.schemas import Origin as OriginRef
 from server.markdown import render
 from server.mentorship import schemas
@@ -127,7 +127,7 @@ class MentorshipService:
             status=data.status, local=True, instance=self.settings.host, created_at=now, updated_at=now,
         )  # fmt: skip
         self.session.add(offer)
-        await outbox.record(self.session, self.settings, "Create", offer)
+        await changes.record(self.session, self.settings, "Create", offer)
         await self.session.commit()
         return offer
 
@@ -162,7 +162,7 @@ class MentorshipService:
             offer.status = data.status
         offer.version += 1
         offer.updated_at = utcnow()
-        await outbox.record(self.session, self.settings, "Update", offer)
+        await changes.record(self.session, self.settings, "Update", offer)
         await self.session.commit()
         return offer
 
@@ -170,7 +170,7 @@ class MentorshipService:
         offer = await self.get(offer_id)
         await self._require_manage(principal, offer)
         offer.deleted_at = utcnow()
-        await outbox.record(self.session, self.settings, "Delete", offer)
+        await changes.record(self.session, self.settings, "Delete", offer)
         await self.session.commit()
 
     # requests
@@ -280,4 +280,4 @@ class MentorshipService:
         """Open seats are part of an offer's public state, so peers hear about them."""
         if changed:
             await self.session.refresh(offer)
-            await outbox.record(self.session, self.settings, "Update", offer)
+            await changes.record(self.session, self.settings, "Update", offer)

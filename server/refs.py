@@ -45,18 +45,3 @@ def apply_origin_filters(
 def key_of(values: list[str]) -> str:
     """The "|a|b|" form that lets a LIKE match one tag portably."""
     return "|" + "|".join(values) + "|"
-
-
-def normalize_labels(field: str, values: list[str], *, limit: int = 20, max_length: int = 50) -> list[str]:
-    cleaned: list[str] = []
-    for value in values:
-        label = " ".join(value.strip().lower().lstrip("#").split())
-        if not label:
-            raise invalid(field, "must not contain empty values")
-        if len(label) > max_length or "|" in label:
-            raise invalid(field, f"each value must be at most {max_length} characters, without '|'")
-        if label not in cleaned:
-            cleaned.append(label)
-    if len(cleaned) > limit:
-        raise invalid(field, f"at most {limit} values")
-    return cleaned

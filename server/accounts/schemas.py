@@ -51,3 +51,13 @@ class PersonRef(msgspec.Struct):
     display_name: str
     uri: str
     instance: str
+
+
+class RemotePerson(msgspec.Struct, frozen=True):
+    """A person of another instance, as a peer describes them: stored to attribute their entries, never to sign in."""
+
+    uri: str
+    instance: str
+    username: str
+    display_name: str = ""
+    url: str | None = None

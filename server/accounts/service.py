@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import unicodedata
 from datetime import timedelta
 from uuid import UUID
 
+from slugify import slugify
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.accounts.schemas import PersonRef, Roles, Token, TokenCreated
+from server.accounts.schemas import PersonRef, RemotePerson, Roles, Token, TokenCreated
 from server.accounts.security import (
     SCOPES,
     Principal,
@@ -190,6 +192,26 @@ class AccountService:
             instance="admin" if principal.user_is_admin else None,
             communities={slug: role for slug, role in rows},  # type: ignore[misc]
         )
+
+    async def apply_remote_person(self, person: RemotePerson) -> User:
+        """Our record of a person of another instance, made the first time one of their entries arrives."""
+        user = await self.session.scalar(select(User).where(User.uri == person.uri))
+        if user is not None:
+            return user
+        username = (slugify(person.username, max_length=64, separator="_") or "someone")[:64]
+        taken = await self.session.scalar(
+            select(User.id).where(User.username == username, User.instance == person.instance)
+        )
+        if taken is not None:
+            # Two people of one instance whose names slug alike: the uri tells them apart, for good.
+            username = f"{username[:55]}_{hashlib.sha256(person.uri.encode()).hexdigest()[:8]}"
+        user = User(
+            username=username, instance=person.instance, display_name=person.display_name[:100] or username,
+            password_hash=None, local=False, uri=person.uri, url=person.url or person.uri,
+        )  # fmt: skip
+        self.session.add(user)
+        await self.session.flush()
+        return user
 
     async def role_in(self, user_id: UUID, community_id: UUID) -> str | None:
         return await self.session.scalar(

@@ -91,3 +91,19 @@ class Member(msgspec.Struct):
 
 class MemberList(msgspec.Struct):
     items: list[Member]
+
+
+class RemoteCommunity(msgspec.Struct, frozen=True):
+    """A community of another instance, as its origin describes it (an AS2 Group); `CommunityService.apply_remote`
+    keeps our copy. Its fields are as the peer sent them: the service's rules decide what is kept."""
+
+    uri: str
+    instance: str
+    url: str
+    slug_hint: str
+    name: str
+    description: str
+    color: str | None
+    links: list[tuple[str, str]]  # (title, url)
+    published: datetime | None = None
+    updated: datetime | None = None

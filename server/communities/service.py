@@ -14,15 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
-from server.communities import schemas
+from server.communities import rules, schemas
 from server.db import utcnow
 from server.errors import conflict, forbidden, invalid, not_found
 from server.models import Community, Guide, Membership, MentorshipOffer, User
 from server.pagination import keyset_bound, keyset_params, split_page
 from server.refs import Origin, apply_origin_filters, split_ref
-from server.settings import Settings
-
-DEFAULT_COLOR = "#3b6e8f"
+from server.rules import is_newer
+from server.settings import Settings, host_of
 
 
 def community_ref(community: Community) -> schemas.CommunityRef:
@@ -120,12 +119,11 @@ class CommunityService:
     async def create(self, principal: Principal, data: schemas.CommunityCreate) -> Community:
         if not principal.is_admin:
             raise forbidden("Only an instance admin (with an admin token) can create communities.")
-        if not data.name.strip():
-            raise invalid("name", "must not be blank")
         uri = f"{self.settings.base_url}/c/{data.slug}"
         community = Community(
-            uri=uri, url=uri, slug=data.slug, name=data.name.strip(), description=data.description,
-            color=(data.color or DEFAULT_COLOR).lower(), links=msgspec.to_builtins(data.links),
+            uri=uri, url=uri, slug=data.slug, name=rules.name(data.name),
+            description=rules.description(data.description), color=rules.color(data.color),
+            links=msgspec.to_builtins(data.links),
             local=True, instance=self.settings.host,
         )  # fmt: skip
         self.session.add(community)
@@ -144,13 +142,11 @@ class CommunityService:
         community = await self.get_local(ref)
         await self.require_moderator(principal, community)
         if data.name is not msgspec.UNSET:
-            if not data.name.strip():
-                raise invalid("name", "must not be blank")
-            community.name = data.name.strip()
+            community.name = rules.name(data.name)
         if data.description is not msgspec.UNSET:
-            community.description = data.description
+            community.description = rules.description(data.description)
         if data.color is not msgspec.UNSET:
-            community.color = data.color.lower()
+            community.color = rules.color(data.color)
         if data.links is not msgspec.UNSET:
             community.links = msgspec.to_builtins(data.links)
         community.updated_at = utcnow()
@@ -175,6 +171,62 @@ class CommunityService:
         community.deleted_at = now
         await changes.record(self.session, self.settings, "Delete", community)
         await self.session.commit()
+
+    # a peer's writes: the caller's transaction, committed by the caller
+
+    async def apply_remote(self, remote: schemas.RemoteCommunity) -> str:
+        """Keep our copy of a peer's community current (last writer wins); say what happened."""
+        community = await self.session.scalar(select(Community).where(Community.uri == remote.uri))
+        if community is not None and not is_newer(remote.updated or remote.published, community.updated_at):
+            return "ignored stale community"
+        slug = rules.remote_slug(remote)
+        fields = rules.remote_fields(remote, slug)
+        if community is None:
+            clash = await self.session.scalar(
+                select(Community).where(Community.slug == slug, Community.instance == remote.instance)
+            )
+            if clash is not None:
+                raise conflict(f"{remote.instance} already has a community {slug!r} with another id")
+            community = Community(
+                uri=remote.uri, slug=slug, local=False, instance=remote.instance,
+                created_at=remote.published or utcnow(), **fields,
+            )  # fmt: skip
+            self.session.add(community)
+            await self.session.flush()
+            verb = "Create"
+        else:
+            for key, value in fields.items():
+                setattr(community, key, value)
+            community.deleted_at = None  # a peer's Update after its Delete brings it back
+            verb = "Update"
+        await changes.record(self.session, self.settings, verb, community)
+        return "community stored"
+
+    async def remote_home(self, uris: list[str], instance: str) -> Community:
+        """The community a peer's entry belongs to: the first of `uris` that names a known community of the
+        entry's own instance (a peer cannot publish into another's community)."""
+        for uri in uris:
+            if host_of(uri) != instance:
+                continue
+            community = await self.session.scalar(select(Community).where(Community.uri == uri))
+            if community is not None:
+                if community.deleted_at is not None:
+                    raise conflict("its community was deleted")
+                return community
+        raise invalid("audience", "no community of the signer's instance is its audience")
+
+    async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
+        """Delete our copy of a peer's community: None when there is none, False when it was deleted already."""
+        community = await self.session.scalar(
+            select(Community).where(Community.uri == uri, Community.instance == instance)
+        )
+        if community is None:
+            return None
+        if community.deleted_at is not None:
+            return False
+        community.deleted_at = utcnow()
+        await changes.record(self.session, self.settings, "Delete", community)
+        return True
 
     # members
 

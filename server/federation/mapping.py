@@ -1,11 +1,20 @@
-"""Pure functions from Kith models to ActivityStreams documents. No I/O, no sessions."""
+"""Pure functions between Kith and ActivityStreams: models to documents, and a peer's objects to the domain's
+remote structs. No I/O, no sessions."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
+from server.accounts.schemas import RemotePerson
+from server.communities.schemas import RemoteCommunity
+from server.federation import vocab
+from server.guides.schemas import RemoteGuide
+from server.markdown import render, sanitize
+from server.mentorship.schemas import RemoteOffer
 from server.models import Community, Guide, MentorshipOffer, User
+from server.settings import host_of
 
 AS_CONTEXT = "https://www.w3.org/ns/activitystreams"
 SECURITY_CONTEXT = "https://w3id.org/security/v1"
@@ -124,3 +133,83 @@ def activity(
         document["audience"] = audience
         document["cc"] = [f"{audience}/followers"]
     return document
+
+
+# --- vocabulary -> domain: what a peer's object says, for the domain service to keep -----------------------
+# Protocol only: which field carries what, and that every URL a peer gives stays on its own host. The domain
+# services' rules decide what is kept (limits, labels, defaults).
+
+
+def remote_person(uri: str, host: str, person: vocab.Actor | None) -> RemotePerson:
+    """A person from their actor document, or from their id alone when there is none: still a faithful name."""
+    username = uri.rstrip("/").rsplit("/", 1)[-1]
+    if person is None:
+        return RemotePerson(uri=uri, instance=host, username=username, url=uri)
+    return RemotePerson(
+        uri=uri, instance=host, username=person.preferred_username or username, display_name=person.name or "",
+        url=same_host_url(host, person.url, uri),
+    )  # fmt: skip
+
+
+def remote_community(group: vocab.Actor, host: str) -> RemoteCommunity:
+    return RemoteCommunity(
+        uri=group.id, instance=host, url=same_host_url(host, group.url, group.id),
+        slug_hint=group.preferred_username or "", name=group.name or "", description=plain(group.summary or ""),
+        color=group.color, links=[(link.name or "", link.href) for link in group.links],
+        published=group.published, updated=group.updated,
+    )  # fmt: skip
+
+
+def remote_guide(post: vocab.Post, host: str, author: RemotePerson) -> RemoteGuide:
+    markdown, html = body(post)
+    return RemoteGuide(
+        uri=post.id, instance=host, url=same_host_url(host, post.url, post.id), community_uris=homes(post),
+        author=author, title=post.name or "", summary=plain(post.summary or ""), body_markdown=markdown,
+        body_html=html, tags=[t.name or "" for t in post.tags if t.type == "Hashtag"], license=post.license or "",
+        slug_hint=post.slug, revision=post.revision, derived_from=post.derived_from, published=post.published,
+        updated=post.updated,
+    )  # fmt: skip
+
+
+def remote_offer(post: vocab.Post, host: str, mentor: RemotePerson) -> RemoteOffer:
+    details = post.mentorship
+    assert details is not None  # the caller dispatches on it
+    markdown, html = body(post)
+    return RemoteOffer(
+        uri=post.id, instance=host, url=same_host_url(host, post.url, post.id), community_uris=homes(post),
+        mentor=mentor, title=post.name or "", description_markdown=markdown, description_html=html,
+        topics=list(details.topics), languages=list(details.languages), format=details.format,
+        capacity=details.capacity, seats_taken=details.seats_taken, availability=details.availability or "",
+        status=details.status, published=post.published, updated=post.updated,
+    )  # fmt: skip
+
+
+def homes(post: vocab.Post) -> list[str]:
+    """The communities a post may belong to, in the order they count: its audience, then the rest it is
+    attributed to (FEP-1b12 puts the group in both; older senders only in attributedTo)."""
+    return list(post.audience) + [uri for uri in post.attributed_to if uri not in post.audience]
+
+
+def author_uri(post: vocab.Post) -> str | None:
+    """Who wrote it: the first of attributedTo that is not one of its communities."""
+    return next((uri for uri in post.attributed_to if uri not in post.audience), None)
+
+
+def body(post: vocab.Post) -> tuple[str, str]:
+    """(markdown, HTML): rendered from the markdown source when the sender gives it (remote HTML is never
+    trusted as it is); otherwise their HTML, sanitized, with a plain-text stand-in for the markdown."""
+    if post.source is not None and (post.source.media_type or "text/markdown") == "text/markdown":
+        return post.source.content, render(post.source.content)
+    html = sanitize(post.content or next(iter(post.content_map.values()), ""))
+    return plain(html), html
+
+
+def plain(html: str) -> str:
+    return re.sub(r"<[^>]+>", " ", sanitize(html)).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+
+
+def same_host_url(host: str, url: str | None, fallback: str) -> str:
+    """A peer's link to the page of one of its objects, when it is on its own host; its id otherwise."""
+    if url and url.startswith(("http://", "https://")) and host_of(url) == host:
+        return url
+    return fallback

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db import utcnow
 from server.federation import outbox, vocab
 from server.federation.fetch import Fetcher, FetchError
-from server.federation.processing import apply_pulled, instance_fetcher, prefetch_actors
+from server.federation.processing import apply_stored, instance_fetcher
 from server.jobs import claim, schedule_retry
 from server.models import Community, Delivery, Guide, InboxItem, Job, MentorshipOffer, Peer, User
 from server.settings import Settings, host_of
@@ -30,6 +30,8 @@ MAX_PAGES = 10_000
 # A backfill of a large peer takes a while; another worker must not start the same one meanwhile.
 _LEASE = timedelta(minutes=30)
 PAGE_TRIES = 2
+# A page's items are leased to the backfill that stored them while it applies them.
+_PAGE_LEASE = timedelta(minutes=5)
 
 
 class PeerStatus(msgspec.Struct):
@@ -180,26 +182,32 @@ def _load(fetcher: Fetcher, url: Any) -> asyncio.Future[dict[str, Any]] | None:
 
 
 async def _apply_page(session: AsyncSession, fetcher: Fetcher, host: str, items: list[dict[str, Any]]) -> int:
-    """Apply and store the page's activities not stored yet, in one transaction; returns how many."""
-    unseen = await _unseen(session, items)
-    if not unseen:
-        return 0
-    fetch = await prefetch_actors(session, fetcher, host, unseen)
+    """Store the page's activities not stored yet, then apply them as the worker applies any stored activity;
+    returns how many were new. Stored leased to this backfill, so the worker leaves them alone meanwhile."""
     for _ in range(PAGE_TRIES):
         try:
-            # The first statement writes, so the page holds SQLite's write lock from here (see InboxProcessor);
-            # what is unseen is decided under it, since a push may have stored some of the page meanwhile.
+            # What is unseen is decided under the write lock (the first statement writes, see apply_stored),
+            # since a push may have stored some of the page meanwhile.
             await session.execute(update(Peer).where(Peer.host == host).values(last_success_at=utcnow()))
-            applied = await apply_pulled(session, fetcher.settings, fetch, host, await _unseen(session, items))
+            ids = await _store(session, host, await _unseen(session, items), leased=True)
             await session.commit()
-            return applied
-        except DBAPIError as exc:  # e.g. a unique clash with another worker on PostgreSQL: none of it stays
+            break
+        except DBAPIError as exc:  # e.g. a unique clash with a push on PostgreSQL: none of it stays
             await session.rollback()
-            log.warning("applying a page of %s's outbox failed (%s); trying again", host, exc.__class__.__name__)
-    # Still failing: queue the page for the worker's inbox step, which applies its items one batch at a time.
-    queued = await _queue(session, host, items)
-    await session.commit()
-    return queued
+            log.warning("storing a page of %s's outbox failed (%s); trying again", host, exc.__class__.__name__)
+    else:
+        return 0  # the next pull stores it
+    if not ids:
+        return 0
+    try:
+        await apply_stored(session, fetcher.settings, fetcher, ids)
+    except DBAPIError as exc:
+        # None of it stays; the worker's inbox step applies the stored items, a batch at a time.
+        await session.rollback()
+        log.warning("applying a page of %s's outbox failed (%s); left to the worker", host, exc.__class__.__name__)
+        await session.execute(update(InboxItem).where(InboxItem.id.in_(ids)).values(locked_until=None))
+        await session.commit()
+    return len(ids)
 
 
 def _from_peer(item: Any, host: str) -> bool:
@@ -216,13 +224,22 @@ async def _unseen(session: AsyncSession, items: list[dict[str, Any]]) -> list[di
     return list({item["id"]: item for item in reversed(items) if item["id"] not in known}.values())
 
 
-async def _queue(session: AsyncSession, host: str, items: list[dict[str, Any]]) -> int:
-    """Store the page's unseen items for the worker's inbox step."""
-    fresh = await _unseen(session, items)
+async def _store(session: AsyncSession, host: str, fresh: list[dict[str, Any]], *, leased: bool) -> list[Any]:
+    """Store activities of the peer (oldest first) as inbox items; returns their ids."""
     now = utcnow()
-    for offset, item in enumerate(fresh):
-        session.add(InboxItem(activity_uri=item["id"], signer_host=host, payload=item, received_at=_later(now, offset)))
-    return len(fresh)
+    rows = [
+        InboxItem(
+            activity_uri=item["id"],
+            signer_host=host,
+            payload=item,
+            received_at=_later(now, offset),
+            locked_until=now + _PAGE_LEASE if leased else None,
+        )  # fmt: skip
+        for offset, item in enumerate(fresh)
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return [row.id for row in rows]
 
 
 def _later(now: datetime, offset: int) -> datetime:

@@ -1,78 +1,37 @@
-"""Applying incoming activities: the worker step for stored inbox items, and a peer's outbox pages at once.
+"""From a stored activity to the domain services: one path for the inbox, a backfill and the periodic pull.
 
-Both go through `Applier`: a batch per transaction, plain new guides written together, everything else one
-activity at a time in its own savepoint.
+Every received activity is stored first (an InboxItem, unique on its id: a repeat is a no-op), then applied in
+three steps: read the batch, fetch what it needs from the peer (no transaction open: a slow peer must not hold
+SQLite's write lock, nor a PostgreSQL transaction), then apply it in one transaction, plain new guides together
+and everything else one activity at a time in its own savepoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db import new_id, utcnow
-from server.federation import vocab
+from server.db import utcnow
+from server.federation import mapping, vocab
 from server.federation.fetch import Fetcher, FetchError
-from server.federation.handlers import NewGuides, ObjectFetcher, Rejected, handle, parse, referenced_actors
+from server.federation.handlers import Rejected, handle, parse, referenced_actors
 from server.federation.keys import key_id_for, local_key
+from server.guides.service import GuideService
 from server.jobs import claim, schedule_retry
-from server.models import Community, InboxItem, User
+from server.models import Community, DeletedObject, InboxItem, Peer, User
 from server.settings import Settings, host_of
 
 log = logging.getLogger("kith.federation")
 BATCH = 100
-# Documents a page of a peer's outbox refers to (its communities, its authors) fetched side by side.
-PREFETCH_AT_ONCE = 8
-PREFETCH_MAX = 50
-
-
-class Received(Protocol):
-    """What applying needs of an activity and records about it: an InboxItem, or a `Pulled` one."""
-
-    activity_uri: str
-    signer_host: str
-    payload: dict[str, Any]
-    state: str
-    attempts: int
-    next_attempt_at: datetime
-    locked_until: datetime | None
-    last_error: str | None
-    received_at: datetime
-    processed_at: datetime | None
-
-
-@dataclass
-class Pulled:
-    """An activity read from a peer's outbox: applied at once, then stored as an inbox item with its outcome,
-    so that it counts as received (a repeat by push or pull is a no-op) and a retry is left to the worker."""
-
-    activity_uri: str
-    signer_host: str
-    payload: dict[str, Any]
-    received_at: datetime
-    state: str = "pending"
-    attempts: int = 0
-    next_attempt_at: datetime = field(default_factory=utcnow)
-    locked_until: datetime | None = None
-    last_error: str | None = None
-    processed_at: datetime | None = None
-
-    def row(self) -> dict[str, Any]:
-        return {
-            "id": new_id(), "activity_uri": self.activity_uri, "signer_host": self.signer_host,
-            "payload": self.payload, "state": self.state, "attempts": self.attempts,
-            "next_attempt_at": self.next_attempt_at, "locked_until": self.locked_until,
-            "last_error": self.last_error, "received_at": self.received_at, "processed_at": self.processed_at,
-        }  # fmt: skip
+# Documents a batch needs (objects sent by reference, unknown communities and authors) fetched side by side.
+FETCH_AT_ONCE = 8
 
 
 async def instance_fetcher(session: AsyncSession, settings: Settings, client: httpx.AsyncClient) -> Fetcher:
@@ -82,6 +41,8 @@ async def instance_fetcher(session: AsyncSession, settings: Settings, client: ht
 
 
 class InboxProcessor:
+    """Worker step: apply the stored activities that are due, a batch at a time."""
+
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient):
         self.settings = settings
         self.sessions = sessions
@@ -93,134 +54,188 @@ class InboxProcessor:
             if not ids:
                 return 0
             fetcher = await instance_fetcher(session, self.settings, self.client)
-            query = select(InboxItem).where(InboxItem.id.in_(ids)).order_by(InboxItem.received_at)
-            items = list(await session.scalars(query))
-            # The batch's first statement is a write, so it holds SQLite's write lock from the start. A transaction
-            # opened by a SAVEPOINT and reading first fails at its first write, without waiting, when another
-            # connection (the web process storing an incoming activity, another worker) committed in between.
-            await session.execute(
-                update(InboxItem)
-                .where(InboxItem.id.in_(ids))
-                .values(attempts=InboxItem.attempts)
-                .execution_options(synchronize_session=False)
-            )
-            await Applier(session, self.settings, fetcher.get_object).apply_all(items)
             await session.commit()
+            await apply_stored(session, self.settings, fetcher, ids)
             return len(ids)
 
 
-async def apply_pulled(
-    session: AsyncSession, settings: Settings, fetch: ObjectFetcher, host: str, items: Sequence[dict[str, Any]]
-) -> int:
-    """Apply the activities of one page of a peer's outbox (`items` oldest first, none of them stored yet) and
-    store each as an inbox item with its outcome, all in the session's current transaction; returns how many.
-
-    The same checks and the same code as for an item the worker claims (`Applier`); one that must be tried
-    again later (a fetch failed) is stored pending, and the worker's inbox step retries it as usual. The
-    caller's transaction must already hold the write lock (see InboxProcessor) and commits.
-    """
-    if not items:
-        return 0
-    now = utcnow()
-    # Microseconds apart, in page order: a pending one is claimed in that order.
-    pulled = [
-        Pulled(activity_uri=item["id"], signer_host=host, payload=item, received_at=now + timedelta(microseconds=n))
-        for n, item in enumerate(items)
-    ]
-    await Applier(session, settings, fetch).apply_all(pulled)
-    await session.execute(insert(InboxItem), [entry.row() for entry in pulled])
-    return len(pulled)
+async def apply_stored(session: AsyncSession, settings: Settings, fetcher: Fetcher, ids: Sequence[Any]) -> None:
+    """Apply the stored activities `ids` (leased to the caller) in the order they were received, and commit."""
+    query = select(InboxItem).where(InboxItem.id.in_(ids)).order_by(InboxItem.received_at)
+    items = list(await session.scalars(query))
+    parsed = [_parsed(item) for item in items]
+    documents = await Documents.gather(session, fetcher, items, parsed)
+    await session.commit()  # nothing stays open from the reads above
+    # The batch's first statement is a write, so it holds SQLite's write lock from the start. A transaction
+    # opened by a SAVEPOINT and reading first fails at its first write, without waiting, when another
+    # connection (the web process storing an incoming activity, another worker) committed in between.
+    await session.execute(
+        update(InboxItem)
+        .where(InboxItem.id.in_(ids))
+        .values(attempts=InboxItem.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    await Applier(session, settings, documents).apply_all(items, parsed)
+    await session.commit()
 
 
-async def prefetch_actors(
-    session: AsyncSession, fetcher: Fetcher, host: str, items: Sequence[dict[str, Any]]
-) -> ObjectFetcher:
-    """`fetcher.get_object`, answering at once for the communities and authors the page's entries name that
-    this instance does not know yet: those are fetched side by side first, instead of one after another while
-    the page is applied. What is served from here went through the same checks as any fetch (peers only, the
-    id must be the URL); a failed prefetch is simply fetched again when it is needed.
-    """
-    wanted: set[str] = set()
-    for item in items:
-        wanted.update(referenced_actors(item))
-    wanted = {uri for uri in wanted if host_of(uri) == host}  # as in handle: only the signer's own
-    if wanted:
-        wanted -= set(await session.scalars(select(Community.uri).where(Community.uri.in_(wanted))))
-    if wanted:
-        wanted -= set(await session.scalars(select(User.uri).where(User.uri.in_(wanted))))
-    documents: dict[str, dict[str, Any]] = {}
-    limit = asyncio.Semaphore(PREFETCH_AT_ONCE)
+def _parsed(item: InboxItem) -> vocab.Activity | None:
+    try:
+        return parse(item.payload)
+    except Rejected:
+        return None  # `handle` meets it again in the item's own try, and says why
 
-    async def one(uri: str) -> None:
-        async with limit:
-            with contextlib.suppress(FetchError):  # fetched again, and its failure reported, when needed
-                documents[uri] = await fetcher.get_object(uri)
 
-    await asyncio.gather(*(one(uri) for uri in sorted(wanted)[:PREFETCH_MAX]))
+class Documents:
+    """What a batch of activities needs from their peers, fetched before its transaction opens; served to the
+    handlers while it is open, which never touch the network themselves."""
 
-    async def get_object(uri: str) -> dict[str, Any]:
-        document = documents.get(uri)
-        return document if document is not None else await fetcher.get_object(uri)
+    def __init__(self) -> None:
+        self.found: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, FetchError] = {}
 
-    return get_object
+    @classmethod
+    async def gather(
+        cls,
+        session: AsyncSession,
+        fetcher: Fetcher,
+        items: Sequence[InboxItem],
+        parsed: Sequence[vocab.Activity | None],
+    ) -> Documents:
+        documents = cls()
+        # First the objects sent by reference and the actors of Follows (their inbox is where the answer goes),
+        # then the communities and authors that the objects name and this instance does not know yet.
+        wanted: set[str] = set()
+        for item, activity in zip(items, parsed, strict=True):
+            if activity is None:
+                continue
+            if activity.type in ("Create", "Update") and not isinstance(activity.object, vocab.APObject):
+                wanted.add(activity.object_id)
+            if activity.type == "Follow":
+                wanted.add(activity.actor)
+            wanted.update(referenced_actors(item.payload))
+        await documents._fetch(session, fetcher, items, wanted)
+        named = {
+            uri
+            for document in documents.found.values()
+            for uri in referenced_actors({"type": "Create", "object": document})
+        }
+        await documents._fetch(session, fetcher, items, named - documents.found.keys() - documents.failed.keys())
+        return documents
+
+    async def _fetch(
+        self, session: AsyncSession, fetcher: Fetcher, items: Sequence[InboxItem], wanted: set[str]
+    ) -> None:
+        hosts = {item.signer_host for item in items}
+        wanted = {uri for uri in wanted if host_of(uri) in hosts}  # as the handlers require: only the signers' own
+        if wanted:
+            wanted -= set(await session.scalars(select(Community.uri).where(Community.uri.in_(wanted))))
+        if wanted:
+            wanted -= set(await session.scalars(select(User.uri).where(User.uri.in_(wanted))))
+        limit = asyncio.Semaphore(FETCH_AT_ONCE)
+
+        async def one(uri: str) -> None:
+            async with limit:
+                try:
+                    self.found[uri] = await fetcher.get_object(uri)
+                except FetchError as exc:
+                    self.failed[uri] = exc
+                except httpx.HTTPError as exc:
+                    self.failed[uri] = FetchError(f"{uri}: {exc.__class__.__name__}")
+
+        await asyncio.gather(*(one(uri) for uri in sorted(wanted)))
+
+    async def get(self, uri: str) -> dict[str, Any]:
+        document = self.found.get(uri)
+        if document is not None:
+            return document
+        raise self.failed.get(uri) or FetchError(f"{uri} is known here, or was not asked for ahead")
 
 
 class Applier:
     """Applies received activities in order in one transaction: plain new guides together, the rest singly."""
 
-    def __init__(self, session: AsyncSession, settings: Settings, fetch: ObjectFetcher) -> None:
+    def __init__(self, session: AsyncSession, settings: Settings, documents: Documents) -> None:
         self.session = session
         self.settings = settings
-        self.fetch = fetch
+        self.documents = documents
 
-    async def apply_all(self, items: Sequence[Received]) -> None:
-        """Apply the items in order: plain new guides together, everything else one at a time.
+    async def apply_all(self, items: Sequence[InboxItem], parsed: Sequence[vocab.Activity | None]) -> None:
+        """Apply the items in order: runs of new guides together, everything else one at a time.
 
         An object that more than one item of the batch touches (a Create and its Update, a Delete before a
         Create) is always applied one item at a time, so the order between them holds.
         """
-        parsed: list[vocab.Activity | None] = []
-        for item in items:
-            try:
-                parsed.append(parse(item.payload))
-            except Exception:  # noqa: BLE001 - `handle` meets it again in the item's own try, and says why
-                parsed.append(None)
         touched = Counter(activity.object_id for activity in parsed if activity is not None)
-        batch = NewGuides(self.session)
-        await batch.look_up([a for a in parsed if a is not None])
-        staged: list[Received] = []
-        for position, (item, activity) in enumerate(zip(items, parsed, strict=True)):
-            if activity is not None and touched[activity.object_id] == 1 and batch.stage(activity, item.signer_host):
-                staged.append(item)
+        run: list[tuple[InboxItem, vocab.Activity]] = []
+        for item, activity in zip(items, parsed, strict=True):
+            if activity is not None and touched[activity.object_id] == 1 and _new_guide_post(activity, item):
+                run.append((item, activity))
                 continue
-            if staged:
-                await self._write(batch, staged)
-                staged = []
+            await self._apply_run(run)
+            run = []
             await self._apply(item, activity)
-            # What this item wrote (a community, an author, a tombstone) changes what the batch may take.
-            await batch.look_up([a for a in parsed[position + 1 :] if a is not None])
-        if staged:
-            await self._write(batch, staged)
+        await self._apply_run(run)
 
-    async def _write(self, batch: NewGuides, staged: list[Received]) -> None:
+    async def _apply_run(self, run: list[tuple[InboxItem, vocab.Activity]]) -> None:
+        """A run of guide Creates: the plain ones written together by the guide service, the rest singly."""
+        if not run:
+            return
+        posts = {item.id: _new_guide_post(activity, item) for item, activity in run}
+        tombstoned = set(
+            await self.session.scalars(
+                select(DeletedObject.uri).where(DeletedObject.uri.in_([post.id for post in posts.values() if post]))
+            )
+        )
+        remotes = []
+        for item, _ in run:
+            post = posts[item.id]
+            author = mapping.author_uri(post) if post else None
+            if post is None or post.id in tombstoned or author is None or host_of(author) != item.signer_host:
+                continue
+            person = post.embedded.get(author)
+            remotes.append(
+                mapping.remote_guide(
+                    post,
+                    item.signer_host,
+                    mapping.remote_person(
+                        author, item.signer_host, person if isinstance(person, vocab.Actor) else None
+                    ),
+                )
+            )
+        written: set[str] = set()
         try:
             async with self.session.begin_nested():
-                await batch.write()
-        except Exception:  # noqa: BLE001 - e.g. a unique clash with another worker: redo them one by one
-            log.warning("writing %d new guides together failed; applying them one at a time", len(staged))
-            for item in staged:
-                await self._apply(item, None)
-            return
+                written = await GuideService(self.session, self.settings).create_remote_many(remotes)
+        except Exception:  # noqa: BLE001 - e.g. a unique clash with another worker: apply them one by one
+            log.warning("writing %d new guides together failed; applying them one at a time", len(remotes))
+            written = set()
         now = utcnow()
-        for item in staged:
-            item.state, item.last_error, item.processed_at, item.locked_until = "done", "guide stored", now, None
+        for item, activity in run:
+            post = posts[item.id]
+            if post is not None and post.id in written:
+                item.state, item.last_error, item.processed_at, item.locked_until = "done", "guide stored", now, None
+            else:
+                await self._apply(item, activity)
+        await self._count_received(run, written, posts)
 
-    async def _apply(self, item: Received, activity: vocab.Activity | None) -> None:
+    async def _count_received(
+        self, run: list[tuple[InboxItem, vocab.Activity]], written: set[str], posts: dict[Any, vocab.Post | None]
+    ) -> None:
+        hosts = Counter(item.signer_host for item, _ in run if (post := posts[item.id]) and post.id in written)
+        for host, count in hosts.items():
+            # Through the ORM, as the one-at-a-time path counts: both see the same Peer row in this session.
+            peer = await self.session.scalar(select(Peer).where(Peer.host == host))
+            if peer is not None:
+                peer.entries_received += count
+                peer.last_received_at = utcnow()
+
+    async def _apply(self, item: InboxItem, activity: vocab.Activity | None) -> None:
         # A savepoint per item: one bad activity must not undo the rest of the batch.
         try:
             async with self.session.begin_nested():
                 outcome = await handle(
-                    self.session, self.settings, item.payload, item.signer_host, self.fetch, activity=activity
+                    self.session, self.settings, item.payload, item.signer_host, self.documents.get, activity=activity
                 )
         except Rejected as exc:
             item.state, item.last_error = "rejected", exc.reason[:2000]
@@ -235,3 +250,16 @@ class Applier:
         else:
             item.state, item.last_error = "done", outcome
         item.processed_at, item.locked_until = utcnow(), None
+
+
+def _new_guide_post(activity: vocab.Activity, item: InboxItem) -> vocab.Post | None:
+    """The embedded Article or Page of a Create or Update from its own host: the kind written in runs."""
+    obj = activity.object
+    if activity.type not in ("Create", "Update") or not isinstance(obj, vocab.Post) or obj.mentorship is not None:
+        return None
+    if obj.type not in ("Article", "Page"):
+        return None
+    # Origin first, as in handle: the actor and the object must both be on the signer's host.
+    if host_of(activity.actor) != item.signer_host or host_of(obj.id) != item.signer_host:
+        return None
+    return obj

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.accounts.security import Principal
 from server.deps import provide_principal, require, require_writer
 from server.guides import schemas
-from server.guides.service import GuideReads, GuideService, etag, to_schema
+from server.guides.queries import GuideReads, etag, to_schema
+from server.guides.service import GuideService
 from server.openapi_docs import READ, WRITE, problems
 from server.pagination import link_header
 from server.refs import Origin

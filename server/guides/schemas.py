@@ -6,7 +6,7 @@ from uuid import UUID
 
 import msgspec
 
-from server.accounts.schemas import PersonRef
+from server.accounts.schemas import PersonRef, RemotePerson
 from server.communities.schemas import CommunityRef, HttpUrl
 
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -92,3 +92,25 @@ class RevisionDetail(msgspec.Struct):
     created_at: datetime
     author: PersonRef
     summary_of_change: str
+
+
+class RemoteGuide(msgspec.Struct, frozen=True):
+    """A guide of another instance, as its origin describes it; `GuideService.apply_remote` keeps our copy."""
+
+    uri: str
+    instance: str
+    url: str
+    # Where it is published, most specific first: the first that names a known community of `instance` wins.
+    community_uris: list[str]
+    author: RemotePerson
+    title: str
+    summary: str
+    body_markdown: str
+    body_html: str
+    tags: list[str]
+    license: str
+    slug_hint: str | None = None
+    revision: int | None = None
+    derived_from: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None

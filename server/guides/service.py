@@ -1,196 +1,28 @@
-"""Guides and their revisions: the only code that writes them."""
+"""Guides and their revisions: the only code that writes them, for a local author and for a peer alike."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any
 from uuid import UUID
 
 import msgspec
-from slugify import slugify
-from sqlalchemy import Select, bindparam, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import changes
 from server.accounts.security import Principal
-from server.accounts.service import person_ref, person_ref_of
-from server.communities.schemas import CommunityRef
-from server.communities.service import CommunityService, community_ref
-from server.db import fetch_all, new_id, utcnow
-from server.errors import forbidden, invalid, not_found
-from server.etags import check_if_match, make_etag
-from server.guides import schemas
+from server.accounts.service import AccountService, person_ref
+from server.communities.service import CommunityService
+from server.db import new_id, utcnow
+from server.errors import conflict, forbidden, not_found
+from server.etags import check_if_match
+from server.guides import rules, schemas
+from server.guides.batch import RemoteGuideBatch
+from server.guides.queries import etag, revision_detail
 from server.markdown import render
-from server.models import Community, Guide, GuideRevision, Membership, User
-from server.pagination import keyset_bound, keyset_params, split_page
-from server.refs import Origin, apply_origin_filters, key_of, normalize_labels, split_ref
+from server.models import Community, Guide, GuideRevision, User
+from server.refs import key_of
+from server.rules import is_newer, normalize_labels
 from server.settings import Settings
-
-MAX_BODY_BYTES = 200 * 1024
-
-
-def etag(guide: Guide | schemas.Guide) -> str:
-    return make_etag(guide.id.hex[:12], guide.revision)
-
-
-def to_schema(guide: Guide) -> schemas.Guide:
-    return schemas.Guide(
-        id=guide.id, uri=guide.uri, url=guide.url, slug=guide.slug, title=guide.title,
-        summary=guide.summary, body_markdown=guide.body_markdown, body_html=guide.body_html,
-        tags=list(guide.tags), license=guide.license, status=guide.status,  # type: ignore[arg-type]
-        revision=guide.revision, author=person_ref(guide.author),
-        community=community_ref(guide.community), local=guide.local,
-        origin=schemas.Origin(instance=guide.instance, uri=guide.uri, url=guide.url, former_peer=guide.former_peer),
-        derived_from=guide.derived_from, created_at=guide.created_at, updated_at=guide.updated_at,
-    )  # fmt: skip
-
-
-# Reads select the columns the schema needs, in the order _from_row takes them: the guide's, then its author's
-# and its community's. No ORM entities, so no identity map, and none of the author's password hash or the
-# community's description and links. The joined tables are aliased, as the ORM's joined loads were, so that
-# the filters' subqueries on `users` and `communities` (apply_origin_filters, author=) stay uncorrelated.
-_author = aliased(User, name="author")
-_community = aliased(Community, name="community")
-_COLUMNS = (
-    Guide.id, Guide.uri, Guide.url, Guide.slug, Guide.title, Guide.summary, Guide.body_markdown, Guide.body_html,
-    Guide.tags, Guide.license, Guide.status, Guide.revision, Guide.local, Guide.instance, Guide.former_peer,
-    Guide.derived_from, Guide.created_at, Guide.updated_at,
-    _author.username, _author.display_name, _author.uri, _author.instance,
-    _community.slug, _community.name, _community.instance, _community.uri, _community.url, _community.color,
-)  # fmt: skip
-_READ = (
-    select(*_COLUMNS).join(_author, _author.id == Guide.author_id).join(_community, _community.id == Guide.community_id)
-)
-# One guide by id (`:id`), with what deciding who may see a draft takes.
-_ONE = _READ.add_columns(Guide.author_id, Guide.community_id).where(
-    Guide.id == bindparam("id"), Guide.deleted_at.is_(None)
-)
-_MODERATOR_ROLE = select(Membership.role).where(
-    Membership.user_id == bindparam("user_id"), Membership.community_id == bindparam("community_id")
-)
-
-
-def _from_row(row: Sequence[Any]) -> schemas.Guide:
-    """A guide's schema from a row of _READ: the same as to_schema of the loaded Guide."""
-    (
-        id_, uri, url, slug, title, summary, body_markdown, body_html, tags, license_, status, revision, local,
-        instance, former_peer, derived_from, created_at, updated_at,
-        author_username, author_display_name, author_uri, author_instance,
-        community_slug, community_name, community_instance, community_uri, community_url, community_color, *_,
-    ) = row  # fmt: skip
-    return schemas.Guide(
-        id=id_, uri=uri, url=url, slug=slug, title=title, summary=summary, body_markdown=body_markdown,
-        body_html=body_html, tags=list(tags), license=license_, status=status, revision=revision,
-        author=person_ref_of(author_username, author_display_name, author_uri, author_instance),
-        community=CommunityRef(
-            slug=community_slug, name=community_name, instance=community_instance, uri=community_uri,
-            url=community_url, color=community_color,
-        ),  # community_ref's fields
-        local=local, origin=schemas.Origin(instance=instance, uri=uri, url=url, former_peer=former_peer),
-        derived_from=derived_from, created_at=created_at, updated_at=updated_at,
-    )  # fmt: skip
-
-
-@lru_cache(maxsize=256)
-def _list_statement(
-    local_host: str, status: str, origin: Origin, instance: str | None, community: str | None, tag: str | None,
-    author: str | None, drafts_for: Principal | None, after: bool,
-) -> Select[Any]:  # fmt: skip
-    """The list's statement for these filters, built once: building and hashing a select of this size costs
-    more than running it. Only the page position and size are left as parameters (see keyset_params)."""
-    query = _READ.where(Guide.deleted_at.is_(None), Guide.status == status)
-    query = apply_origin_filters(query, Guide, local_host, origin=origin, instance=instance, community=community)
-    if status == "draft":
-        query = _drafts_visible_to(query, drafts_for)
-    if tag:
-        query = query.where(Guide.tags_key.contains(f"|{tag.strip().lower()}|", autoescape=True))
-    if author:
-        name, host = split_ref(author, local_host)
-        authors = select(User.id).where(User.username == name, User.instance == host)
-        query = query.where(Guide.author_id.in_(authors.scalar_subquery()))
-    return keyset_bound(query, Guide, after=after)
-
-
-def _drafts_visible_to(query, principal: Principal | None):  # type: ignore[no-untyped-def]
-    if principal is None:
-        return query.where(False)
-    if principal.is_admin:
-        return query
-    moderated = select(Membership.community_id).where(
-        Membership.user_id == principal.user_id, Membership.role == "moderator"
-    )
-    return query.where(or_(Guide.author_id == principal.user_id, Guide.community_id.in_(moderated.scalar_subquery())))
-
-
-def _list_query(
-    settings: Settings, principal: Principal | None, *, community: str | None, tag: str | None,
-    author: str | None, origin: Origin, instance: str | None, status: str, limit: int, cursor: str | None,
-) -> tuple[Select[Any], dict[str, Any]]:  # fmt: skip
-    statement = _list_statement(
-        settings.host if community or author else "", status, origin, instance, community, tag, author,
-        principal if status == "draft" else None, bool(cursor),
-    )  # fmt: skip
-    return statement, keyset_params(limit, cursor)
-
-
-def _page(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[schemas.Guide], str | None]:
-    return split_page([_from_row(row) for row in rows], limit)
-
-
-class GuideReads:
-    """The guide API's reads, with no session: each runs one statement through fetch_all (on SQLite, a single hop
-    to the reader thread) and decodes the rows straight into the schemas."""
-
-    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
-        self.engine = engine
-        self.settings = settings
-
-    async def list(
-        self, principal: Principal | None, *, community: str | None = None, tag: str | None = None,
-        author: str | None = None, origin: Origin = "all", instance: str | None = None,
-        status: schemas.Status = "published", limit: int = 20, cursor: str | None = None,
-    ) -> tuple[list[schemas.Guide], str | None]:  # fmt: skip
-        statement, params = _list_query(
-            self.settings, principal, community=community, tag=tag, author=author, origin=origin,
-            instance=instance, status=status, limit=limit, cursor=cursor,
-        )  # fmt: skip
-        # Newest published guides, no filter but the page: the listing index read in order, a quick read.
-        quick = status == "published" and not (community or tag or author or instance or origin != "all")
-        return _page(await fetch_all(self.engine, statement, params, quick=quick), limit)
-
-    async def get(self, guide_id: UUID, principal: Principal | None) -> schemas.Guide:
-        """The guide as GuideService.get finds it: 404 if deleted, or a draft the principal may not edit."""
-        rows = await fetch_all(self.engine, _ONE, {"id": guide_id}, quick=True)  # by primary key
-        if not rows:
-            raise not_found("Guide")
-        guide = _from_row(rows[0])
-        author_id, community_id = rows[0][-2:]
-        if guide.status == "draft" and not await self._may_edit(principal, author_id, community_id):
-            raise not_found("Guide")  # a draft's existence is nobody else's business
-        return guide
-
-    async def _may_edit(self, principal: Principal | None, author_id: UUID, community_id: UUID) -> bool:
-        """GuideService._may_edit from the ids."""
-        if principal is None:
-            return False
-        if principal.is_admin or author_id == principal.user_id:
-            return True
-        rows = await fetch_all(
-            self.engine, _MODERATOR_ROLE, {"user_id": principal.user_id, "community_id": community_id}
-        )
-        return bool(rows) and rows[0][0] == "moderator"
-
-
-def _revision_detail(revision: GuideRevision) -> schemas.RevisionDetail:
-    return schemas.RevisionDetail(
-        number=revision.number, title=revision.title, summary=revision.summary,
-        body_markdown=revision.body_markdown, body_html=render(revision.body_markdown),
-        tags=list(revision.tags), license=revision.license, status=revision.status,  # type: ignore[arg-type]
-        created_at=revision.created_at, author=person_ref(revision.author),
-        summary_of_change=revision.summary_of_change,
-    )  # fmt: skip
 
 
 class GuideService:
@@ -200,9 +32,6 @@ class GuideService:
         self.communities = CommunityService(session, settings)
 
     # reads
-
-    def _drafts_visible_to(self, query, principal: Principal | None):  # type: ignore[no-untyped-def]
-        return _drafts_visible_to(query, principal)  # server/web/cards.py filters its drafts with it
 
     async def get(self, guide_id: UUID, principal: Principal | None) -> Guide:
         guide = await self.session.get(Guide, guide_id)
@@ -235,16 +64,15 @@ class GuideService:
         )
         if revision is None:
             raise not_found(f"Revision {number}")
-        return _revision_detail(revision)
+        return revision_detail(revision)
 
     # permissions
 
     async def _may_edit(self, principal: Principal | None, guide: Guide) -> bool:
-        if principal is None:
-            return False
-        if principal.is_admin or guide.author_id == principal.user_id:
-            return True
-        return await self.communities.role(principal, guide.community) == "moderator"
+        known = rules.edit_right(principal, guide.author_id)
+        if known is not None:
+            return known
+        return rules.may_edit(principal, guide.author_id, await self.communities.role(principal, guide.community))
 
     async def _require_edit(self, principal: Principal, guide: Guide) -> None:
         if not guide.local:
@@ -252,14 +80,15 @@ class GuideService:
         if not principal.can_write or not await self._may_edit(principal, guide):
             raise forbidden("Only the guide's author or a moderator of its community can change it.")
 
-    # writes
+    # local writes
 
     async def create(self, principal: Principal, community_ref_: str, data: schemas.GuideCreate) -> Guide:
         community = await self.communities.get_local(community_ref_)
         await self.communities.require_member(principal, community)
         tags = normalize_labels("tags", data.tags)
-        _check_body(data.body_markdown)
-        title = _clean_title(data.title)
+        body_html = render(data.body_markdown)
+        rules.body(data.body_markdown, body_html)
+        title = rules.title(data.title)
         author = await self.session.get(User, principal.user_id)
         guide_id = new_id()
         slug = await free_slug(self.session, community, title)
@@ -267,15 +96,15 @@ class GuideService:
         guide = Guide(
             id=guide_id, uri=f"{self.settings.base_url}/guides/{guide_id}",
             url=f"{self.settings.base_url}/c/{community.slug}/guides/{slug}", community=community,
-            author=author, slug=slug, title=title, summary=data.summary.strip(),
-            body_markdown=data.body_markdown, body_html=render(data.body_markdown), tags=tags,
+            author=author, slug=slug, title=title, summary=rules.summary(data.summary),
+            body_markdown=data.body_markdown, body_html=body_html, tags=tags,
             tags_key=key_of(tags), license=data.license, status=data.status, revision=1, local=True,
             instance=self.settings.host, derived_from=data.derived_from, created_at=now, updated_at=now,
         )  # fmt: skip
         self.session.add(guide)
         await self.session.flush()  # the revision row references the guide row
         self.session.add(_snapshot(guide, principal.user_id, "Created"))
-        await changes.record(self.session, self.settings, "Create", guide, public=guide.status == "published")
+        await changes.record(self.session, self.settings, "Create", guide, public=rules.is_public(guide.status))
         await self.session.commit()
         return guide
 
@@ -285,15 +114,15 @@ class GuideService:
         guide = await self.get(guide_id, principal)
         await self._require_edit(principal, guide)
         check_if_match(if_match, etag(guide))
-        was_public = guide.status == "published"
+        was_public = rules.is_public(guide.status)
         if data.title is not msgspec.UNSET:
-            guide.title = _clean_title(data.title)
+            guide.title = rules.title(data.title)
         if data.body_markdown is not msgspec.UNSET:
-            _check_body(data.body_markdown)
-            guide.body_markdown = data.body_markdown
-            guide.body_html = render(data.body_markdown)
+            body_html = render(data.body_markdown)
+            rules.body(data.body_markdown, body_html)
+            guide.body_markdown, guide.body_html = data.body_markdown, body_html
         if data.summary is not msgspec.UNSET:
-            guide.summary = data.summary.strip()
+            guide.summary = rules.summary(data.summary)
         if data.tags is not msgspec.UNSET:
             guide.tags = normalize_labels("tags", data.tags)
             guide.tags_key = key_of(guide.tags)
@@ -304,10 +133,9 @@ class GuideService:
         guide.revision += 1
         guide.updated_at = utcnow()
         self.session.add(_snapshot(guide, principal.user_id, data.summary_of_change.strip()))
-        is_public = guide.status == "published"
-        # A draft becoming public is news to peers; a public guide going back to draft leaves them.
-        verb = {(False, True): "Create", (True, False): "Delete"}.get((was_public, is_public), "Update")
-        await changes.record(self.session, self.settings, verb, guide, public=was_public or is_public)  # type: ignore[arg-type]
+        now_public = rules.is_public(guide.status)
+        verb = rules.change_verb(was_public, now_public)
+        await changes.record(self.session, self.settings, verb, guide, public=was_public or now_public)  # type: ignore[arg-type]
         await self.session.commit()
         return guide
 
@@ -315,27 +143,64 @@ class GuideService:
         guide = await self.get(guide_id, principal)
         await self._require_edit(principal, guide)
         guide.deleted_at = utcnow()
-        await changes.record(self.session, self.settings, "Delete", guide, public=guide.status == "published")
+        await changes.record(self.session, self.settings, "Delete", guide, public=rules.is_public(guide.status))
         await self.session.commit()
+
+    # a peer's writes: the caller's transaction, committed by the caller
+
+    async def apply_remote(self, remote: schemas.RemoteGuide) -> str:
+        """Keep our copy of a peer's guide current (last writer wins); say what happened."""
+        guide = await self.session.scalar(select(Guide).where(Guide.uri == remote.uri))
+        if guide is not None and (
+            guide.deleted_at is not None or not is_newer(remote.updated or remote.published, guide.updated_at)
+        ):
+            return "ignored stale guide"
+        community = await self.communities.remote_home(remote.community_uris, remote.instance)
+        author = await AccountService(self.session, self.settings).apply_remote_person(remote.author)
+        fields = rules.remote_fields(remote, guide.revision if guide else 0)
+        if guide is None:
+            slug = await free_slug(self.session, community, remote.slug_hint or fields["title"])
+            guide = Guide(
+                uri=remote.uri, community=community, author=author, slug=slug, status="published", local=False,
+                instance=remote.instance, created_at=remote.published or utcnow(), **fields,
+            )  # fmt: skip
+            self.session.add(guide)
+            await self.session.flush()
+            verb = "Create"
+        else:
+            if guide.community_id != community.id:
+                raise conflict("a guide cannot move to another community")
+            for key, value in fields.items():
+                setattr(guide, key, value)
+            verb = "Update"
+        await changes.record(self.session, self.settings, verb, guide)
+        return "guide stored"
+
+    async def create_remote_many(self, remotes: list[schemas.RemoteGuide]) -> set[str]:
+        """`apply_remote` for many new guides at once, where it is the plain case; returns the uris written."""
+        return await RemoteGuideBatch(self.session, self.settings).write(remotes)
+
+    async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
+        """Delete our copy of a peer's guide: None when there is none, False when it was deleted already."""
+        guide = await self.session.scalar(select(Guide).where(Guide.uri == uri, Guide.instance == instance))
+        if guide is None:
+            return None
+        if guide.deleted_at is not None:
+            return False
+        guide.deleted_at = utcnow()
+        await changes.record(self.session, self.settings, "Delete", guide)
+        return True
 
 
 async def free_slug(session: AsyncSession, community: Community, title: str) -> str:
-    """A slug for the title that no other guide of the community uses: `title`, `title-2`, ..."""
-    base = slugify(title, max_length=100, word_boundary=True) or "guide"
-    taken = set(
-        await session.scalars(
-            select(Guide.slug).where(
-                Guide.community_id == community.id,
-                or_(Guide.slug == base, Guide.slug.like(f"{base}-%")),
-            )
+    """A slug for the title that no other guide of the community uses."""
+    base = rules.slug_base(title)
+    taken = await session.scalars(
+        select(Guide.slug).where(
+            Guide.community_id == community.id, or_(Guide.slug == base, Guide.slug.like(f"{base}-%"))
         )
     )
-    if base not in taken:
-        return base
-    n = 2
-    while f"{base}-{n}" in taken:
-        n += 1
-    return f"{base}-{n}"
+    return rules.first_free_slug(base, set(taken))
 
 
 def _snapshot(guide: Guide, author_id: UUID, summary_of_change: str) -> GuideRevision:
@@ -345,17 +210,3 @@ def _snapshot(guide: Guide, author_id: UUID, summary_of_change: str) -> GuideRev
         status=guide.status, author_id=author_id, summary_of_change=summary_of_change,
         created_at=guide.updated_at,
     )  # fmt: skip
-
-
-def _clean_title(title: str) -> str:
-    title = " ".join(title.split())
-    if not title:
-        raise invalid("title", "must not be blank")
-    return title
-
-
-def _check_body(body: str) -> None:
-    if len(body.encode()) > MAX_BODY_BYTES:
-        raise invalid("body_markdown", "must be at most 200 KB")
-    if not body.strip():
-        raise invalid("body_markdown", "must not be blank")

@@ -6,7 +6,7 @@ from uuid import UUID
 
 import msgspec
 
-from server.accounts.schemas import PersonRef
+from server.accounts.schemas import PersonRef, RemotePerson
 from server.communities.schemas import CommunityRef
 from server.guides.schemas import Markdown, Origin, Title
 
@@ -93,3 +93,26 @@ class MentorshipRequest(msgspec.Struct):
 class RequestPage(msgspec.Struct):
     items: list[MentorshipRequest]
     next_cursor: str | None
+
+
+class RemoteOffer(msgspec.Struct, frozen=True):
+    """A mentorship offer of another instance, as its origin describes it; `MentorshipService.apply_remote` keeps
+    our copy. Its fields are as the peer sent them: the service's rules decide what is kept."""
+
+    uri: str
+    instance: str
+    url: str
+    community_uris: list[str]
+    mentor: RemotePerson
+    title: str
+    description_markdown: str
+    description_html: str
+    topics: list[str]
+    languages: list[str]
+    format: str | None
+    capacity: int | None
+    seats_taken: int | None
+    availability: str
+    status: str | None
+    published: datetime | None = None
+    updated: datetime | None = None

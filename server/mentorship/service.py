@@ -10,17 +10,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import changes
 from server.accounts.security import Principal
-from server.accounts.service import person_ref
+from server.accounts.service import AccountService, person_ref
 from server.communities.service import CommunityService, community_ref
 from server.db import new_id, utcnow
-from server.errors import conflict, forbidden, invalid, not_found
+from server.errors import conflict, forbidden, not_found
 from server.etags import check_if_match, make_etag
 from server.guides.schemas import Origin as OriginRef
 from server.markdown import render
-from server.mentorship import schemas
+from server.mentorship import rules, schemas
 from server.models import MentorshipOffer, MentorshipRequest, User
 from server.pagination import keyset, split_page
-from server.refs import Origin, apply_origin_filters, key_of, normalize_labels
+from server.refs import Origin, apply_origin_filters, key_of
+from server.rules import is_newer, normalize_labels
 from server.settings import Settings
 
 ACTIVE_STATES = ("pending", "accepted")
@@ -111,9 +112,7 @@ class MentorshipService:
         await self.communities.require_member(principal, community)
         topics = normalize_labels("topics", data.topics)
         languages = normalize_labels("languages", data.languages)
-        title = " ".join(data.title.split())
-        if not title:
-            raise invalid("title", "must not be blank")
+        title = rules.title(data.title)
         offer_id = new_id()
         uri = f"{self.settings.base_url}/mentorship/offers/{offer_id}"
         now = utcnow()
@@ -123,7 +122,7 @@ class MentorshipService:
             description_markdown=data.description_markdown,
             description_html=render(data.description_markdown), topics=topics,
             topics_key=key_of(topics), format=data.format, capacity=data.capacity,
-            languages=languages, languages_key=key_of(languages), availability=data.availability.strip(),
+            languages=languages, languages_key=key_of(languages), availability=rules.availability(data.availability),
             status=data.status, local=True, instance=self.settings.host, created_at=now, updated_at=now,
         )  # fmt: skip
         self.session.add(offer)
@@ -138,9 +137,7 @@ class MentorshipService:
         await self._require_manage(principal, offer)
         check_if_match(if_match, etag(offer))
         if data.title is not msgspec.UNSET:
-            offer.title = " ".join(data.title.split())
-            if not offer.title:
-                raise invalid("title", "must not be blank")
+            offer.title = rules.title(data.title)
         if data.description_markdown is not msgspec.UNSET:
             offer.description_markdown = data.description_markdown
             offer.description_html = render(data.description_markdown)
@@ -153,11 +150,9 @@ class MentorshipService:
         if data.format is not msgspec.UNSET:
             offer.format = data.format
         if data.capacity is not msgspec.UNSET:
-            if data.capacity < offer.seats_taken:
-                raise invalid("capacity", f"{offer.seats_taken} seats are taken; capacity cannot go below that")
-            offer.capacity = data.capacity
+            offer.capacity = rules.capacity(data.capacity, offer.seats_taken)
         if data.availability is not msgspec.UNSET:
-            offer.availability = data.availability.strip()
+            offer.availability = rules.availability(data.availability)
         if data.status is not msgspec.UNSET:
             offer.status = data.status
         offer.version += 1
@@ -172,6 +167,47 @@ class MentorshipService:
         offer.deleted_at = utcnow()
         await changes.record(self.session, self.settings, "Delete", offer)
         await self.session.commit()
+
+    # a peer's writes: the caller's transaction, committed by the caller
+
+    async def apply_remote(self, remote: schemas.RemoteOffer) -> str:
+        """Keep our copy of a peer's offer current (last writer wins); say what happened."""
+        offer = await self.session.scalar(select(MentorshipOffer).where(MentorshipOffer.uri == remote.uri))
+        if offer is not None and (
+            offer.deleted_at is not None or not is_newer(remote.updated or remote.published, offer.updated_at)
+        ):
+            return "ignored stale offer"
+        community = await self.communities.remote_home(remote.community_uris, remote.instance)
+        mentor = await AccountService(self.session, self.settings).apply_remote_person(remote.mentor)
+        fields = rules.remote_fields(remote)
+        if offer is None:
+            offer = MentorshipOffer(
+                uri=remote.uri, community=community, mentor=mentor, local=False, instance=remote.instance,
+                created_at=remote.published or utcnow(), **fields,
+            )  # fmt: skip
+            self.session.add(offer)
+            await self.session.flush()
+            verb = "Create"
+        else:
+            for key, value in fields.items():
+                setattr(offer, key, value)
+            offer.version += 1
+            verb = "Update"
+        await changes.record(self.session, self.settings, verb, offer)
+        return "offer stored"
+
+    async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
+        """Delete our copy of a peer's offer: None when there is none, False when it was deleted already."""
+        offer = await self.session.scalar(
+            select(MentorshipOffer).where(MentorshipOffer.uri == uri, MentorshipOffer.instance == instance)
+        )
+        if offer is None:
+            return None
+        if offer.deleted_at is not None:
+            return False
+        offer.deleted_at = utcnow()
+        await changes.record(self.session, self.settings, "Delete", offer)
+        return True
 
     # requests
 

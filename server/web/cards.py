@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.accounts.schemas import PersonRef
 from server.accounts.security import Principal
 from server.communities.schemas import CommunityRef
+from server.guides.queries import drafts_visible_to
 from server.guides.schemas import Origin
-from server.guides.service import GuideService
 from server.models import Community, Guide, MentorshipOffer, User
 from server.pagination import keyset, keyset_bound, keyset_params
 from server.settings import Settings
@@ -139,7 +139,7 @@ def guide_cards_query(
         return _published_cards(by_community, bool(cursor)), params
     query = _cards_query(by_community, status)
     # The very rule the guide list applies, so a card never shows a draft its page would hide.
-    query = GuideService(db, settings)._drafts_visible_to(query, principal)  # type: ignore[arg-type]  # no session used
+    query = drafts_visible_to(query, principal)
     return keyset_bound(query, Guide, after=bool(cursor)), params
 
 

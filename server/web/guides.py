@@ -16,8 +16,9 @@ from server.communities.service import CommunityService
 from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
 from server.etags import make_etag
-from server.guides import schemas
-from server.guides.service import GuideService, to_schema
+from server.guides import rules, schemas
+from server.guides.queries import to_schema
+from server.guides.service import GuideService
 from server.markdown import render
 from server.models import Guide
 from server.refs import split_ref
@@ -42,9 +43,7 @@ def _edit_right(viewer: Viewer | None, guide: Guide | GuideView) -> bool | None:
     """Whether the viewer may edit the guide, where that is known without their role in its community (None)."""
     if viewer is None or not guide.local:
         return False
-    if viewer.is_admin or guide.author_id == viewer.user_id:
-        return True
-    return None
+    return rules.edit_right(viewer, guide.author_id)
 
 
 async def _may_edit(db: AsyncSession, settings: Settings, viewer: Viewer | None, guide: Guide | GuideView) -> bool:
@@ -53,7 +52,7 @@ async def _may_edit(db: AsyncSession, settings: Settings, viewer: Viewer | None,
         return known
     assert viewer is not None  # _edit_right answers for anonymous visitors
     role = await AccountService(db, settings).role_in(viewer.user_id, guide.community_id)
-    return role == "moderator"
+    return rules.may_edit(viewer, guide.author_id, role)
 
 
 def guide_path(guide: schemas.Guide | Guide) -> str:

@@ -291,7 +291,7 @@ def test_fetch_all_gives_what_execute_gives_and_never_writes(settings, client, a
     from sqlalchemy.exc import DBAPIError
 
     from server.db import create_engine, fetch_all
-    from server.guides.service import _ONE, _list_statement
+    from server.guides.queries import _ONE, _list_statement
     from server.models import Community
     from server.pagination import keyset_params
 

@@ -25,15 +25,16 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from litestar.testing import TestClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.app import create_app
 from server.db import create_engine, create_sessionmaker
-from server.federation import handlers, peers, processing, signatures
-from server.federation.peers import _queue, backfill
+from server.federation import peers, signatures
+from server.federation.peers import _store, _unseen, backfill
 from server.federation.processing import InboxProcessor, instance_fetcher
+from server.guides.batch import RemoteGuideBatch
 from server.models import Activity, ActorKey, Community, DeletedObject, Delivery, Guide, InboxItem, Job, Peer
 from server.settings import Settings
 from tests.support.html import assert_safe
@@ -666,7 +667,8 @@ def queue_page(kith: Instance, items: list[dict[str, Any]]) -> None:
     """Queue the items as a backfill does with a page of the peer's outbox (which lists newest first)."""
 
     async def work(session: AsyncSession) -> None:
-        await _queue(session, "peer.test", list(reversed(items)))
+        await _store(session, "peer.test", await _unseen(session, list(reversed(items))), leased=False)
+        await session.commit()
 
     kith.run(work)
 
@@ -772,9 +774,9 @@ def test_bad_activities_in_a_backfill_page_are_skipped_while_the_rest_apply(kith
         assert outcome(kith, item).last_error == "guide stored"
         assert count_guides(kith, item["object"]["id"]) == 1
     assert outcome(kith, empty_title).state == "rejected"
-    assert outcome(kith, empty_title).last_error == "title is empty"
+    assert outcome(kith, empty_title).last_error == "title: must not be blank"
     assert outcome(kith, long_title).state == "rejected"
-    assert "title is longer than" in (outcome(kith, long_title).last_error or "")
+    assert "title: must be at most 200 characters" in (outcome(kith, long_title).last_error or "")
     assert outcome(kith, foreign_object).state == "rejected"
     assert "not on the signer's host" in (outcome(kith, foreign_object).last_error or "")
     for rejected in (empty_title, long_title, foreign_object):
@@ -808,15 +810,15 @@ def test_new_guides_fall_back_to_one_savepoint_each_when_the_batch_write_fails(k
     community = peer_community["id"]
     page = [create(article(PEER, community, title=f"Fallback guide {n}")) for n in range(4)]
     page.append(create(article(PEER, community, title="")))
-    write = handlers.NewGuides.write
+    write = RemoteGuideBatch.write
     attempts: list[int] = []
 
-    async def failing_write(self: handlers.NewGuides) -> int:
+    async def failing_write(self: RemoteGuideBatch, remotes: list[Any]) -> set[str]:
         # Rows reach the database, then the write fails: the savepoint must take all of them back.
-        attempts.append(await write(self))
+        attempts.append(len(await write(self, remotes)))
         raise RuntimeError("simulated unique clash with another worker")
 
-    monkeypatch.setattr(handlers.NewGuides, "write", failing_write)
+    monkeypatch.setattr(RemoteGuideBatch, "write", failing_write)
     apply_page(kith, page, way)
 
     assert attempts == [4]
@@ -886,17 +888,17 @@ def test_a_page_item_whose_id_is_not_a_plain_url_of_the_peer_is_skipped_and_the_
 
 def test_a_page_that_cannot_be_written_at_once_is_queued_for_the_worker_instead(kith, peer_community, monkeypatch):
     page = [create(article(PEER, peer_community["id"], title=f"Queued after all {n}")) for n in range(3)]
-    apply_pulled = processing.apply_pulled
     tries: list[int] = []
 
-    async def failing(*args: Any) -> int:
+    async def failing(session: AsyncSession, settings: Settings, fetcher: Any, ids: list[Any]) -> None:
         # Rows reach the database, then the commit would clash: the rollback must take all of them back.
-        tries.append(await apply_pulled(*args))
-        raise OperationalError("INSERT INTO inbox_items", {}, Exception("simulated clash"))
+        tries.append(len(ids))
+        await session.execute(update(InboxItem).where(InboxItem.id.in_(ids)).values(state="done"))
+        raise OperationalError("UPDATE inbox_items", {}, Exception("simulated clash"))
 
-    monkeypatch.setattr(peers, "apply_pulled", failing)
+    monkeypatch.setattr(peers, "apply_stored", failing)
     assert pull(kith, outbox_of([page])) == 3
-    assert tries == [3] * peers.PAGE_TRIES
+    assert tries == [3]
     for item in page:
         assert outcome(kith, item).state == "pending"
         assert count_guides(kith, item["object"]["id"]) == 0

@@ -1,0 +1,57 @@
+"""The rules of a community, for a local admin's write and a peer's Group alike."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slugify import slugify
+
+from server.communities import schemas
+from server.db import utcnow
+from server.errors import invalid
+from server.rules import clean_text
+
+DEFAULT_COLOR = "#3b6e8f"
+# A peer's community whose colour we cannot read: a neutral grey, not our own default, so it never looks local.
+REMOTE_DEFAULT_COLOR = "#5a6b7b"
+MAX_NAME = 100
+MAX_DESCRIPTION = 5000
+MAX_SLUG = 64
+MAX_LINKS = 20
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def name(value: str) -> str:
+    return clean_text("name", value, MAX_NAME, one_line=True, required=True)
+
+
+def description(value: str) -> str:
+    return clean_text("description", value, MAX_DESCRIPTION)
+
+
+def color(value: str | None, *, default: str = DEFAULT_COLOR) -> str:
+    return value.lower() if value and _COLOR.match(value) else default
+
+
+def remote_slug(remote: schemas.RemoteCommunity) -> str:
+    slug = slugify(remote.slug_hint, max_length=MAX_SLUG) or slugify(remote.uri.rsplit("/", 1)[-1])[:MAX_SLUG]
+    if not slug:
+        raise invalid("preferredUsername", "the group has no usable preferredUsername")
+    return slug
+
+
+def remote_fields(remote: schemas.RemoteCommunity, slug: str) -> dict[str, Any]:
+    """A peer's community's columns, through the same rules as a local write."""
+    return {
+        "name": name(remote.name or slug),
+        "description": description(remote.description),
+        "color": color(remote.color, default=REMOTE_DEFAULT_COLOR),
+        "links": [
+            {"title": (title or url)[:100], "url": url}
+            for title, url in remote.links[:MAX_LINKS]
+            if url.startswith(("http://", "https://"))
+        ],
+        "url": remote.url,
+        "updated_at": remote.updated or remote.published or utcnow(),
+    }

@@ -25,6 +25,7 @@ migrate: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import __version__, changes
 from server.accounts.api import AccountController
+from server.accounts.deps import provide_db, provide_principal, provide_settings
 from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
-from server.deps import provide_db, provide_principal, provide_settings
 from server.errors import API_EXCEPTION_HANDLERS, reject_nul_characters
 from server.federation.api import FederationController
 from server.federation.delivery import Deliverer
@@ -27,21 +27,28 @@ from server.federation.inbox import inbox_router
 from server.federation.outbox import publish
 from server.federation.peers import PeerJobs
 from server.federation.processing import InboxProcessor
+from server.guides import service as guides
 from server.guides.api import GuideController
 from server.instance import healthz, instance, readyz
 from server.jobs import Worker
+from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
 from server.search.api import SearchController
 from server.search.indexing import Indexer
 from server.settings import Settings
 from server.web import web_config
+from server.web.communities import community_page
 from server.web.errors import negotiated
+from server.web.mentorship import offer_page
 
 MAX_BODY_BYTES = 1_000_000
 
 
-# Every local change a domain service records becomes its outbox activity and deliveries (server/changes.py).
+# Every local change a domain service records becomes its outbox activity and deliveries (server/changes.py);
+# a deleted community takes its guides and offers with it.
 changes.subscribe(publish)
+changes.subscribe(guides.delete_with_community)
+changes.subscribe(mentorship.delete_with_community)
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -123,4 +130,6 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         middleware=web.middleware,
     )
     app.state.settings = settings
+    # Object ids that people open in a browser answer with these pages (federation sits beside the web, not above).
+    app.state.people_pages = {"community": community_page, "offer": offer_page}
     return app

@@ -310,7 +310,7 @@ def peers_purge(ctx: click.Context, host: str) -> None:
     host = host.lower()
     if host in settings.peer_hosts:
         raise click.ClickException(f"{host} is still in peers; remove it from the config first")
-    removed = _with_session(settings, lambda session: purge(session, host))
+    removed = _with_session(settings, lambda session: purge(session, settings, host))
     click.echo(f"purged {removed} entries from {host}", err=True)
 
 

@@ -6,9 +6,9 @@ from litestar import Controller, delete, get, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts import schemas
+from server.accounts.deps import require
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
-from server.deps import require
 from server.openapi_docs import WRITE, problems
 from server.settings import Settings
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from uuid import UUID
 
 from slugify import slugify
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -192,6 +192,10 @@ class AccountService:
             instance="admin" if principal.user_is_admin else None,
             communities={slug: role for slug, role in rows},  # type: ignore[misc]
         )
+
+    async def purge_instance(self, host: str) -> None:
+        """Forget the people of a former peer (their entries are gone first)."""
+        await self.session.execute(delete(User).where(User.instance == host, User.local.is_(False)))
 
     async def apply_remote_person(self, person: RemotePerson) -> User:
         """Our record of a person of another instance, made the first time one of their entries arrives."""

@@ -6,10 +6,10 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.deps import require, require_writer
 from server.accounts.security import Principal
 from server.communities import schemas
 from server.communities.service import CommunityService
-from server.deps import require, require_writer
 from server.openapi_docs import READ, WRITE, problems
 from server.pagination import link_header
 from server.refs import Origin

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +17,7 @@ from server.accounts.service import AccountService
 from server.communities import rules, schemas
 from server.db import utcnow
 from server.errors import conflict, forbidden, invalid, not_found
-from server.models import Community, Guide, Membership, MentorshipOffer, User
+from server.models import Community, Membership, User
 from server.pagination import keyset_bound, keyset_params, split_page
 from server.refs import Origin, apply_origin_filters, split_ref
 from server.rules import is_newer
@@ -159,20 +159,24 @@ class CommunityService:
         if not principal.is_admin:
             raise forbidden("Only an instance admin can delete a community.")
         now = utcnow()
-        # Its entries become tombstones too, each announced so peers drop their copies.
-        for model in (Guide, MentorshipOffer):
-            entries = await self.session.scalars(
-                select(model).where(model.community_id == community.id, model.deleted_at.is_(None))
-            )
-            for entry in entries:
-                entry.deleted_at = now
-                public = entry.status != "draft"
-                await changes.record(self.session, self.settings, "Delete", entry, public=public)
         community.deleted_at = now
+        # Its guides and offers go with it: their services hear this change (see app.py).
         await changes.record(self.session, self.settings, "Delete", community)
         await self.session.commit()
 
     # a peer's writes: the caller's transaction, committed by the caller
+
+    async def mark_former_peer(self, host: str, former: bool) -> None:
+        """Entries of an instance that stopped being a peer stay, shown as from a former peer (or no more)."""
+        of_host = (Community.instance == host, Community.local.is_(False))
+        await self.session.execute(update(Community).where(*of_host).values(former_peer=former))
+
+    async def purge_instance(self, host: str) -> int:
+        """Remove everything of a former peer's communities; returns how many were removed."""
+        result = await self.session.execute(
+            delete(Community).where(Community.instance == host, Community.local.is_(False))
+        )
+        return result.rowcount or 0
 
     async def apply_remote(self, remote: schemas.RemoteCommunity) -> str:
         """Keep our copy of a peer's community current (last writer wins); say what happened."""

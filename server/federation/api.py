@@ -4,8 +4,8 @@ import msgspec
 from litestar import Controller, get, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.deps import require
 from server.accounts.security import Principal
-from server.deps import require
 from server.errors import forbidden, not_found
 from server.federation.peers import PeerStatus, peer_statuses, request_sync
 from server.openapi_docs import problems

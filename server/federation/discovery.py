@@ -171,9 +171,9 @@ async def community_actor(ref: str, request: Request[Any, Any, Any]) -> Response
     # No injected session or settings: the page reads without a session, and the actor opens its own.
     settings: Settings = request.app.state.settings
     if not wants_activitypub(request):
-        from server.web.communities import community_page  # pages import services; keep this module light
-
-        return await community_page(request, None, settings, ref)  # local, or remote as slug@host
+        # The same URL is a person's page: the web serves it (app.py hands its handlers over, see PEOPLE_PAGES).
+        page = request.app.state.people_pages["community"]
+        return await page(request, None, settings, ref)  # local, or remote as slug@host
     async with request.app.state.sessionmaker() as db:
         community = await _local_community(db, ref, include_deleted=True)
         if community is None:
@@ -220,9 +220,7 @@ async def offer_object(
     offer_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Response[Any]:
     if not wants_activitypub(request):
-        from server.web.mentorship import offer_page
-
-        return await offer_page(request, db, settings, offer_id)
+        return await request.app.state.people_pages["offer"](request, db, settings, offer_id)
     offer = await db.get(MentorshipOffer, offer_id)
     if offer is None or not offer.local:
         raise not_found("Mentorship offer")

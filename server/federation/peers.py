@@ -16,12 +16,16 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.accounts.service import AccountService
+from server.communities.service import CommunityService
 from server.db import utcnow
 from server.federation import outbox, vocab
 from server.federation.fetch import Fetcher, FetchError
 from server.federation.processing import apply_stored, instance_fetcher
+from server.guides.service import GuideService
 from server.jobs import claim, schedule_retry
-from server.models import Community, Delivery, Guide, InboxItem, Job, MentorshipOffer, Peer, User
+from server.mentorship.service import MentorshipService
+from server.models import Delivery, InboxItem, Job, Peer
 from server.settings import Settings, host_of
 
 log = logging.getLogger("kith.federation")
@@ -59,7 +63,7 @@ async def sync_peers(session: AsyncSession, settings: Settings, fetcher: Fetcher
             session.add(peer)
         if peer.state in ("removed", "rejected"):
             peer.state = "pending"
-            await _mark_former(session, host, False)
+            await _mark_former(session, settings, host, False)
         try:
             await _discover(peer, fetcher)
         except (FetchError, vocab.VocabError) as exc:
@@ -120,14 +124,19 @@ async def _unfollow(session: AsyncSession, settings: Settings, peer: Peer) -> No
         }
         await outbox.send(session, settings, undo, inbox_url=peer.inbox_url, peer_host=peer.host)
     peer.state, peer.followed_back, peer.updated_at = "removed", False, utcnow()
-    await _mark_former(session, peer.host, True)
+    await _mark_former(session, settings, peer.host, True)
 
 
-async def _mark_former(session: AsyncSession, host: str, former: bool) -> None:
-    for model in (Community, Guide, MentorshipOffer):
-        await session.execute(
-            update(model).where(model.instance == host, model.local.is_(False)).values(former_peer=former)
-        )
+async def _mark_former(session: AsyncSession, settings: Settings, host: str, former: bool) -> None:
+    for service in _entry_services(session, settings):
+        await service.mark_former_peer(host, former)
+
+
+def _entry_services(
+    session: AsyncSession, settings: Settings
+) -> tuple[GuideService, MentorshipService, CommunityService]:
+    # Entries before their communities: a community goes last, as its entries refer to it.
+    return GuideService(session, settings), MentorshipService(session, settings), CommunityService(session, settings)
 
 
 async def backfill(
@@ -368,15 +377,12 @@ async def peer_statuses(session: AsyncSession) -> list[PeerStatus]:
     return statuses
 
 
-async def purge(session: AsyncSession, host: str) -> int:
+async def purge(session: AsyncSession, settings: Settings, host: str) -> int:
     """Remove everything a former peer brought in; refused while it is still configured."""
     removed = 0
-    for model in (Guide, MentorshipOffer):
-        result = await session.execute(delete(model).where(model.instance == host, model.local.is_(False)))
-        removed += result.rowcount or 0
-    result = await session.execute(delete(Community).where(Community.instance == host, Community.local.is_(False)))
-    removed += result.rowcount or 0
-    await session.execute(delete(User).where(User.instance == host, User.local.is_(False)))
+    for service in _entry_services(session, settings):
+        removed += await service.purge_instance(host)
+    await AccountService(session, settings).purge_instance(host)
     await session.execute(delete(Peer).where(Peer.host == host))
     await session.commit()
     return removed

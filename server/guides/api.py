@@ -8,8 +8,8 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.deps import provide_principal, require, require_writer
 from server.accounts.security import Principal
-from server.deps import provide_principal, require, require_writer
 from server.guides import schemas
 from server.guides.queries import GuideReads, etag, to_schema
 from server.guides.service import GuideService

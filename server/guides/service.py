@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import changes
@@ -148,6 +148,17 @@ class GuideService:
 
     # a peer's writes: the caller's transaction, committed by the caller
 
+    async def mark_former_peer(self, host: str, former: bool) -> None:
+        """Entries of an instance that stopped being a peer stay, shown as from a former peer (or no more)."""
+        of_host = (Guide.instance == host, Guide.local.is_(False))
+        await self.session.execute(update(Guide).where(*of_host).values(former_peer=former))
+
+    async def purge_instance(self, host: str) -> int:
+        """Remove everything of a former peer's guides; returns how many were removed."""
+        of_host = (Guide.instance == host, Guide.local.is_(False))
+        result = await self.session.execute(delete(Guide).where(*of_host))
+        return result.rowcount or 0
+
     async def apply_remote(self, remote: schemas.RemoteGuide) -> str:
         """Keep our copy of a peer's guide current (last writer wins); say what happened."""
         guide = await self.session.scalar(select(Guide).where(Guide.uri == remote.uri))
@@ -190,6 +201,18 @@ class GuideService:
         guide.deleted_at = utcnow()
         await changes.record(self.session, self.settings, "Delete", guide)
         return True
+
+
+async def delete_with_community(session: AsyncSession, settings: Settings, change: changes.Change) -> None:
+    """A deleted local community's guides become tombstones too, each announced so peers drop their copies."""
+    if change.kind != "community" or change.verb != "Delete" or not change.local or change.entry is None:
+        return
+    guides = await session.scalars(
+        select(Guide).where(Guide.community_id == change.entry_id, Guide.deleted_at.is_(None))
+    )
+    for guide in list(guides):
+        guide.deleted_at = change.entry.deleted_at or utcnow()
+        await changes.record(session, settings, "Delete", guide, public=rules.is_public(guide.status))
 
 
 async def free_slug(session: AsyncSession, community: Community, title: str) -> str:

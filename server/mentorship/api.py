@@ -7,8 +7,8 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.deps import require, require_writer
 from server.accounts.security import Principal
-from server.deps import require, require_writer
 from server.mentorship import schemas
 from server.mentorship.service import MentorshipService, etag, request_schema, to_schema
 from server.openapi_docs import READ, WRITE, problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import changes
@@ -170,6 +170,21 @@ class MentorshipService:
 
     # a peer's writes: the caller's transaction, committed by the caller
 
+    async def mark_former_peer(self, host: str, former: bool) -> None:
+        """Entries of an instance that stopped being a peer stay, shown as from a former peer (or no more)."""
+        await self.session.execute(
+            update(MentorshipOffer)
+            .where(MentorshipOffer.instance == host, MentorshipOffer.local.is_(False))
+            .values(former_peer=former)
+        )
+
+    async def purge_instance(self, host: str) -> int:
+        """Remove everything of a former peer's offers; returns how many were removed."""
+        result = await self.session.execute(
+            delete(MentorshipOffer).where(MentorshipOffer.instance == host, MentorshipOffer.local.is_(False))
+        )
+        return result.rowcount or 0
+
     async def apply_remote(self, remote: schemas.RemoteOffer) -> str:
         """Keep our copy of a peer's offer current (last writer wins); say what happened."""
         offer = await self.session.scalar(select(MentorshipOffer).where(MentorshipOffer.uri == remote.uri))
@@ -317,3 +332,17 @@ class MentorshipService:
         if changed:
             await self.session.refresh(offer)
             await changes.record(self.session, self.settings, "Update", offer)
+
+
+async def delete_with_community(session: AsyncSession, settings: Settings, change: changes.Change) -> None:
+    """A deleted local community's offers become tombstones too, each announced so peers drop their copies."""
+    if change.kind != "community" or change.verb != "Delete" or not change.local or change.entry is None:
+        return
+    offers = await session.scalars(
+        select(MentorshipOffer).where(
+            MentorshipOffer.community_id == change.entry_id, MentorshipOffer.deleted_at.is_(None)
+        )
+    )
+    for offer in list(offers):
+        offer.deleted_at = change.entry.deleted_at or utcnow()
+        await changes.record(session, settings, "Delete", offer)

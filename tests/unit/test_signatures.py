@@ -5,20 +5,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import http_sfv
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from server.federation import signatures
 from server.federation.signatures import (
     SignatureError,
     VerifiedSignature,
     generate_keypair,
     host_of,
     key_owner,
+    rfc9421,
     sign_request,
     sign_request_rfc9421,
     verify_request,
 )
+from server.federation.signatures import keys as signing_keys
+from server.federation.signatures.message import Request
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 KEY_ID = "https://a.example/actor#main-key"
@@ -190,13 +193,12 @@ async def test_rfc9421_signature_without_alg_is_verified_by_key_type(
     private, public = keys
     headers = sign_request_rfc9421("POST", INBOX, BODY, KEY_ID, private, now=NOW)
     # alg is optional in RFC 9421; the key type then decides (here RSA, signed with PSS).
-    components = ("@method", "@target-uri", "content-digest")
-    params: dict[str, signatures._Bare] = {"created": int(NOW.timestamp()), "keyid": KEY_ID}
-    spec = signatures._InnerList(tuple(signatures._Item(c, {}) for c in components), params)
-    request = signatures._Request("POST", "/inbox", "https", {k.lower(): v for k, v in headers.items()})
-    base = signatures._rfc9421_base(spec, request).encode()
-    value = signatures._sign(signatures._private_key(private), "rsa-pss-sha512", base)
-    headers["Signature-Input"] = f"sig1={signatures._sf_inner_list(spec)}"
+    spec = http_sfv.InnerList(["@method", "@target-uri", "content-digest"])
+    spec.params.update(created=int(NOW.timestamp()), keyid=KEY_ID)
+    request = Request("POST", "/inbox", "https", {k.lower(): v for k, v in headers.items()})
+    base = rfc9421.signing_base(spec, request).encode()
+    value = signing_keys.sign(signing_keys.private_key(private), "rsa-pss-sha512", base)
+    headers["Signature-Input"] = f"sig1={spec}"
     headers["Signature"] = f"sig1=:{base64.b64encode(value).decode()}:"
 
     assert (await verify(headers, KeyStore(public))).scheme == "rfc9421"
@@ -217,7 +219,7 @@ def test_signature_base_matches_rfc9421_appendix_b_2_6() -> None:
     signature = base64.b64decode(
         "wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw=="
     )
-    request = signatures._Request(
+    request = Request(
         method="POST",
         target="/foo?param=Value&Pet=dog",
         url_scheme="https",
@@ -226,12 +228,13 @@ def test_signature_base_matches_rfc9421_appendix_b_2_6() -> None:
             "date": "Tue, 20 Apr 2021 02:07:55 GMT",
             "content-type": "application/json",
             "content-length": "18",
+            "signature-input": signature_input,
         },
     )
-    spec = signatures._SFParser(signature_input).dictionary()["sig-b26"]
-    assert isinstance(spec, signatures._InnerList)
+    spec = rfc9421.dictionary(request, "signature-input", "Signature-Input")["sig-b26"]
+    assert isinstance(spec, http_sfv.InnerList)
 
-    base = signatures._rfc9421_base(spec, request)
+    base = rfc9421.signing_base(spec, request)
 
     assert base == (
         '"date": Tue, 20 Apr 2021 02:07:55 GMT\n'
@@ -243,9 +246,9 @@ def test_signature_base_matches_rfc9421_appendix_b_2_6() -> None:
         '"@signature-params": ("date" "@method" "@path" "@authority" "content-type" '
         '"content-length");created=1618884473;keyid="test-key-ed25519"'
     )
-    key = signatures._public_key(public_pem)
+    key = signing_keys.public_key(public_pem)
     assert key is not None
-    assert signatures._verifies(key, "ed25519", signature, base.encode())
+    assert signing_keys.verifies(key, "ed25519", signature, base.encode())
 
 
 # --- Key rotation and lookup --------------------------------------------------------------
@@ -281,11 +284,11 @@ async def test_unusable_public_key_is_reported(keys: tuple[str, str]) -> None:
 def test_private_keys_are_loaded_once(keys: tuple[str, str]) -> None:
     private = keys[0]
     sign_request("POST", INBOX, BODY, KEY_ID, private, now=NOW)
-    before = signatures._private_key.cache_info()
+    before = signing_keys.private_key.cache_info()
 
     sign_request("POST", INBOX, BODY, KEY_ID, private, now=NOW)
 
-    after = signatures._private_key.cache_info()
+    after = signing_keys.private_key.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
 
 
@@ -294,7 +297,7 @@ def test_generated_keypair_is_rsa_2048_pem(keys: tuple[str, str]) -> None:
 
     assert private.startswith("-----BEGIN PRIVATE KEY-----")
     assert public.startswith("-----BEGIN PUBLIC KEY-----")
-    assert signatures._private_key(private).key_size == 2048
+    assert signing_keys.private_key(private).key_size == 2048
 
 
 # --- Rejections ---------------------------------------------------------------------------

@@ -365,6 +365,51 @@ def test_signature_made_with_another_key_than_the_key_id_names_is_refused_with_4
     assert {str(request.url) for request in kith.outbound} <= {f"{PEER}/actor"}
 
 
+def _cavage_without_a_comma(headers: dict[str, str]) -> dict[str, str | bytes]:
+    return headers | {"Signature": headers["Signature"].replace('",algorithm=', '" algorithm=')}
+
+
+def _cavage_with_a_stray_quote(headers: dict[str, str]) -> dict[str, str | bytes]:
+    return headers | {"Signature": headers["Signature"] + ',"'}
+
+
+def _rfc9421_unclosed_list(headers: dict[str, str]) -> dict[str, str | bytes]:
+    return headers | {"Signature-Input": headers["Signature-Input"].replace('digest")', 'digest"')}
+
+
+def _rfc9421_created_as_a_date(headers: dict[str, str]) -> dict[str, str | bytes]:
+    return headers | {"Signature-Input": headers["Signature-Input"].replace(";created=", ";created=@")}
+
+
+def _rfc9421_signature_not_base64(headers: dict[str, str]) -> dict[str, str | bytes]:
+    return headers | {"Signature": "sig1=:not base64!:"}
+
+
+def _rfc9421_non_ascii_component(headers: dict[str, str]) -> dict[str, str | bytes]:
+    return headers | {"Signature-Input": headers["Signature-Input"].replace("@method", "@m\xe9thod").encode("latin-1")}
+
+
+MALFORMED = [
+    (signatures.sign_request, _cavage_without_a_comma),
+    (signatures.sign_request, _cavage_with_a_stray_quote),
+    (signatures.sign_request_rfc9421, _rfc9421_unclosed_list),
+    (signatures.sign_request_rfc9421, _rfc9421_created_as_a_date),
+    (signatures.sign_request_rfc9421, _rfc9421_signature_not_base64),
+    (signatures.sign_request_rfc9421, _rfc9421_non_ascii_component),
+]
+
+
+@pytest.mark.parametrize(("sign", "mangle"), MALFORMED, ids=[mangle.__name__[1:] for _, mangle in MALFORMED])
+def test_malformed_signature_header_from_a_peer_is_refused_with_401(kith, peer_community, sign, mangle):
+    payload = activity("Create", article(PEER, peer_community["id"]), actor=alice(PEER))
+    body = json.dumps(payload).encode()
+    headers = sign("POST", f"{kith.settings.base_url}/inbox", body, key_id(PEER), keypair(PEER)[0])
+    response = kith.client.post("/inbox", content=body, headers=mangle(headers))
+    assert response.status_code == 401, response.text
+    assert response.json()["detail"].startswith("Signature rejected: ")
+    assert kith.items(payload["id"]) == 0
+
+
 def test_rfc9421_signature_from_a_peer_is_accepted(kith, peer_community):
     # The positive control for the second signature scheme the inbox verifies.
     document = article(PEER, peer_community["id"], title="Signed the new way")

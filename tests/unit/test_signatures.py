@@ -5,20 +5,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import http_sfv
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from server.federation import signatures
 from server.federation.signatures import (
     SignatureError,
     VerifiedSignature,
     generate_keypair,
     host_of,
     key_owner,
+    rfc9421,
     sign_request,
     sign_request_rfc9421,
     verify_request,
 )
+from server.federation.signatures import keys as signing_keys
+from server.federation.signatures.message import Request
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 KEY_ID = "https://a.example/actor#main-key"
@@ -190,13 +193,12 @@ async def test_rfc9421_signature_without_alg_is_verified_by_key_type(
     private, public = keys
     headers = sign_request_rfc9421("POST", INBOX, BODY, KEY_ID, private, now=NOW)
     # alg is optional in RFC 9421; the key type then decides (here RSA, signed with PSS).
-    components = ("@method", "@target-uri", "content-digest")
-    params: dict[str, signatures._Bare] = {"created": int(NOW.timestamp()), "keyid": KEY_ID}
-    spec = signatures._InnerList(tuple(signatures._Item(c, {}) for c in components), params)
-    request = signatures._Request("POST", "/inbox", "https", {k.lower(): v for k, v in headers.items()})
-    base = signatures._rfc9421_base(spec, request).encode()
-    value = signatures._sign(signatures._private_key(private), "rsa-pss-sha512", base)
-    headers["Signature-Input"] = f"sig1={signatures._sf_inner_list(spec)}"
+    spec = http_sfv.InnerList(["@method", "@target-uri", "content-digest"])
+    spec.params.update(created=int(NOW.timestamp()), keyid=KEY_ID)
+    request = Request("POST", "/inbox", "https", {k.lower(): v for k, v in headers.items()})
+    base = rfc9421.signing_base(spec, request).encode()
+    value = signing_keys.sign(signing_keys.private_key(private), "rsa-pss-sha512", base)
+    headers["Signature-Input"] = f"sig1={spec}"
     headers["Signature"] = f"sig1=:{base64.b64encode(value).decode()}:"
 
     assert (await verify(headers, KeyStore(public))).scheme == "rfc9421"
@@ -217,7 +219,7 @@ def test_signature_base_matches_rfc9421_appendix_b_2_6() -> None:
     signature = base64.b64decode(
         "wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw=="
     )
-    request = signatures._Request(
+    request = Request(
         method="POST",
         target="/foo?param=Value&Pet=dog",
         url_scheme="https",
@@ -226,12 +228,13 @@ def test_signature_base_matches_rfc9421_appendix_b_2_6() -> None:
             "date": "Tue, 20 Apr 2021 02:07:55 GMT",
             "content-type": "application/json",
             "content-length": "18",
+            "signature-input": signature_input,
         },
     )
-    spec = signatures._SFParser(signature_input).dictionary()["sig-b26"]
-    assert isinstance(spec, signatures._InnerList)
+    spec = rfc9421.dictionary(request, "signature-input", "Signature-Input")["sig-b26"]
+    assert isinstance(spec, http_sfv.InnerList)
 
-    base = signatures._rfc9421_base(spec, request)
+    base = rfc9421.signing_base(spec, request)
 
     assert base == (
         '"date": Tue, 20 Apr 2021 02:07:55 GMT\n'
@@ -243,9 +246,206 @@ def test_signature_base_matches_rfc9421_appendix_b_2_6() -> None:
         '"@signature-params": ("date" "@method" "@path" "@authority" "content-type" '
         '"content-length");created=1618884473;keyid="test-key-ed25519"'
     )
-    key = signatures._public_key(public_pem)
+    key = signing_keys.public_key(public_pem)
     assert key is not None
-    assert signatures._verifies(key, "ed25519", signature, base.encode())
+    assert signing_keys.verifies(key, "ed25519", signature, base.encode())
+
+
+# --- Header shapes other implementations send ---------------------------------------------
+
+
+def cavage_params(header: str) -> dict[str, str]:
+    """The parameters of a Signature header as sign_request writes it (quoted, no escapes)."""
+    return dict(re.findall(r'(\w+)="([^"]*)"', header))
+
+
+def _signature_first(p: dict[str, str]) -> str:
+    return f'signature="{p["signature"]}",headers="{p["headers"]}",algorithm="{p["algorithm"]}",keyId="{p["keyId"]}"'
+
+
+def _spaces_and_tabs(p: dict[str, str]) -> str:
+    return (
+        f'  keyId = "{p["keyId"]}" ,\talgorithm= "{p["algorithm"]}" ,'
+        f'headers ="{p["headers"]}", signature="{p["signature"]}"'
+    )
+
+
+def _trailing_comma(p: dict[str, str]) -> str:
+    return f'keyId="{p["keyId"]}",algorithm="{p["algorithm"]}",headers="{p["headers"]}",signature="{p["signature"]}",'
+
+
+def _unquoted_algorithm(p: dict[str, str]) -> str:
+    return f'keyId="{p["keyId"]}",algorithm=rsa-sha256,headers="{p["headers"]}",signature="{p["signature"]}"'
+
+
+def _escaped_characters(p: dict[str, str]) -> str:
+    key_id = p["keyId"].replace("main-key", r"main\-k\ey")
+    return f'keyId="{key_id}",algorithm="{p["algorithm"]}",headers="{p["headers"]}",signature="{p["signature"]}"'
+
+
+def _repeated_key_id(p: dict[str, str]) -> str:
+    # The last value of a repeated parameter wins, as it always has.
+    first = 'keyId="https://c.example/actor#main-key"'
+    rest = f'algorithm="{p["algorithm"]}",headers="{p["headers"]}",signature="{p["signature"]}"'
+    return f'{first},keyId="{p["keyId"]}",{rest}'
+
+
+def _created_and_expires_unquoted(p: dict[str, str]) -> str:
+    created, expires = int(NOW.timestamp()), int(NOW.timestamp()) + 300
+    return (
+        f'keyId="{p["keyId"]}",algorithm="hs2019",created={created},expires={expires},'
+        f'headers="{p["headers"]}",signature="{p["signature"]}"'
+    )
+
+
+CAVAGE_SHAPES = [
+    _signature_first,
+    _spaces_and_tabs,
+    _trailing_comma,
+    _unquoted_algorithm,
+    _escaped_characters,
+    _repeated_key_id,
+    _created_and_expires_unquoted,
+]
+
+
+@pytest.mark.parametrize("shape", CAVAGE_SHAPES, ids=[shape.__name__[1:] for shape in CAVAGE_SHAPES])
+async def test_cavage_header_in_another_shape_verifies(
+    shape: Callable[[dict[str, str]], str], keys: tuple[str, str]
+) -> None:
+    private, public = keys
+    headers = sign_request("POST", INBOX, BODY, KEY_ID, private, now=NOW)
+    headers["Signature"] = shape(cavage_params(headers["Signature"]))
+
+    assert await verify(headers, KeyStore(public)) == VerifiedSignature(KEY_ID, "draft-cavage")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f'keyId="{KEY_ID}",signature="QUJD',
+        f'keyId="{KEY_ID}" signature="QUJD"',
+        f',keyId="{KEY_ID}",signature="QUJD"',
+        f'keyId="{KEY_ID}",,signature="QUJD"',
+        f'keyId=,signature="QUJD",keyId="{KEY_ID}"',
+        f'keyId="{KEY_ID}",sig-nature="QUJD",signature="QUJD"',
+        f'keyId="{KEY_ID}",signature="QUJD",é',
+        f'keyId="{KEY_ID}",signature="QUJD"\\',
+        f'keyId="{KEY_ID}",signature="QU\\"JD"',
+        f'keyId="{KEY_ID}",signature="QUJD",created="soon"',
+        f'keyId="{KEY_ID}",signature="QUJD",headers="(request-target) host date digest x-missing"',
+        '"',
+        "",
+    ],
+)
+async def test_malformed_cavage_header_is_a_signature_error(header: str, keys: tuple[str, str]) -> None:
+    headers = sign_request("POST", INBOX, BODY, KEY_ID, keys[0], now=NOW)
+    headers["Signature"] = header
+    store = KeyStore(keys[1])
+
+    with pytest.raises(SignatureError):
+        await verify(headers, store)
+    assert store.calls == []
+
+
+def resigned(headers: dict[str, str], private: str, signature_input: str, label: str = "sig1") -> dict[str, str]:
+    """`headers` signed again over the inner list `signature_input` (RFC 9421 text, without label),
+    as another implementation would sign them."""
+    spec = rfc9421.dictionary(Request("", "", "", {"x": f"{label}={signature_input}"}), "x", "x")[label]
+    assert isinstance(spec, http_sfv.InnerList)
+    request = Request("POST", "/inbox", "https", {k.lower(): v.strip() for k, v in headers.items()})
+    base = rfc9421.signing_base(spec, request).encode()
+    value = signing_keys.sign(signing_keys.private_key(private), "rsa-v1_5-sha256", base)
+    return headers | {"Signature-Input": f"{label}={signature_input}", "Signature": f"{label}=:{b64(value)}:"}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def test_rfc9421_headers_with_optional_whitespace_verify(keys: tuple[str, str]) -> None:
+    private, public = keys
+    headers = sign_request_rfc9421("POST", INBOX, BODY, KEY_ID, private, now=NOW)
+    created = int(NOW.timestamp())
+    headers = resigned(
+        headers, private, f'("@method" "@target-uri" "content-digest");created={created};keyid="{KEY_ID}"'
+    )
+    # RFC 8941 allows spaces inside an inner list and after `;`; the signature base is the
+    # list serialized again, so a sender's spacing does not change what was signed.
+    headers["Signature-Input"] = (
+        f'sig1=(  "@method"   "@target-uri" "content-digest" );created={created}; keyid="{KEY_ID}"'
+    )
+
+    assert await verify(headers, KeyStore(public)) == VerifiedSignature(KEY_ID, "rfc9421")
+
+
+async def test_rfc9421_first_label_both_headers_share_is_verified(keys: tuple[str, str]) -> None:
+    private, public = keys
+    headers = sign_request_rfc9421("POST", INBOX, BODY, KEY_ID, private, now=NOW)
+    headers["Signature-Input"] = f'proxy=("@authority");keyid="https://proxy.example/k",\t{headers["Signature-Input"]}'
+    headers["Signature"] = f"other=:QUJD:, {headers['Signature']}"
+
+    assert await verify(headers, KeyStore(public)) == VerifiedSignature(KEY_ID, "rfc9421")
+
+
+async def test_content_digest_with_several_algorithms_is_checked_by_those_known(keys: tuple[str, str]) -> None:
+    private, public = keys
+    headers = sign_request_rfc9421("POST", INBOX, BODY, KEY_ID, private, now=NOW)
+    sha512 = b64(hashlib.sha512(BODY).digest())
+    headers["Content-Digest"] = f"md5=:QUJD:, sha-512=:{sha512}:,unixsum=7"
+    created = int(NOW.timestamp())
+    headers = resigned(
+        headers, private, f'("@method" "@target-uri" "content-digest");created={created};keyid="{KEY_ID}"'
+    )
+
+    assert (await verify(headers, KeyStore(public))).scheme == "rfc9421"
+    with pytest.raises(SignatureError, match="Content-Digest header does not match"):
+        await verify(headers, KeyStore(public), body=BODY + b" ")
+
+
+CREATED = int(NOW.timestamp())
+INPUT = f'("@method" "@target-uri" "content-digest");created={CREATED};keyid="{KEY_ID}"'
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Signature-Input", 'sig1=("@method" "@target-uri"'),
+        ("Signature-Input", f"sig1=(@method @target-uri content-digest);created={CREATED};keyid={KEY_ID}"),
+        ("Signature-Input", f'sig1=(method target-uri content-digest);created={CREATED};keyid="{KEY_ID}"'),
+        ("Signature-Input", f'sig1=("@method" "@target-uri" "content-digest");created=@{CREATED};keyid="{KEY_ID}"'),
+        ("Signature-Input", f'sig1=("@method" "@target-uri" "content-digest");created={CREATED}.5;keyid="{KEY_ID}"'),
+        ("Signature-Input", f'sig1=("@method" "@target-uri" "content-digest");created={CREATED};keyid=%"{KEY_ID}"'),
+        ("Signature-Input", f'sig1=("@method" "@target-uri" "content-digest");created={CREATED};keyid=?1'),
+        ("Signature-Input", f'sig1=("@method" "@target-uri" "content-digest");created={CREATED};keyid="main-key"'),
+        (
+            "Signature-Input",
+            f'sig1=("@method" "@target-uri" "content-digest");created={CREATED};keyid="{KEY_ID}";alg=x',
+        ),
+        ("Signature-Input", f'sig1=("@méthod" "@target-uri" "content-digest");created={CREATED};keyid="{KEY_ID}"'),
+        ("Signature-Input", f"Sig1={INPUT}"),
+        ("Signature-Input", f"sig1={INPUT},"),
+        ("Signature-Input", f'sig1=("@method" "@target-uri" "@method" "content-digest");keyid="{KEY_ID}"'),
+        ("Signature-Input", f'sig1=("@method";req "@target-uri" "content-digest");keyid="{KEY_ID}"'),
+        ("Signature-Input", f'sig1=("@method" "@target-uri" "@status" "content-digest");keyid="{KEY_ID}"'),
+        ("Signature-Input", f'sig1="@method";keyid="{KEY_ID}"'),
+        ("Signature", "sig1=:not base64!:"),
+        ("Signature", 'sig1="QUJD"'),
+        ("Signature", "sig1=(:QUJD:)"),
+        ("Signature", "sig1=:QUJD"),
+        ("Content-Digest", "sha-256=:QUJD"),
+        ("Content-Digest", "sha-256=QUJD"),
+        ("Content-Digest", "sha-256"),
+    ],
+)
+async def test_malformed_rfc9421_header_is_a_signature_error(header: str, value: str, keys: tuple[str, str]) -> None:
+    headers = sign_request_rfc9421("POST", INBOX, BODY, KEY_ID, keys[0], now=NOW)
+    headers[header] = value
+    store = KeyStore(keys[1])
+
+    with pytest.raises(SignatureError):
+        await verify(headers, store)
+    assert store.calls == []
 
 
 # --- Key rotation and lookup --------------------------------------------------------------
@@ -281,11 +481,11 @@ async def test_unusable_public_key_is_reported(keys: tuple[str, str]) -> None:
 def test_private_keys_are_loaded_once(keys: tuple[str, str]) -> None:
     private = keys[0]
     sign_request("POST", INBOX, BODY, KEY_ID, private, now=NOW)
-    before = signatures._private_key.cache_info()
+    before = signing_keys.private_key.cache_info()
 
     sign_request("POST", INBOX, BODY, KEY_ID, private, now=NOW)
 
-    after = signatures._private_key.cache_info()
+    after = signing_keys.private_key.cache_info()
     assert (after.hits, after.misses) == (before.hits + 1, before.misses)
 
 
@@ -294,7 +494,7 @@ def test_generated_keypair_is_rsa_2048_pem(keys: tuple[str, str]) -> None:
 
     assert private.startswith("-----BEGIN PRIVATE KEY-----")
     assert public.startswith("-----BEGIN PUBLIC KEY-----")
-    assert signatures._private_key(private).key_size == 2048
+    assert signing_keys.private_key(private).key_size == 2048
 
 
 # --- Rejections ---------------------------------------------------------------------------

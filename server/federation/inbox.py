@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from litestar import Request, Response, Router, post
@@ -18,22 +17,9 @@ from server.errors import ProblemError
 from server.federation import vocab
 from server.federation.fetch import Fetcher, FetchError
 from server.federation.keys import key_id_for, local_key
-from server.federation.signatures import SignatureError, key_owner, verify_request
+from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
 from server.models import ActorKey, InboxItem
 from server.settings import Settings, host_of
-
-_KEY_ID = re.compile(r'keyId="([^"]+)"', re.IGNORECASE)
-_KEYID_PARAM = re.compile(r';\s*keyid="([^"]+)"')
-
-
-def signer_key_id(headers: Any) -> str | None:
-    """The keyId a request claims, read before verifying so we know whom to ask for the key."""
-    for header in ("signature", "authorization"):
-        if match := _KEY_ID.search(headers.get(header, "")):
-            return match.group(1)
-    if match := _KEYID_PARAM.search(headers.get("signature-input", "")):
-        return match.group(1)
-    return None
 
 
 class KeyStore:
@@ -82,7 +68,12 @@ class KeyStore:
 
 async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State) -> Response[Any]:
     body = await request.body()
-    key_id = signer_key_id(request.headers)
+    try:
+        key_id = claimed_key_id(
+            request.method, _path_with_query(request), request.headers, url_scheme=request.url.scheme
+        )
+    except SignatureError as exc:
+        raise ProblemError(401, f"Signature rejected: {exc.reason}") from exc
     if key_id is None:
         raise ProblemError(401, "Inbox requests must carry an HTTP signature.")
     signer_host = host_of(key_owner(key_id))

@@ -15,13 +15,20 @@ from server.federation.signatures.cavage import sign_request
 from server.federation.signatures.keys import generate_keypair, key_owner
 from server.federation.signatures.message import SignatureError, host_of
 from server.federation.signatures.rfc9421 import sign_request_rfc9421
-from server.federation.signatures.verify import MAX_CLOCK_SKEW, PublicKeyGetter, VerifiedSignature, verify_request
+from server.federation.signatures.verify import (
+    MAX_CLOCK_SKEW,
+    PublicKeyGetter,
+    VerifiedSignature,
+    claimed_key_id,
+    verify_request,
+)
 
 __all__ = [
     "MAX_CLOCK_SKEW",
     "PublicKeyGetter",
     "SignatureError",
     "VerifiedSignature",
+    "claimed_key_id",
     "generate_keypair",
     "host_of",
     "key_owner",

@@ -84,6 +84,21 @@ def _verified(key_id: str, scheme: Scheme) -> VerifiedSignature:
     return VerifiedSignature(key_id, scheme)
 
 
+def claimed_key_id(
+    method: str, path_with_query: str, headers: Mapping[str, str], *, url_scheme: str = "https"
+) -> str | None:
+    """The keyId a request claims, read by the same parsers as verify_request but not verified: whom the caller
+    would ask for the key. None when the request carries no signature; SignatureError when it cannot be read."""
+    try:
+        return _parse(Request(method, path_with_query or "/", url_scheme, lowercase(headers))).key_id
+    except Unsigned:
+        return None
+
+
+class Unsigned(SignatureError):
+    """The request carries no signature at all."""
+
+
 def _parse(request: Request) -> ParsedSignature:
     headers = request.headers
     if "signature-input" in headers:
@@ -93,7 +108,7 @@ def _parse(request: Request) -> ParsedSignature:
     auth_scheme, _, params = headers.get("authorization", "").partition(" ")
     if auth_scheme.lower() == "signature":
         return cavage.parse(params, request)
-    raise SignatureError("the request is not signed: no Signature, Signature-Input or Authorization: Signature")
+    raise Unsigned("the request is not signed: no Signature, Signature-Input or Authorization: Signature")
 
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}

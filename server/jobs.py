@@ -1,7 +1,7 @@
 """The worker: claims due rows (deliveries, inbox items, index and sync jobs) and runs their handlers.
 
-Queue rows are state machines (state, attempts, next_attempt_at, locked_until, last_error), so a
-crash at any point leaves work that another claim picks up once its lease runs out.
+Queue rows are state machines (server/queues.py: state, attempts, next_attempt_at, locked_until, last_error),
+so a crash at any point leaves work that another claim picks up once its lease runs out.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -20,14 +19,11 @@ from sqlalchemy import Select, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.db import fetch_all, utcnow
+from server.queues import PENDING
 
 log = logging.getLogger("kith.worker")
 
 Step = Callable[[], Awaitable[int]]
-
-FIRST_RETRY = timedelta(seconds=30)
-MAX_RETRY = timedelta(hours=6)
-GIVE_UP_AFTER = timedelta(days=3)
 
 
 @functools.cache
@@ -38,7 +34,7 @@ def due_probe(model: Any, kind: str | None = None) -> Select[Any]:
     """
     now = bindparam("now")
     probe = select(model.id).where(
-        model.state == "pending",
+        model.state == PENDING,
         model.next_attempt_at <= now,
         or_(model.locked_until.is_(None), model.locked_until < now),
     )
@@ -74,7 +70,7 @@ async def claim(
     free = or_(model.locked_until.is_(None), model.locked_until < now)
     due = (
         select(model.id)
-        .where(model.state == "pending", model.next_attempt_at <= now, free, *conditions)
+        .where(model.state == PENDING, model.next_attempt_at <= now, free, *conditions)
         .order_by(model.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -89,25 +85,6 @@ async def claim(
     ids = list(result.scalars())
     await session.commit()
     return ids
-
-
-def retry_delay(attempts: int) -> timedelta:
-    """30 s doubling per attempt up to 6 h, with ±20 % jitter so retries from many rows spread out."""
-    base = min(FIRST_RETRY * (2 ** max(attempts - 1, 0)), MAX_RETRY)
-    return base * random.uniform(0.8, 1.2)
-
-
-def schedule_retry(row: Any, error: str, *, permanent: bool = False) -> None:
-    """Record a failed attempt: retry later, or give up when it is permanent or too old."""
-    now = utcnow()
-    row.attempts += 1
-    row.last_error = error[:2000]
-    row.locked_until = None
-    created = getattr(row, "created_at", None) or getattr(row, "received_at", None) or now
-    if permanent or now - created > GIVE_UP_AFTER:
-        row.state = "failed"
-    else:
-        row.next_attempt_at = now + retry_delay(row.attempts)
 
 
 _running: weakref.WeakSet[Worker] = weakref.WeakSet()

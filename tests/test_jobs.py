@@ -7,11 +7,13 @@ import time
 import uuid
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import delete, func, select
 
 from server.db import create_engine, create_sessionmaker, utcnow
-from server.jobs import Worker, claim, retry_delay, schedule_retry, wake
+from server.jobs import Worker, claim, wake
 from server.models import InboxItem, Job
+from server.queues import DELIVERIES, INBOX, JOBS, fail, move, retry_delay
 from server.search.indexing import INBOX_BACKLOG, MAX_DEFER_SECONDS, Indexer
 from tests.support.search import indexing_settings
 
@@ -71,16 +73,27 @@ def test_retry_backs_off_and_gives_up_after_three_days(database_url):
             job = Job(kind="retry-test")
             session.add(job)
             await session.commit()
-            schedule_retry(job, "boom")
+            fail(JOBS, job, "boom")
             assert job.state == "pending" and job.attempts == 1
             assert job.next_attempt_at > utcnow() + timedelta(seconds=20)
             job.created_at = utcnow() - timedelta(days=4)
-            schedule_retry(job, "still failing")
+            fail(JOBS, job, "still failing")
             assert job.state == "failed"
             await session.commit()
             assert (await session.scalar(select(Job.state).where(Job.id == job.id))) == "failed"
 
     _run(_with_sessions(database_url, work))
+
+
+def test_a_row_moves_only_through_its_queues_transitions():
+    job = Job(kind="graph-test", state="pending", attempts=0, locked_until=utcnow())
+    move(job, JOBS["finished"])
+    assert job.state == "done" and job.finished_at is not None and job.locked_until is None
+    with pytest.raises(ValueError, match="cannot take it"):
+        move(job, JOBS["finished"])  # a finished job is not finished again
+    assert DELIVERIES.states == {"pending", "sent", "failed"}
+    assert INBOX.states == {"pending", "done", "rejected", "failed"}
+    assert JOBS.states == {"pending", "done", "failed"}
 
 
 def test_retry_delay_doubles_from_30s_to_6h():

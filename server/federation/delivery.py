@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.db import utcnow
 from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import sign_request
-from server.jobs import claim, schedule_retry
+from server.jobs import claim
 from server.models import Activity, Delivery, Peer
+from server.queues import DELIVERIES, fail, move
 from server.settings import Settings
 
 BATCH = 20
@@ -83,15 +84,14 @@ class Deliverer:
         return Outcome(delivery.id, ok, permanent, "" if ok else f"HTTP {response.status_code}: {response.text[:300]}")
 
     async def _record(self, session: AsyncSession, deliveries: dict, outcomes: list[Outcome]) -> None:
-        now = utcnow()
         for outcome in outcomes:
             delivery = deliveries[outcome.delivery_id]
             if outcome.ok:
-                delivery.state, delivery.sent_at, delivery.locked_until = "sent", now, None
                 delivery.attempts += 1
+                move(delivery, DELIVERIES["sent"])
                 await _peer_health(session, delivery.peer_host, success=True)
             else:
-                schedule_retry(delivery, outcome.error, permanent=outcome.permanent)
+                fail(DELIVERIES, delivery, outcome.error, permanent=outcome.permanent)
                 await _peer_health(session, delivery.peer_host, error=outcome.error)
         await session.commit()
 

@@ -23,9 +23,10 @@ from server.federation import outbox, vocab
 from server.federation.fetch import Fetcher, FetchError
 from server.federation.processing import apply_stored, instance_fetcher
 from server.guides.service import GuideService
-from server.jobs import claim, schedule_retry
+from server.jobs import claim
 from server.mentorship.service import MentorshipService
 from server.models import Delivery, InboxItem, Job, Peer
+from server.queues import JOBS, PENDING, fail, move
 from server.settings import Settings, host_of
 
 log = logging.getLogger("kith.federation")
@@ -281,7 +282,7 @@ class PeerJobs:
                 assert job is not None
                 fetcher = await instance_fetcher(session, self.settings, self.client)
                 await sync_peers(session, self.settings, fetcher, only=job.payload.get("host"))
-                job.state, job.finished_at, job.locked_until = "done", utcnow(), None
+                move(job, JOBS["finished"])
                 await session.commit()
                 done += 1
             for job_id in await claim(session, Job, kind="backfill", limit=1, lease=_LEASE):
@@ -305,7 +306,7 @@ class PeerJobs:
         )
         waiting = {
             job.payload.get("host")
-            for job in await session.scalars(select(Job).where(Job.kind == "backfill", Job.state == "pending"))
+            for job in await session.scalars(select(Job).where(Job.kind == "backfill", Job.state == PENDING))
         }
         for host in following:
             if host not in waiting:  # one queued pull per peer is enough, even while it is down
@@ -325,11 +326,11 @@ class PeerJobs:
             await session.rollback()
             job = await session.get(Job, job_id)
             assert job is not None
-            schedule_retry(job, getattr(exc, "reason", str(exc)), permanent=peer is None)
+            fail(JOBS, job, getattr(exc, "reason", str(exc)), permanent=peer is None)
             if peer is not None:
                 peer.last_error, peer.last_error_at = job.last_error, utcnow()
         else:
-            job.state, job.finished_at, job.locked_until = "done", utcnow(), None
+            move(job, JOBS["finished"])
         await session.commit()
 
 
@@ -354,7 +355,7 @@ async def peer_statuses(session: AsyncSession) -> list[PeerStatus]:
     now = utcnow()
     rows = await session.execute(
         select(Delivery.peer_host, func.count(), func.min(Delivery.created_at))
-        .where(Delivery.state == "pending")
+        .where(Delivery.state == PENDING)
         .group_by(Delivery.peer_host)
     )
     queues = {host: (count, oldest) for host, count, oldest in rows}

@@ -24,8 +24,9 @@ from server.federation.fetch import Fetcher, FetchError
 from server.federation.handlers import Rejected, handle, parse, referenced_actors
 from server.federation.keys import key_id_for, local_key
 from server.guides.service import GuideService
-from server.jobs import claim, schedule_retry
+from server.jobs import claim
 from server.models import Community, DeletedObject, InboxItem, Peer, User
+from server.queues import INBOX, fail, move
 from server.settings import Settings, host_of
 
 log = logging.getLogger("kith.federation")
@@ -210,11 +211,10 @@ class Applier:
         except Exception:  # noqa: BLE001 - e.g. a unique clash with another worker: apply them one by one
             log.warning("writing %d new guides together failed; applying them one at a time", len(remotes))
             written = set()
-        now = utcnow()
         for item, activity in run:
             post = posts[item.id]
             if post is not None and post.id in written:
-                item.state, item.last_error, item.processed_at, item.locked_until = "done", "guide stored", now, None
+                move(item, INBOX["applied"], note="guide stored")
             else:
                 await self._apply(item, activity)
         await self._count_received(run, written, posts)
@@ -238,18 +238,15 @@ class Applier:
                     self.session, self.settings, item.payload, item.signer_host, self.documents.get, activity=activity
                 )
         except Rejected as exc:
-            item.state, item.last_error = "rejected", exc.reason[:2000]
+            move(item, INBOX["rejected"], note=exc.reason)
             log.info("rejected %s from %s: %s", item.activity_uri, item.signer_host, exc.reason)
         except (FetchError, httpx.HTTPError) as exc:
-            schedule_retry(item, str(exc))
-            return
+            fail(INBOX, item, str(exc))
         except Exception as exc:  # noqa: BLE001 - keep the item for a later try and say why
             log.exception("failed to apply %s", item.activity_uri)
-            schedule_retry(item, f"{exc.__class__.__name__}: {exc}")
-            return
+            fail(INBOX, item, f"{exc.__class__.__name__}: {exc}")
         else:
-            item.state, item.last_error = "done", outcome
-        item.processed_at, item.locked_until = utcnow(), None
+            move(item, INBOX["applied"], note=outcome)
 
 
 def _new_guide_post(activity: vocab.Activity, item: InboxItem) -> vocab.Post | None:

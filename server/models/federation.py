@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, new_id, utcnow
+from server.queues import PENDING
 
 
 class Activity(Base):
@@ -44,7 +45,7 @@ class Delivery(Base):
     activity_seq: Mapped[int] = mapped_column(ForeignKey("activities.seq", ondelete="CASCADE"))
     inbox_url: Mapped[str] = mapped_column(String(2048))
     peer_host: Mapped[str] = mapped_column(String(255), index=True)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=PENDING)  # see server/queues.py
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
@@ -63,7 +64,7 @@ class InboxItem(Base):
     activity_uri: Mapped[str] = mapped_column(String(2048), unique=True)
     signer_host: Mapped[str] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=PENDING)  # see server/queues.py
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]
@@ -117,7 +118,7 @@ class Job(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=PENDING)  # see server/queues.py
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     locked_until: Mapped[datetime | None]

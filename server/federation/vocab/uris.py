@@ -1,0 +1,94 @@
+"""Ids and links: absolute http(s) URLs that cannot pass for another host."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
+
+from server.federation.vocab.types import MAX_ID_LENGTH, PUBLIC, VocabError
+from server.federation.vocab.values import _as_list, _at, _json_type
+
+_PUBLIC_ALIASES = {PUBLIC, "as:Public", "Public"}
+_UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _id(doc: Mapping[str, Any], where: str) -> str:
+    return _uri(doc.get("id"), _at(where, "id"))
+
+
+def _uri(value: object, at: str) -> str:
+    if value is None:
+        raise VocabError(f"{at} is missing")
+    if not isinstance(value, str):
+        raise VocabError(f"{at} must be a URI string, not {_json_type(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise VocabError(f"{at} is longer than {MAX_ID_LENGTH} characters")
+    if not _is_http_url(value):
+        raise VocabError(f"{at} must be an absolute http(s) URL")
+    return value
+
+
+def is_http_id(value: object) -> TypeGuard[str]:
+    """An http(s) id of at most MAX_ID_LENGTH characters: what an inbox takes as an activity's id, pushed or pulled."""
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and value.startswith(("http://", "https://"))
+
+
+@lru_cache(maxsize=4096)  # the same few ids (actors, communities, the public collection) recur in every activity
+def _is_http_url(value: str) -> bool:
+    if _UNSAFE_URL_CHARS.search(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    # Credentials in a URL only serve to make one host look like another.
+    has_userinfo = parts.username is not None or parts.password is not None
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not has_userinfo
+
+
+def _single(value: object, at: str) -> str | Mapping[str, Any] | None:
+    if isinstance(value, list):
+        if len(value) > 1:
+            raise VocabError(f"{at} has {len(value)} values; only one is supported")
+        value = value[0] if value else None
+    if value is None or isinstance(value, str | Mapping):
+        return value
+    raise VocabError(f"{at} must be a URI or an object, not {_json_type(value)}")
+
+
+def _addressees(doc: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    at = _at(where, key)
+    ids: list[str] = []
+    for value in _as_list(doc.get(key)):
+        ref = value.get("id") if isinstance(value, Mapping) else value
+        if not isinstance(ref, str):
+            raise VocabError(f"{at} must hold URIs, not {_json_type(ref)}")
+        ids.append(PUBLIC if ref in _PUBLIC_ALIASES else _uri(ref, at))
+    return tuple(dict.fromkeys(ids))
+
+
+def _url(doc: Mapping[str, Any], where: str) -> str | None:
+    at = _at(where, "url")
+    value = doc.get("url")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return _href(value, at)
+    # A list mixes the page with media and magnet links; the page is the text/html one.
+    pages = [v for v in value if isinstance(v, Mapping) and v.get("mediaType") == "text/html"]
+    for candidate in pages + value:
+        try:
+            return _href(candidate, at)
+        except VocabError:
+            continue
+    return None
+
+
+def _href(value: object, at: str) -> str:
+    if isinstance(value, Mapping):
+        return _uri(value.get("href"), f"{at}.href")
+    return _uri(value, at)

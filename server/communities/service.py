@@ -7,11 +7,11 @@ from functools import lru_cache
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, bindparam, delete, select, update
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import changes
+from server import changes, remote_copies
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
 from server.communities import rules, schemas
@@ -167,16 +167,10 @@ class CommunityService:
     # a peer's writes: the caller's transaction, committed by the caller
 
     async def mark_former_peer(self, host: str, former: bool) -> None:
-        """Entries of an instance that stopped being a peer stay, shown as from a former peer (or no more)."""
-        of_host = (Community.instance == host, Community.local.is_(False))
-        await self.session.execute(update(Community).where(*of_host).values(former_peer=former))
+        await remote_copies.mark_former_peer(self.session, Community, host, former)
 
     async def purge_instance(self, host: str) -> int:
-        """Remove everything of a former peer's communities; returns how many were removed."""
-        result = await self.session.execute(
-            delete(Community).where(Community.instance == host, Community.local.is_(False))
-        )
-        return result.rowcount or 0
+        return await remote_copies.purge_instance(self.session, Community, host)
 
     async def apply_remote(self, remote: schemas.RemoteCommunity) -> str:
         """Keep our copy of a peer's community current (last writer wins); say what happened."""
@@ -221,16 +215,7 @@ class CommunityService:
 
     async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
         """Delete our copy of a peer's community: None when there is none, False when it was deleted already."""
-        community = await self.session.scalar(
-            select(Community).where(Community.uri == uri, Community.instance == instance)
-        )
-        if community is None:
-            return None
-        if community.deleted_at is not None:
-            return False
-        community.deleted_at = utcnow()
-        await changes.record(self.session, self.settings, "Delete", community)
-        return True
+        return await remote_copies.delete_copy(self.session, self.settings, Community, uri, instance)
 
     # members
 

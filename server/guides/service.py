@@ -5,10 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import changes
+from server import changes, remote_copies
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.communities.service import CommunityService
@@ -149,15 +149,10 @@ class GuideService:
     # a peer's writes: the caller's transaction, committed by the caller
 
     async def mark_former_peer(self, host: str, former: bool) -> None:
-        """Entries of an instance that stopped being a peer stay, shown as from a former peer (or no more)."""
-        of_host = (Guide.instance == host, Guide.local.is_(False))
-        await self.session.execute(update(Guide).where(*of_host).values(former_peer=former))
+        await remote_copies.mark_former_peer(self.session, Guide, host, former)
 
     async def purge_instance(self, host: str) -> int:
-        """Remove everything of a former peer's guides; returns how many were removed."""
-        of_host = (Guide.instance == host, Guide.local.is_(False))
-        result = await self.session.execute(delete(Guide).where(*of_host))
-        return result.rowcount or 0
+        return await remote_copies.purge_instance(self.session, Guide, host)
 
     async def apply_remote(self, remote: schemas.RemoteGuide) -> str:
         """Keep our copy of a peer's guide current (last writer wins); say what happened."""
@@ -193,14 +188,7 @@ class GuideService:
 
     async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
         """Delete our copy of a peer's guide: None when there is none, False when it was deleted already."""
-        guide = await self.session.scalar(select(Guide).where(Guide.uri == uri, Guide.instance == instance))
-        if guide is None:
-            return None
-        if guide.deleted_at is not None:
-            return False
-        guide.deleted_at = utcnow()
-        await changes.record(self.session, self.settings, "Delete", guide)
-        return True
+        return await remote_copies.delete_copy(self.session, self.settings, Guide, uri, instance)
 
 
 async def delete_with_community(session: AsyncSession, settings: Settings, change: changes.Change) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import changes
+from server import changes, remote_copies
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.communities.service import CommunityService, community_ref
@@ -171,19 +171,10 @@ class MentorshipService:
     # a peer's writes: the caller's transaction, committed by the caller
 
     async def mark_former_peer(self, host: str, former: bool) -> None:
-        """Entries of an instance that stopped being a peer stay, shown as from a former peer (or no more)."""
-        await self.session.execute(
-            update(MentorshipOffer)
-            .where(MentorshipOffer.instance == host, MentorshipOffer.local.is_(False))
-            .values(former_peer=former)
-        )
+        await remote_copies.mark_former_peer(self.session, MentorshipOffer, host, former)
 
     async def purge_instance(self, host: str) -> int:
-        """Remove everything of a former peer's offers; returns how many were removed."""
-        result = await self.session.execute(
-            delete(MentorshipOffer).where(MentorshipOffer.instance == host, MentorshipOffer.local.is_(False))
-        )
-        return result.rowcount or 0
+        return await remote_copies.purge_instance(self.session, MentorshipOffer, host)
 
     async def apply_remote(self, remote: schemas.RemoteOffer) -> str:
         """Keep our copy of a peer's offer current (last writer wins); say what happened."""
@@ -213,16 +204,7 @@ class MentorshipService:
 
     async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
         """Delete our copy of a peer's offer: None when there is none, False when it was deleted already."""
-        offer = await self.session.scalar(
-            select(MentorshipOffer).where(MentorshipOffer.uri == uri, MentorshipOffer.instance == instance)
-        )
-        if offer is None:
-            return None
-        if offer.deleted_at is not None:
-            return False
-        offer.deleted_at = utcnow()
-        await changes.record(self.session, self.settings, "Delete", offer)
-        return True
+        return await remote_copies.delete_copy(self.session, self.settings, MentorshipOffer, uri, instance)
 
     # requests
 

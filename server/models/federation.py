@@ -1,6 +1,6 @@
 """Federation state: the transactional outbox, deliveries, inbox items, peers, keys and jobs.
 
-Queue rows are explicit state machines: state, attempts, next_attempt_at, locked_until, last_error.
+Queue rows (QueueRow) are state machines, declared in server/queues.py.
 """
 
 from __future__ import annotations
@@ -14,6 +14,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, new_id, utcnow
 from server.queues import PENDING
+
+
+class QueueRow:
+    """The columns of a queue row, which moves through its queue's transitions (server/queues.py)."""
+
+    state: Mapped[str] = mapped_column(String(16), default=PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class Activity(Base):
@@ -34,7 +44,7 @@ class Activity(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Delivery(Base):
+class Delivery(QueueRow, Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("activity_seq", "inbox_url"),
@@ -45,16 +55,11 @@ class Delivery(Base):
     activity_seq: Mapped[int] = mapped_column(ForeignKey("activities.seq", ondelete="CASCADE"))
     inbox_url: Mapped[str] = mapped_column(String(2048))
     peer_host: Mapped[str] = mapped_column(String(255), index=True)
-    state: Mapped[str] = mapped_column(String(16), default=PENDING)  # see server/queues.py
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
-    locked_until: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
 
 
-class InboxItem(Base):
+class InboxItem(QueueRow, Base):
     """A verified incoming activity, stored once by its id and processed by the worker."""
 
     __tablename__ = "inbox_items"
@@ -64,11 +69,6 @@ class InboxItem(Base):
     activity_uri: Mapped[str] = mapped_column(String(2048), unique=True)
     signer_host: Mapped[str] = mapped_column(String(255))
     payload: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(16), default=PENDING)  # see server/queues.py
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
-    locked_until: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
 
@@ -109,7 +109,7 @@ class ActorKey(Base):
     fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Job(Base):
+class Job(QueueRow, Base):
     """Other background work: search indexing, peer sync."""
 
     __tablename__ = "jobs"
@@ -118,11 +118,6 @@ class Job(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    state: Mapped[str] = mapped_column(String(16), default=PENDING)  # see server/queues.py
-    attempts: Mapped[int] = mapped_column(default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
-    locked_until: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,11 +14,12 @@ from server import changes, remote_copies
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
 from server.communities import rules, schemas
+from server.communities.queries import MEMBERS, community_from_row, list_statement, member_from_row
 from server.db import utcnow
 from server.errors import conflict, forbidden, invalid, not_found
 from server.models import Community, Membership, User
-from server.pagination import keyset_bound, keyset_params, split_page
-from server.refs import Origin, apply_origin_filters, split_ref
+from server.pagination import keyset_params, split_page
+from server.refs import Origin, split_ref
 from server.rules import is_newer
 from server.settings import Settings, host_of
 
@@ -60,7 +60,7 @@ class CommunityService:
     ) -> tuple[Select[Any], dict[str, Any]]:  # fmt: skip
         """`list_statement` without a service, for readers that need no session."""
         params = keyset_params(limit, cursor)
-        return _list_statement(settings.host, origin, instance.lower() if instance else None, bool(cursor)), params
+        return list_statement(settings.host, origin, instance.lower() if instance else None, bool(cursor)), params
 
     @staticmethod
     def ref_params_for(settings: Settings, ref: str) -> dict[str, str]:
@@ -87,7 +87,9 @@ class CommunityService:
         stats: dict[uuid.UUID, schemas.CommunityStats] = {}
         if communities:
             rows = await self.session.execute(
-                select(Community.id, *_stats()).where(Community.id.in_([c.id for c in communities]))
+                select(Community.id, Community.guides_count, Community.open_offers_count).where(
+                    Community.id.in_([c.id for c in communities])
+                )
             )
             stats = {id_: schemas.CommunityStats(guides=guides, offers=offers) for id_, guides, offers in rows}
         return [_to_schema(c, stats.get(c.id, schemas.CommunityStats(guides=0, offers=0))) for c in communities]
@@ -256,59 +258,6 @@ class CommunityService:
         if not result.rowcount:
             raise not_found(f"Member {username!r}")
         await self.session.commit()
-
-
-_COLUMNS = (
-    Community.id, Community.uri, Community.url, Community.slug, Community.name, Community.description,
-    Community.color, Community.links, Community.local, Community.instance, Community.created_at,
-    Community.updated_at, Community.former_peer,
-)  # fmt: skip
-
-
-@lru_cache(maxsize=64)
-def _list_statement(local_host: str, origin: Origin, instance: str | None, after: bool) -> Select[Any]:
-    """Built once per set of filters: building and compiling a statement costs more than running it."""
-    query = select(*_COLUMNS, *_stats()).where(Community.deleted_at.is_(None))
-    query = apply_origin_filters(query, Community, local_host, origin=origin, instance=instance)
-    return keyset_bound(query, Community, after=after)
-
-
-def _stats() -> tuple[Any, Any]:
-    """Published guides and open offers of the community, not deleted: counters kept by database triggers
-    (migration 0006) on every write to guides and offers."""
-    return Community.guides_count, Community.open_offers_count
-
-
-# One community by `slug` and `instance` (see CommunityService.ref_params_for), with its counts.
-ONE_BY_REF = select(*_COLUMNS, *_stats()).where(
-    Community.slug == bindparam("slug"), Community.instance == bindparam("instance"), Community.deleted_at.is_(None)
-)
-# The members of the community `community_id`, in the order they joined.
-MEMBERS = (
-    select(User.username, User.display_name, Membership.role, Membership.created_at)
-    .join(Membership, Membership.user_id == User.id)
-    .where(Membership.community_id == bindparam("community_id"))
-    .order_by(Membership.created_at, User.username)
-)
-
-
-def community_from_row(row: Any) -> schemas.Community:
-    """A community's schema from a row of `list_statement` or ONE_BY_REF: the same as `to_schema`."""
-    (
-        id_, uri, url, slug, name, description, color, links, local, instance, created_at, updated_at, former_peer,
-        guides, offers,
-    ) = row  # fmt: skip
-    return schemas.Community(
-        id=id_, uri=uri, url=url, slug=slug, name=name, description=description, color=color,
-        links=msgspec.convert(links or [], list[schemas.Link]), local=local, instance=instance,
-        created_at=created_at, updated_at=updated_at,
-        stats=schemas.CommunityStats(guides=guides, offers=offers), former_peer=former_peer,
-    )  # fmt: skip
-
-
-def member_from_row(row: Any) -> schemas.Member:
-    username, display_name, role, joined_at = row
-    return schemas.Member(username=username, display_name=display_name or username, role=role, joined_at=joined_at)
 
 
 def _to_schema(c: Community, stats: schemas.CommunityStats) -> schemas.Community:

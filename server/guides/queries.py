@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from sqlalchemy import Select, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
+from server.accounts.schemas import PersonRef
 from server.accounts.security import Principal
 from server.accounts.service import person_ref, person_ref_of
 from server.communities.schemas import CommunityRef
@@ -22,6 +25,7 @@ from server.guides import rules, schemas
 from server.markdown import render
 from server.models import Community, Guide, GuideRevision, Membership, User
 from server.pagination import keyset_bound, keyset_params, split_page
+from server.projection import Projection
 from server.refs import Origin, apply_origin_filters, split_ref
 from server.settings import Settings
 
@@ -42,49 +46,152 @@ def to_schema(guide: Guide) -> schemas.Guide:
     )  # fmt: skip
 
 
-# Reads select the columns the schema needs, in the order _from_row takes them: the guide's, then its author's
-# and its community's. No ORM entities, so no identity map, and none of the author's password hash or the
-# community's description and links. The joined tables are aliased, as the ORM's joined loads were, so that
-# the filters' subqueries on `users` and `communities` (apply_origin_filters, author=) stay uncorrelated.
+# Every read of guides selects from GUIDE, by name: the API's schema, the guide page's view and the cards. No ORM
+# entities, so no identity map, and none of the author's password hash or the community's description and links.
+# The joined tables are aliased, as the ORM's joined loads were, so that the filters' subqueries on `users` and
+# `communities` (apply_origin_filters, author=, drafts_visible_to) stay uncorrelated.
 _author = aliased(User, name="author")
 _community = aliased(Community, name="community")
-_COLUMNS = (
-    Guide.id, Guide.uri, Guide.url, Guide.slug, Guide.title, Guide.summary, Guide.body_markdown, Guide.body_html,
-    Guide.tags, Guide.license, Guide.status, Guide.revision, Guide.local, Guide.instance, Guide.former_peer,
-    Guide.derived_from, Guide.created_at, Guide.updated_at,
-    _author.username, _author.display_name, _author.uri, _author.instance,
-    _community.slug, _community.name, _community.instance, _community.uri, _community.url, _community.color,
+_AUTHOR = ("author_username", "author_display_name", "author_uri", "author_instance")
+_COMMUNITY = (
+    "community_slug", "community_name", "community_instance", "community_uri", "community_url", "community_color"
 )  # fmt: skip
-_READ = (
-    select(*_COLUMNS).join(_author, _author.id == Guide.author_id).join(_community, _community.id == Guide.community_id)
-)
+_ORIGIN = ("instance", "uri", "url", "former_peer")
+GUIDE = Projection(
+    "GuideRow",
+    {
+        "id": Guide.id, "uri": Guide.uri, "url": Guide.url, "slug": Guide.slug, "title": Guide.title,
+        "summary": Guide.summary, "body_markdown": Guide.body_markdown, "body_html": Guide.body_html,
+        "tags": Guide.tags, "license": Guide.license, "status": Guide.status, "revision": Guide.revision,
+        "local": Guide.local, "instance": Guide.instance, "former_peer": Guide.former_peer,
+        "derived_from": Guide.derived_from, "created_at": Guide.created_at, "updated_at": Guide.updated_at,
+        "author_username": _author.username, "author_display_name": _author.display_name,
+        "author_uri": _author.uri, "author_instance": _author.instance,
+        "community_slug": _community.slug, "community_name": _community.name,
+        "community_instance": _community.instance, "community_uri": _community.uri,
+        "community_url": _community.url, "community_color": _community.color,
+        # Who may see a draft is decided by these two; the schema shows neither.
+        "author_id": Guide.author_id, "community_id": Guide.community_id,
+    },
+)  # fmt: skip
+_SCHEMA = GUIDE.without("GuideSchemaRow", "author_id", "community_id")
+# What a card shows: neither body, so a page of cards reads and remembers (fetch_all's `into`) small rows.
+CARD = GUIDE.only(
+    "GuideCardRow", "id", "slug", "title", "summary", "tags", "status", "local", *_ORIGIN, "created_at",
+    "updated_at", *_AUTHOR, *_COMMUNITY,
+)  # fmt: skip
+VIEW = GUIDE.without("GuideViewRow", "body_markdown")
+
+
+def joined(query: Select[Any]) -> Select[Any]:
+    """A select of GUIDE's columns with the author and the community they name."""
+    return query.join(_author, _author.id == Guide.author_id).join(_community, _community.id == Guide.community_id)
+
+
+_READ = joined(select(*_SCHEMA.columns))
 # One guide by id (`:id`), with what deciding who may see a draft takes.
-_ONE = _READ.add_columns(Guide.author_id, Guide.community_id).where(
-    Guide.id == bindparam("id"), Guide.deleted_at.is_(None)
+_ONE = joined(select(*GUIDE.columns)).where(Guide.id == bindparam("id"), Guide.deleted_at.is_(None))
+# The guide page's read of a published guide: bind `community_slug`, `community_instance` and `guide_slug`.
+PUBLISHED_GUIDE = joined(select(*VIEW.columns)).where(
+    _community.slug == bindparam("community_slug"),
+    _community.instance == bindparam("community_instance"),
+    _community.deleted_at.is_(None),
+    Guide.slug == bindparam("guide_slug"),
+    Guide.deleted_at.is_(None),
+    Guide.status == "published",
 )
 _MODERATOR_ROLE = select(Membership.role).where(
     Membership.user_id == bindparam("user_id"), Membership.community_id == bindparam("community_id")
 )
 
 
+class GuideCard(msgspec.Struct):
+    """The part of `schemas.Guide` a card shows, with the same names."""
+
+    id: UUID
+    slug: str
+    title: str
+    summary: str
+    tags: list[str]
+    status: str
+    local: bool
+    author: PersonRef
+    community: CommunityRef
+    origin: schemas.Origin
+    created_at: datetime
+    updated_at: datetime
+
+
+class GuideView(msgspec.Struct):
+    """The part of `schemas.Guide` the guide page shows, with the same names, and who may edit it."""
+
+    id: UUID
+    slug: str
+    title: str
+    summary: str
+    body_html: str
+    tags: list[str]
+    license: str
+    status: str
+    revision: int
+    local: bool
+    author: PersonRef
+    community: CommunityRef
+    origin: schemas.Origin
+    derived_from: str | None
+    created_at: datetime
+    updated_at: datetime
+    author_id: UUID
+    community_id: UUID
+
+
+def _author_of(r: Any) -> PersonRef:
+    return person_ref_of(r.author_username, r.author_display_name, r.author_uri, r.author_instance)
+
+
+def _community_of(r: Any) -> CommunityRef:
+    return CommunityRef(
+        slug=r.community_slug, name=r.community_name, instance=r.community_instance, uri=r.community_uri,
+        url=r.community_url, color=r.community_color,
+    )  # fmt: skip
+
+
+def _origin_of(r: Any) -> schemas.Origin:
+    return schemas.Origin(instance=r.instance, uri=r.uri, url=r.url, former_peer=r.former_peer)
+
+
 def _from_row(row: Sequence[Any]) -> schemas.Guide:
     """A guide's schema from a row of _READ: the same as to_schema of the loaded Guide."""
-    (
-        id_, uri, url, slug, title, summary, body_markdown, body_html, tags, license_, status, revision, local,
-        instance, former_peer, derived_from, created_at, updated_at,
-        author_username, author_display_name, author_uri, author_instance,
-        community_slug, community_name, community_instance, community_uri, community_url, community_color, *_,
-    ) = row  # fmt: skip
+    return _guide_of(_SCHEMA.named(row))
+
+
+def _guide_of(r: Any) -> schemas.Guide:
     return schemas.Guide(
-        id=id_, uri=uri, url=url, slug=slug, title=title, summary=summary, body_markdown=body_markdown,
-        body_html=body_html, tags=list(tags), license=license_, status=status, revision=revision,
-        author=person_ref_of(author_username, author_display_name, author_uri, author_instance),
-        community=CommunityRef(
-            slug=community_slug, name=community_name, instance=community_instance, uri=community_uri,
-            url=community_url, color=community_color,
-        ),  # community_ref's fields
-        local=local, origin=schemas.Origin(instance=instance, uri=uri, url=url, former_peer=former_peer),
-        derived_from=derived_from, created_at=created_at, updated_at=updated_at,
+        id=r.id, uri=r.uri, url=r.url, slug=r.slug, title=r.title, summary=r.summary,
+        body_markdown=r.body_markdown, body_html=r.body_html, tags=list(r.tags), license=r.license,
+        status=r.status, revision=r.revision, author=_author_of(r), community=_community_of(r), local=r.local,
+        origin=_origin_of(r), derived_from=r.derived_from, created_at=r.created_at, updated_at=r.updated_at,
+    )  # fmt: skip
+
+
+def guide_card(row: Sequence[Any]) -> GuideCard:
+    """A card from a row of CARD's columns (a function of the row alone: `fetch_all(..., into=...)`)."""
+    r = CARD.named(row)
+    return GuideCard(
+        id=r.id, slug=r.slug, title=r.title, summary=r.summary, tags=list(r.tags), status=r.status, local=r.local,
+        author=_author_of(r), community=_community_of(r), origin=_origin_of(r), created_at=r.created_at,
+        updated_at=r.updated_at,
+    )  # fmt: skip
+
+
+def guide_view(row: Sequence[Any]) -> GuideView:
+    """The guide page's view from a row of VIEW's columns."""
+    r = VIEW.named(row)
+    return GuideView(
+        id=r.id, slug=r.slug, title=r.title, summary=r.summary, body_html=r.body_html, tags=list(r.tags),
+        license=r.license, status=r.status, revision=r.revision, local=r.local, author=_author_of(r),
+        community=_community_of(r), origin=_origin_of(r), derived_from=r.derived_from, created_at=r.created_at,
+        updated_at=r.updated_at, author_id=r.author_id, community_id=r.community_id,
     )  # fmt: skip
 
 
@@ -160,9 +267,9 @@ class GuideReads:
         rows = await fetch_all(self.engine, _ONE, {"id": guide_id}, quick=True)  # by primary key
         if not rows:
             raise not_found("Guide")
-        guide = _from_row(rows[0])
-        author_id, community_id = rows[0][-2:]
-        if guide.status == "draft" and not await self._may_edit(principal, author_id, community_id):
+        one = GUIDE.named(rows[0])
+        guide = _guide_of(one)
+        if guide.status == "draft" and not await self._may_edit(principal, one.author_id, one.community_id):
             raise not_found("Guide")  # a draft's existence is nobody else's business
         return guide
 

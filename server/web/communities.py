@@ -10,7 +10,8 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.communities import schemas
-from server.communities.service import MEMBERS, ONE_BY_REF, CommunityService, community_from_row, member_from_row
+from server.communities.queries import MEMBERS, ONE_BY_REF, community_from_row, member_from_row
+from server.communities.service import CommunityService
 from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
 from server.pagination import split_page

@@ -17,13 +17,12 @@ from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
 from server.etags import make_etag
 from server.guides import rules, schemas
-from server.guides.queries import to_schema
+from server.guides.queries import PUBLISHED_GUIDE, GuideView, guide_view, to_schema
 from server.guides.service import GuideService
 from server.markdown import render
 from server.models import Guide
 from server.refs import split_ref
 from server.settings import Settings
-from server.web.cards import PUBLISHED_GUIDE, GuideView, guide_view
 from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
 from server.web.errors import SignInRequired
 from server.web.forms import build, field_errors, form_data, labels

@@ -327,7 +327,8 @@ def test_fetch_all_into_builds_each_row_and_reuses_only_an_unchanged_one(setting
     changed is built again, so nothing read is stale."""
     import asyncio
 
-    from server.communities.service import ONE_BY_REF, CommunityService, community_from_row
+    from server.communities.queries import ONE_BY_REF, community_from_row
+    from server.communities.service import CommunityService
     from server.db import create_engine, fetch_all
 
     built: list[str] = []

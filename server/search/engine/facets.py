@@ -36,7 +36,7 @@ def empty_facets() -> dict[str, dict[str, int]]:
 
 
 class Segment:
-    """What one segment contributes: its size, its facet values' documents.
+    """What is kept of one segment: its size, its live documents, its facet values' documents.
 
     The rare values of every facet are kept document by document (`rare_starts`, `rare_values`: the
     values of document n are rare_values[rare_starts[n]:rare_starts[n + 1]], as indexes into

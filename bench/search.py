@@ -19,7 +19,12 @@ A benchmark, not a test. It
      page is checked against the raw search's, and a page that differs against Whoosh's ranking of every
      match (`TopCollector(replace=0)`: the `limit=20` collector swaps matchers as it goes and can drop
      documents that belong in the top 20);
-  5. reads the server process's peak RSS (VmHWM in /proc/<pid>/status) after the run.
+  5. reads the server process's peak RSS (VmHWM in /proc/<pid>/status) after the run;
+  6. write to searchable: restarts the server on the same data dir with its worker (`kith serve`, indexing in
+     its own process as in production), creates guides through the API one at a time, 0.5 s apart, each with
+     a word no other guide has, and times each from the creation's response (the write committed) until
+     GET /api/v1/search finds it (polled every 10 ms); then deletes them and waits until search no longer
+     finds them, so that a kept index (--index) still holds exactly --docs guides.
 
 Targets: endpoint p95 <= 15 ms, endpoint p95 / raw p95 <= 1.5, peak RSS <= 300 MB.
 
@@ -31,6 +36,7 @@ the way out.
     .venv/bin/python bench/search.py --docs 20000    # under a minute to build
     .venv/bin/python bench/search.py --docs 2000     # a smoke run
     .venv/bin/python bench/search.py --profile       # afterwards, cProfile 100 raw searches and print the top
+    .venv/bin/python bench/search.py --writes 0      # skip the write-to-searchable step
 """
 
 from __future__ import annotations
@@ -78,6 +84,11 @@ TARGET_P95_MS = 15.0
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 300.0
 REQUEST_TIMEOUT = 120.0
+WRITES = 40  # guides created one at a time for write-to-searchable
+WRITE_INTERVAL = 0.5  # seconds between one guide being found and the next one's creation
+POLL_INTERVAL = 0.01
+WRITE_TIMEOUT = 60.0
+WRITE_COMMUNITY = "bench-writes"
 LOCAL_HOST = "kith.bench.example"
 PEER_HOSTS = ("peer-one.example", "peer-two.example", "peer-three.example", "peer-four.example")
 
@@ -299,6 +310,58 @@ def exhaustive_pages(index: Path, queries: Sequence[str]) -> list[list[str]]:
     return pages
 
 
+async def _found(api: httpx.AsyncClient, word: str, guide_id: str) -> bool:
+    response = await api.get("/api/v1/search", params={"q": word})
+    response.raise_for_status()
+    return any(item["id"] == guide_id for item in response.json()["items"])
+
+
+async def _until(api: httpx.AsyncClient, word: str, guide_id: str, *, present: bool) -> float:
+    """Poll search until the guide is (or is no longer) found; returns when that was seen (perf_counter)."""
+    deadline = time.perf_counter() + WRITE_TIMEOUT
+    while await _found(api, word, guide_id) != present:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"guide {guide_id} ({word}) still {'missing' if present else 'found'} after "
+                               f"{WRITE_TIMEOUT:.0f} s")  # fmt: skip
+        await asyncio.sleep(POLL_INTERVAL)
+    return time.perf_counter()
+
+
+async def write_to_searchable(server: KithServer, corpus: Corpus, writes: int) -> list[float]:
+    """Create guides through the API one at a time; seconds from each creation's response until search finds it.
+
+    One unmeasured guide first, so that the indexing process has started and the searcher is open. The
+    guides are deleted afterwards and the step waits until search no longer finds them.
+    """
+    rng = random.Random(SEED + 3)
+    headers = {"Authorization": f"Bearer {server.token()}"}
+    async with httpx.AsyncClient(
+        base_url=server.base_url, headers=headers, timeout=REQUEST_TIMEOUT, trust_env=False
+    ) as api:
+        created = await api.post("/api/v1/communities", json={"slug": WRITE_COMMUNITY, "name": "Bench writes"})
+        created.raise_for_status()
+        latencies: list[float] = []
+        guides: list[tuple[str, str]] = []
+        for n in range(writes + 1):
+            word = f"zq{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"  # in no other guide
+            body = {"title": f"{corpus.title(rng)} {word}", "body_markdown": corpus.markdown_body(rng),
+                    "tags": sorted(set(rng.sample(corpus.tags, rng.randint(1, 3))))}  # fmt: skip
+            response = await api.post(f"/api/v1/communities/{WRITE_COMMUNITY}/guides", json=body)
+            committed = time.perf_counter()
+            response.raise_for_status()
+            guide_id = response.json()["id"]
+            guides.append((word, guide_id))
+            found = await _until(api, word, guide_id, present=True)
+            if n:  # the first one waited for the indexing process to start
+                latencies.append(found - committed)
+            await asyncio.sleep(WRITE_INTERVAL)
+        for _, guide_id in guides:
+            (await api.delete(f"/api/v1/guides/{guide_id}")).raise_for_status()
+        for word, guide_id in guides:
+            await _until(api, word, guide_id, present=False)
+    return latencies
+
+
 def profile_service(index: Path, queries: Sequence[str]) -> None:
     """cProfile an unpaced pass of in-process `SearchService.search` calls (measured passes run without it)."""
     service = SearchService(index)
@@ -397,7 +460,7 @@ def prepare_index(index: Path, keep: Path | None, corpus: Corpus, count: int) ->
     return build_index(keep, corpus, count)
 
 
-async def run(count: int, profile: bool, keep: Path | None) -> int:
+async def run(count: int, profile: bool, keep: Path | None, writes: int) -> int:
     corpus = Corpus()
     qrng = random.Random(SEED + 2)
     queries = [corpus.query(qrng) for _ in range(QUERIES)]
@@ -439,9 +502,17 @@ async def run(count: int, profile: bool, keep: Path | None) -> int:
                   f"the ranking of limit=None): {same} of {len(differ)}", flush=True)  # fmt: skip
         if profile:
             profile_service(index, queries[:100])
+        written: list[float] = []
+        if writes:
+            server.worker = True
+            server.start()  # kith serve with its worker, which indexes in a process of its own
+            print(f"  kith serve (worker on) on {server.base_url}: {writes} guides created one at a time", flush=True)
+            written = await write_to_searchable(server, corpus, writes)
+            print(f"  write to searchable        {describe(written)}", flush=True)
+            server.stop()
     finally:
         server.close()
-    report(count, build_rate, raw, endpoint, totals, wall, cpu_before, cpu_after, memory)
+    report(count, build_rate, raw, endpoint, totals, wall, cpu_before, cpu_after, memory, written)
     return 0
 
 
@@ -455,6 +526,7 @@ def report(
     cpu_before: float | None,
     cpu_after: float | None,
     memory: dict[str, float | None],
+    written: Sequence[float],
 ) -> None:
     p95_endpoint, p95_raw = percentile(endpoint, 95) * 1000, percentile(raw, 95) * 1000
     ratio = p95_endpoint / p95_raw
@@ -482,6 +554,13 @@ def report(
         ),
         ("raw Whoosh top-20 p50 / p95", f"{percentile(raw, 50) * 1000:,.1f} / {p95_raw:,.1f} ms", ""),
         ("GET /api/v1/search p50 / p95", f"{percentile(endpoint, 50) * 1000:,.1f} / {p95_endpoint:,.1f} ms", ""),
+        (
+            "write to searchable p50 / p95",
+            f"{percentile(written, 50) * 1000:,.0f} / {percentile(written, 95) * 1000:,.0f} ms"
+            if written
+            else "skipped",
+            "",
+        ),
         (f"endpoint p95 <= {TARGET_P95_MS:.0f} ms", f"{p95_endpoint:,.1f} ms", verdict(p95_endpoint <= TARGET_P95_MS)),
         (f"endpoint p95 / raw p95 <= {TARGET_RATIO}", f"{ratio:,.2f}x", verdict(ratio <= TARGET_RATIO)),
         (
@@ -510,10 +589,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--index", type=Path, help="build the index here and keep it; a later run with the same --docs reuses it"
     )
+    parser.add_argument(
+        "--writes", type=int, default=WRITES, help=f"guides timed from write to searchable (default {WRITES}; 0: skip)"
+    )
     args = parser.parse_args(argv)
     if args.docs < 1:
         parser.error("--docs must be positive")
-    sys.exit(asyncio.run(run(args.docs, args.profile, args.index)))
+    if args.writes < 0:
+        parser.error("--writes must not be negative")
+    sys.exit(asyncio.run(run(args.docs, args.profile, args.index, args.writes)))
 
 
 if __name__ == "__main__":

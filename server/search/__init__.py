@@ -4,6 +4,8 @@ Self-contained: no database or web imports. The app turns entries into
 `SearchDocument`s; the worker feeds them to the one `IndexWriterQueue`
 (or `rebuild`s from scratch); web handlers call `SearchService.search`.
 The database stays the source of truth: the index can always be rebuilt.
+What reads and writes Whoosh's files directly (matching, ranking, facets,
+segment writing) lives in `engine`; the modules here use its interface.
 """
 
 from .documents import SearchDocument, markdown_to_text

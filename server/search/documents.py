@@ -181,3 +181,9 @@ def markdown_to_text(md: str) -> str:
             if line:
                 lines.append(line)
     return "\n".join(lines)
+
+
+def document_from(snapshot: dict[str, Any]) -> SearchDocument:
+    """The document for an entry's snapshot (plain values, `markdown` still to be flattened)."""
+    fields = dict(snapshot)
+    return SearchDocument(body=markdown_to_text(fields.pop("markdown")), **fields)

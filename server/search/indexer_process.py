@@ -1,12 +1,14 @@
 """The worker's indexing step in a process of its own, so that indexing uses a second core.
 
-The worker's steps share one interpreter: while the index writer analyses and commits, applying inbox items
-goes slower, and while a step runs long (a backfill applies a peer's whole outbox in one step) no index job
-is even read. In a process of its own the same `Indexer` claims index jobs, reads the entries, indexes and
-commits beside the worker. It is still the only writer of the index: the worker starts one such process
-and no other writer, and starts it again if it dies. Job rows are deleted only once their changes are
-committed, so a process that dies takes nothing with it: its leased jobs are claimed again when the lease
-runs out.
+The worker's steps share one interpreter: while the index writer analyses and commits, applying inbox items goes
+slower, and while a step runs long (a backfill applies a peer's whole outbox in one step) no index job is even
+read. In a process of its own the same step (`server.search.indexing.Indexer`, built there by the factory it
+hands to `IndexerProcess`) claims index jobs, reads the entries, indexes and commits beside the worker. This
+module knows nothing of the step but that factory, so the dependency runs one way: the indexing step starts its
+process, and the process runs whatever step it was given. It is still the only writer of the index: the worker
+starts one such process and no other writer, and starts it again if it dies. Job rows are deleted only once
+their changes are committed, so a process that dies takes nothing with it: its leased jobs are claimed again
+when the lease runs out.
 """
 
 from __future__ import annotations
@@ -19,9 +21,14 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.db import create_engine, create_sessionmaker
 from server.settings import Settings
 
 log = logging.getLogger("kith.search")
@@ -32,6 +39,18 @@ STOP_SECONDS = 20.0
 IDLE_SECONDS = 0.25
 # A process that keeps dying (a bad configuration, say) is started again at most this often.
 RESTART_SECONDS = 5.0
+
+
+class Step(Protocol):
+    """A worker step as the process runs it: a look for work returning how much was done, and a close."""
+
+    async def __call__(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+# Builds the step inside the process. Handed to a spawned process, so it must be a module-level function.
+StepFactory = Callable[[Settings, async_sessionmaker[AsyncSession]], Step]
 
 
 def available_cores() -> int:
@@ -45,8 +64,9 @@ class IndexerProcess:
     forked child must not inherit.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, make_step: StepFactory) -> None:
         self.settings = settings
+        self.make_step = make_step
         self.starts = 0
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
@@ -65,7 +85,7 @@ class IndexerProcess:
             self._release()
         control, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=run_indexer, args=(self.settings, theirs), name="kith-indexer", daemon=True
+            target=run_indexer, args=(self.settings, theirs, self.make_step), name="kith-indexer", daemon=True
         )
         process.start()
         theirs.close()  # the child's end: when this process goes, the child reads EOF and stops
@@ -94,21 +114,17 @@ class IndexerProcess:
         self._process, self._control = None, None
 
 
-def run_indexer(settings: Settings, control: Connection) -> None:
-    """The process's main: the `Indexer` step in a loop until the worker says stop or goes away."""
+def run_indexer(settings: Settings, control: Connection, make_step: StepFactory) -> None:
+    """The process's main: the step in a loop until the worker says stop or goes away."""
     # Ctrl-C, or a service manager's stop, reaches the whole process group. The worker decides when this process
     # stops, so that it commits first; if the worker dies, `control` reads EOF and this process stops all the same.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_index_until_stopped(settings, control))
+    asyncio.run(_index_until_stopped(settings, control, make_step))
 
 
-async def _index_until_stopped(settings: Settings, control: Connection) -> None:
-    # Imported here: `server.search.indexing` imports this module to start the process.
-    from server.db import create_engine, create_sessionmaker
-    from server.search.indexing import Indexer
-
+async def _index_until_stopped(settings: Settings, control: Connection, make_step: StepFactory) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -120,7 +136,7 @@ async def _index_until_stopped(settings: Settings, control: Connection) -> None:
 
     threading.Thread(target=await_stop, name="kith-indexer-control", daemon=True).start()
     engine = create_engine(settings.database_url)
-    indexer = Indexer(settings, create_sessionmaker(engine), yield_to_inbox=False)
+    indexer = make_step(settings, create_sessionmaker(engine))
     try:
         while not stop.is_set():
             try:

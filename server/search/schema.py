@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from whoosh import fields
 from whoosh.analysis import CommaSeparatedTokenizer, CompositeAnalyzer, Filter, IDAnalyzer, LowercaseFilter, Token
 
-from .analysis import FastText, text_analyzer  # noqa: F401 - text_analyzer is still imported from here
+from .engine import FastText
 
 # Bump whenever the schema or an analyzer changes: an index written with
 # another version fails `index_ok` and gets rebuilt instead of being read
@@ -15,7 +15,7 @@ from .analysis import FastText, text_analyzer  # noqa: F401 - text_analyzer is s
 # are no longer indexed (`SortableDate`). (`FastText` changed nothing: it
 # writes exactly the postings the plain TEXT fields wrote.) Version 4: each
 # segment also holds a compact copy of its longer posting lists
-# (`postings.py`); a version 3 index would still be read correctly, only
+# (`engine/postings.py`); a version 3 index would still be read correctly, only
 # slower, and is rebuilt to get them.
 SCHEMA_VERSION = 4
 

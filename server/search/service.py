@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from whoosh import collectors, sorting
 from whoosh import query as wq
 from whoosh.index import Index
 from whoosh.searching import Searcher
 
-from .facets import AllowedDocs, LeafMatches, MatchSets, empty_facets, facet_counts, match_bits, total
+from .engine import SearchEngine, empty_facets
 from .query import ParsedQuery, QueryError, build_filter, parse_query
-from .ranking import RankArrays, Unsupported, top_k
 from .snippets import snippet_html, terms_by_field
 from .spelling import suggest
 from .storage import current_marker, open_generation, read_current
@@ -96,8 +94,7 @@ class SearchService:
         self._checked_at = float("-inf")
         self._searcher: Searcher | None = None
         self._searcher_version: _Version | None = None
-        self._arrays = RankArrays()
-        self._sets = MatchSets(postings=self._arrays.postings)
+        self._engine = SearchEngine()
 
     # Freshness
 
@@ -144,8 +141,7 @@ class SearchService:
             return False
         self._close_searcher()
         # Another generation has other segments: drop their cached bitmaps and arrays now.
-        self._sets.clear()
-        self._arrays.clear()
+        self._engine.clear()
         self._ix, self._generation = ix, name
         self._version = None
         return True
@@ -172,17 +168,14 @@ class SearchService:
             # newer than its tag, and gets reopened once more than needed.
             self._searcher = self._ix.searcher()
             self._searcher_version = self._version
-            segments = _segment_ids(self._searcher)
-            self._sets.retain(segments)
-            self._arrays.retain(segments)
+            self._engine.retain(self._searcher)
         return self._searcher
 
     def close(self) -> None:
         """Close the searcher; a search in progress finishes first."""
         with self._lock:
             self._close_searcher()
-            self._sets.clear()
-            self._arrays.clear()
+            self._engine.clear()
             self._ix = None
             self._generation = None
             self._version = None
@@ -221,75 +214,41 @@ class SearchService:
             if searcher is None:
                 return SearchResults(items=[], total=0, facets=empty_facets())
             try:
-                return _run(searcher, self._sets, self._arrays, parsed, filter_q, limit, offset)
+                return _run(searcher, self._engine, parsed, filter_q, limit, offset)
             except wq.QueryError as exc:
                 # Whoosh found the query unsearchable only once it met the index.
                 raise QueryError(f"The query cannot be searched: {exc}.") from exc
 
 
-def _segment_ids(searcher: Searcher) -> set[str]:
-    return {segment.segment_id() for leaf, _ in searcher.leaf_searchers() if (segment := leaf.reader().segment())}
-
-
 def _run(
     searcher: Searcher,
-    sets: MatchSets,
-    arrays: RankArrays,
+    engine: SearchEngine,
     parsed: ParsedQuery | None,
     filter_q: wq.Query | None,
     limit: int,
     offset: int,
 ) -> SearchResults:
     # Every match, unscored, for the exact total and the facets.
-    matches = match_bits(searcher, sets, parsed.query if parsed else None, filter_q)
-    count = total(matches)
-    facets = facet_counts(matches)
+    matches = engine.matches(searcher, parsed.query if parsed else None, filter_q)
+    count = matches.total
+    facets = matches.facets()
     items: list[SearchHit] = []
     if offset < count:
-        # Scores only for the page: the top offset + limit matches.
-        page = _top(searcher, sets, arrays, parsed, filter_q, matches, offset + limit)[offset : offset + limit]
+        # Scores only for the page: the top offset + limit matches (newest first when browsing).
+        best = offset + limit
+        if parsed is not None:
+            ranked = engine.ranked(searcher, parsed.query, matches, best)
+        else:
+            ranked = engine.newest(searcher, matches, best)
         terms = terms_by_field(parsed.query if parsed else None)
         items = [
-            _hit(searcher.stored_fields(docnum), score, terms, scored=parsed is not None) for score, docnum in page
+            _hit(searcher.stored_fields(docnum), score, terms, scored=parsed is not None)
+            for score, docnum in ranked[offset : offset + limit]
         ]
     suggestion = None
     if count == 0 and parsed is not None:
         suggestion = suggest(searcher.reader(), parsed.text, parsed.query)
     return SearchResults(items=items, total=count, facets=facets, suggestion=suggestion)
-
-
-def _top(
-    searcher: Searcher,
-    sets: MatchSets,
-    arrays: RankArrays,
-    parsed: ParsedQuery | None,
-    filter_q: wq.Query | None,
-    matches: list[LeafMatches],
-    limit: int,
-) -> list[tuple[float, int]]:
-    """The best `limit` matches as (score, document number), ranked (newest first when browsing).
-
-    Ranked as Whoosh's `searcher.search` ranks them, with the same scores: computed from arrays over
-    the known matches (`ranking.top_k`), or by Whoosh itself for a query that module does not score.
-    """
-    if parsed is not None:
-        try:
-            return top_k(searcher, arrays, sets, parsed.query, matches, limit)
-        except Unsupported:
-            pass
-        # Whoosh ranks it, among the known matches only (which also keeps out a deleted document that
-        # a root NOT's matcher can let through). Its default top-k collector swaps matchers for cheaper
-        # ones as the k-th score rises (`replace`), which drops some documents that belong in the top k;
-        # without that it ranks exactly as scoring every match would.
-        top = collectors.TopCollector(limit=limit, replace=0)
-        searcher.search_with_collector(parsed.query, collectors.FilterCollector(top, allow=AllowedDocs(matches)))
-        return [(float(score), docnum) for score, docnum in top.results().top_n]
-    # Browsing, newest first. The filter's documents are already known; Whoosh would otherwise collect
-    # them into a set per search.
-    allowed = AllowedDocs(matches) if filter_q is not None else None
-    newest = sorting.FieldFacet("updated_at", reverse=True)
-    results = searcher.search(wq.Every(), limit=limit, sortedby=newest, filter=allowed)
-    return [(0.0, docnum) for _, docnum in results.top_n]
 
 
 def _hit(stored: dict[str, Any], score: float, terms: dict[str, set[str]], *, scored: bool) -> SearchHit:

@@ -30,8 +30,8 @@ from whoosh.index import Index
 from whoosh.query import Every
 
 from .documents import SearchDocument, document_fields
+from .engine import KithSegmentWriter
 from .schema import SCHEMA, SCHEMA_VERSION
-from .segments import KithSegmentWriter
 
 log = logging.getLogger(__name__)
 

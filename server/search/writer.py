@@ -10,8 +10,8 @@ from typing import Any
 from whoosh.index import Index
 
 from .documents import SearchDocument, document_fields
+from .engine import PREPARED, KithSegmentWriter, analyze
 from .schema import SCHEMA
-from .segments import PREPARED, KithSegmentWriter, analyze
 from .storage import Progress, SearchIndex, build_generation, open_generation, swap_in
 
 # A pending change: the fields to index, or None for a deletion.

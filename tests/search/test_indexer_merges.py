@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from server.search import IndexWriterQueue, SearchDocument, SearchIndex, SearchService
-from server.search.indexing import IndexWriterThread
+from server.search.writer_thread import IndexWriterThread
 
 WHEN = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The array ranking (server.search.ranking) against Whoosh's own scoring of every match."""
+"""The array ranking (server.search.engine.ranking) against Whoosh's own scoring of every match."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ import pytest
 from whoosh import query as wq
 from whoosh.searching import Searcher
 
-from server.search import IndexWriterQueue, SearchDocument, SearchIndex, SearchService, postings, ranking
-from server.search.facets import MatchSets, match_bits
-from server.search.postings import open_postings_file
+from server.search import IndexWriterQueue, SearchDocument, SearchIndex, SearchService
+from server.search.engine import postings, ranking
+from server.search.engine.arrays import RankArrays
+from server.search.engine.matches import MatchSets, match_bits
+from server.search.engine.postings import open_postings_file
+from server.search.engine.ranking import Unsupported, top_k
 from server.search.query import build_filter, parse_query
-from server.search.ranking import RankArrays, Unsupported, top_k
 from server.search.storage import open_generation, read_current
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

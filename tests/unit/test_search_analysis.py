@@ -15,10 +15,10 @@ from whoosh.filedb.filestore import FileStorage
 from whoosh.writing import SegmentWriter
 
 from server.search import IndexWriterQueue, SearchIndex
-from server.search.analysis import CACHE_WORDS, FastText, _WordCache, text_analyzer
 from server.search.documents import SearchDocument, document_fields
+from server.search.engine.analysis import CACHE_WORDS, FastText, _WordCache, text_analyzer
+from server.search.engine.segments import PREPARED, Analysis, KithSegmentWriter, analyze
 from server.search.schema import SCHEMA, build_schema
-from server.search.segments import PREPARED, Analysis, KithSegmentWriter, analyze
 
 SAMPLES = [
     "",

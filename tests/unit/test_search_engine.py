@@ -675,7 +675,7 @@ def test_total_and_facets_are_exact_across_segments_and_deletions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sparse_ratio: int
 ) -> None:
     # With a ratio of 1 every facet value but one present in every document is kept as a list.
-    monkeypatch.setattr("server.search.facets.SPARSE_RATIO", sparse_ratio)
+    monkeypatch.setattr("server.search.engine.facets.SPARSE_RATIO", sparse_ratio)
     rng = random.Random(7)
     words = ["seed", "compost", "tulip", "garden", "water", "soil", "bee", "rain"]
     path = tmp_path / "index"
@@ -852,13 +852,13 @@ def test_bitmaps_of_merged_away_segments_are_dropped(tmp_path: Path) -> None:
         queue.flush()
     svc = SearchService(path)
     assert svc.search("tulips").total == 3
-    before = set(svc._sets._segments)
+    before = set(svc._engine.sets._segments)
     assert len(before) == 3
     writer = index.open().writer()
     writer.add_document(id="extra", title="More tulips")
     writer.commit(optimize=True)  # merges everything into one new segment
     svc.refresh()
     assert svc.search("tulips").total == 4
-    after = set(svc._sets._segments)
+    after = set(svc._engine.sets._segments)
     assert len(after) == 1 and not after & before
-    assert all(key[0] in after for key in svc._sets._terms)
+    assert all(key[0] in after for key in svc._engine.sets._terms)

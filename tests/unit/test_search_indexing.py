@@ -13,13 +13,8 @@ from sqlalchemy import func, select
 
 from server.db import create_engine, create_sessionmaker
 from server.models import InboxItem, Job
-from server.search.indexing import (
-    BACKLOG_BATCH,
-    INBOX_BACKLOG,
-    MAX_DEFER_SECONDS,
-    Indexer,
-    IndexWriterThread,
-)
+from server.search.indexing import BACKLOG_BATCH, INBOX_BACKLOG, MAX_DEFER_SECONDS, Indexer
+from server.search.writer_thread import IndexWriterThread
 from tests.support.search import indexing_settings
 
 

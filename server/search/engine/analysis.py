@@ -1,7 +1,7 @@
 """English text analysis for the index, computed without Whoosh's token stream when indexing.
 
 Whoosh's analyzer chain (tokenizer | lowercase | accent folding | stop words | stemmer) passes one `Token`
-object per word through five generators, and the format then groups the tokens per term: that was about half
+object per word through five generators, and the format then groups the tokens per term: that was the bulk
 of the CPU time spent indexing a guide. Every filter of the chain works on one word at a time, so a word's
 term depends on the word alone and can be cached; `FastText.index` finds the words with one regex call,
 looks each up in a bounded cache, and groups positions per term, producing exactly the postings the chain

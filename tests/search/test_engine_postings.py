@@ -1,4 +1,4 @@
-"""The compact postings file beside each segment (server.search.postings) against Whoosh's own postings."""
+"""The compact postings file beside each segment (server.search.engine.postings) against Whoosh's own postings."""
 
 from __future__ import annotations
 
@@ -15,12 +15,11 @@ from whoosh.filedb.filestore import FileStorage
 from whoosh.index import Index
 from whoosh.reading import IndexReader
 
-from server.search import postings
 from server.search.documents import document_fields
-from server.search.postings import EXTENSION, PostingsFile, PostingsWriter, open_postings_file
-from server.search.ranking import RankArrays
+from server.search.engine import KithSegmentWriter, postings
+from server.search.engine.arrays import RankArrays
+from server.search.engine.postings import EXTENSION, PostingsFile, PostingsWriter, open_postings_file
 from server.search.schema import SCHEMA
-from server.search.segments import KithSegmentWriter
 from tests.search.test_ranking import _doc
 
 
@@ -131,7 +130,7 @@ def test_segments_written_by_whoosh_fall_back_to_its_postings(ix: Index) -> None
 
 def test_rank_arrays_read_the_file(ix: Index, monkeypatch: pytest.MonkeyPatch) -> None:
     _add(ix, random.Random(8), 60)
-    monkeypatch.setattr("server.search.ranking._read_postings", None)  # any fallback would fail
+    monkeypatch.setattr("server.search.engine.arrays.read_postings", None)  # any fallback would fail
     with ix.searcher() as searcher:
         (leaf, _), *_ = searcher.leaf_searchers()
         docs, weights = RankArrays().postings(leaf.reader(), "body", b"seed")

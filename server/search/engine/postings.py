@@ -1,8 +1,8 @@
 """A compact copy of each segment's longer posting lists, for reading them in one call.
 
 Whoosh keeps a term's postings in zlib-compressed pickled blocks of 128 with the positions interleaved;
-reading a common word's 100,000 body postings costs tens of milliseconds, and searches keep meeting
-words whose arrays have left the cache. `KithSegmentWriter` therefore writes one more file per segment
+decoding them for a common word is slow, and searches keep meeting words whose arrays have left the
+cache. `KithSegmentWriter` therefore writes one more file per segment
 (`<segment id>.kpo`, inside the segment's compound file like the others) holding, for every term with at
 least `MIN_POSTINGS` postings, its document numbers as little-endian uint32 and its weights as uint8 (when
 they are all small whole numbers, as term frequencies are) or float32, the precision Whoosh's postings

@@ -1,4 +1,4 @@
-"""Facet counts of rare values, read document by document (facets._Segment), against a count of the matches."""
+"""Facet counts, rare values read document by document (engine.facets.Segment), against a count of the matches."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from server.search import IndexWriterQueue, SearchDocument, SearchIndex, facets
-from server.search.facets import FACET_FIELDS, MatchSets, _Segment, facet_counts, match_bits
+from server.search import IndexWriterQueue, SearchDocument, SearchIndex
+from server.search.engine import facets
+from server.search.engine.bitmaps import docnums_of
+from server.search.engine.facets import FACET_FIELDS, Segment, facet_counts
+from server.search.engine.matches import LeafMatches, MatchSets, match_bits
 from server.search.query import build_filter, parse_query
 from server.search.storage import open_generation, read_current
 from tests.search.test_ranking import _doc
@@ -37,11 +40,11 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _counted(searcher: object, matches: list[facets.LeafMatches]) -> dict[str, dict[str, int]]:
+def _counted(searcher: object, matches: list[LeafMatches]) -> dict[str, dict[str, int]]:
     """Each facet value's documents among the matches, counted from the stored fields."""
     counters: dict[str, Counter[str]] = {name: Counter() for name in FACET_FIELDS}
     for m in matches:
-        for docnum in facets.docnums_of(m.bits):
+        for docnum in docnums_of(m.bits):
             stored = searcher.stored_fields(m.offset + docnum)  # type: ignore[attr-defined]
             for name in ("type", "community", "instance"):
                 counters[name][stored[name].lower()] += 1
@@ -86,7 +89,7 @@ def test_rare_values_are_kept_per_document(index: Path, monkeypatch: pytest.Monk
     with ix.searcher() as searcher:
         for leaf, _ in searcher.leaf_searchers():
             reader = leaf.reader()
-            seg = _Segment(reader)
+            seg = Segment(reader)
             assert seg.rare_names
             for docnum in range(seg.doc_count):
                 start, end = seg.rare_starts[docnum], seg.rare_starts[docnum + 1]

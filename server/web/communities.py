@@ -18,7 +18,7 @@ from server.pagination import split_page
 from server.settings import Settings
 from server.web.cards import guide_card, guide_cards_query, offer_card, offer_cards_query
 from server.web.core import Viewer, app_engine, current_viewer, flash, page, see_other
-from server.web.errors import SignInRequired
+from server.web.errors import signed_in
 from server.web.forms import build, field_errors, form_data
 
 HOME_GUIDES = 10
@@ -119,9 +119,7 @@ def _role(viewer: Viewer | None, community: schemas.Community, members: list[sch
 
 @get("/communities/new", name="community_new")
 async def community_new(request: Request[Any, Any, Any], db: AsyncSession) -> Template:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     if not viewer.is_admin:
         raise forbidden("Only instance admins can create communities.")
     return await page(request, db, "community/new", {"form": {}, "errors": {}}, title="New community")
@@ -131,9 +129,7 @@ async def community_new(request: Request[Any, Any, Any], db: AsyncSession) -> Te
 async def community_create(
     request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template | Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     data = await form_data(request)
     try:
         payload = build(schemas.CommunityCreate, _community_fields(data, with_slug=True))
@@ -151,9 +147,7 @@ async def community_create(
 async def community_update(
     ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template | Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     data = await form_data(request)
     try:
         payload = build(schemas.CommunityUpdate, _community_fields(data, with_slug=False))
@@ -171,9 +165,7 @@ async def community_update(
 async def community_member_add(
     ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     data = await form_data(request)
     try:
         member = build(

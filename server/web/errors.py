@@ -9,9 +9,10 @@ from urllib.parse import quote
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.errors import ProblemError
-from server.web.core import is_fragment_request
+from server.web.core import Viewer, current_viewer, is_fragment_request
 
 log = logging.getLogger("kith.web")
 
@@ -32,6 +33,14 @@ _HEADLINES = {
 
 class SignInRequired(Exception):
     """The page needs a signed-in person; send them to the sign-in page and back."""
+
+
+async def signed_in(request: Request[Any, Any, Any], db: AsyncSession) -> Viewer:
+    """The signed-in viewer of a page that needs one; anyone else is sent to sign in first."""
+    viewer = await current_viewer(request, db)
+    if viewer is None:
+        raise SignInRequired
+    return viewer
 
 
 def error_page(

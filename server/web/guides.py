@@ -24,7 +24,7 @@ from server.models import Guide
 from server.refs import split_ref
 from server.settings import Settings
 from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
-from server.web.errors import SignInRequired
+from server.web.errors import signed_in
 from server.web.forms import build, field_errors, form_data, labels
 
 
@@ -93,8 +93,7 @@ def _editor_context(ref: str, form: dict[str, Any], **extra: Any) -> dict[str, A
 
 @get("/c/{ref:str}/new-guide", name="guide_new")
 async def guide_new(ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
-    if await current_viewer(request, db) is None:
-        raise SignInRequired
+    await signed_in(request, db)
     community = await CommunityService(db, settings).get_local(ref)
     context = _editor_context(ref, {"license": "CC-BY-4.0"}, community=community)
     return await page(request, db, "guides/edit", context, title="New guide")
@@ -104,9 +103,7 @@ async def guide_new(ref: str, request: Request[Any, Any, Any], db: AsyncSession,
 async def guide_create(
     ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template | Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     community = await CommunityService(db, settings).get_local(ref)
     data = await form_data(request)
     if data.get("action") == "preview":
@@ -128,9 +125,7 @@ async def guide_create(
 async def guide_edit(
     ref: str, guide_slug: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     guide = await _find(db, settings, ref, guide_slug, viewer)
     if not await _may_edit(db, settings, viewer, guide):
         raise forbidden("Only the guide's author or a moderator of its community can change it.")
@@ -152,9 +147,7 @@ async def guide_edit(
 async def guide_update(
     ref: str, guide_slug: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template | Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     guide = await _find(db, settings, ref, guide_slug, viewer)
     data = await form_data(request)
     current = to_schema(guide)

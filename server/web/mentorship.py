@@ -15,7 +15,7 @@ from server.mentorship import schemas
 from server.mentorship.service import MentorshipService, request_schema, to_schema
 from server.settings import Settings
 from server.web.core import current_viewer, flash, fragment, is_fragment_request, page, see_other
-from server.web.errors import SignInRequired
+from server.web.errors import signed_in
 from server.web.forms import build, field_errors, form_data, labels
 
 FORMATS = {"one_to_one": "One to one", "group": "Group"}
@@ -76,9 +76,7 @@ async def offer_page(request: Request[Any, Any, Any], db: AsyncSession, settings
 async def offer_request(
     offer_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     data = await form_data(request)
     try:
         await MentorshipService(db, settings).request(viewer.principal, offer_id, data.get("message", "")[:5000])
@@ -93,9 +91,7 @@ async def offer_request(
 
 @get("/mentorship/requests", name="my_requests")
 async def my_requests(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     service = MentorshipService(db, settings)
     mine, _ = await service.my_requests(viewer.principal, True, 100, None)
     queue, _ = await service.my_requests(viewer.principal, False, 100, None)
@@ -107,9 +103,7 @@ async def my_requests(request: Request[Any, Any, Any], db: AsyncSession, setting
 async def request_decide(
     request_id: UUID, action: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template | Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     service = MentorshipService(db, settings)
     if action not in ("accept", "decline", "withdraw"):
         raise not_found("Action")
@@ -145,8 +139,7 @@ def safe_back(request: Request[Any, Any, Any], default: str) -> str:
 
 @get("/c/{ref:str}/new-offer", name="offer_new")
 async def offer_new(ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
-    if await current_viewer(request, db) is None:
-        raise SignInRequired
+    await signed_in(request, db)
     community = await CommunityService(db, settings).get_local(ref)
     context = {
         "ref": ref,
@@ -162,9 +155,7 @@ async def offer_new(ref: str, request: Request[Any, Any, Any], db: AsyncSession,
 async def offer_create(
     ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template | Redirect:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     community = await CommunityService(db, settings).get_local(ref)
     data = await form_data(request)
     fields = {

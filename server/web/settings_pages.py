@@ -15,15 +15,13 @@ from server.accounts.service import AccountService
 from server.errors import ProblemError, forbidden, not_found
 from server.federation.peers import peer_statuses, request_sync
 from server.settings import Settings
-from server.web.core import Viewer, current_viewer, flash, page, see_other
-from server.web.errors import SignInRequired
+from server.web.core import Viewer, flash, page, see_other
+from server.web.errors import signed_in
 from server.web.forms import build, field_errors, form_data
 
 
 async def _signed_in(request: Request[Any, Any, Any], db: AsyncSession) -> Viewer:
-    viewer = await current_viewer(request, db)
-    if viewer is None:
-        raise SignInRequired
+    viewer = await signed_in(request, db)
     return viewer
 
 

@@ -291,7 +291,7 @@ async def seed_in_process(
     """The remaining guides through GuideService on the server's own database; returns creations/s."""
     import msgspec
 
-    import server.app  # noqa: F401  (the app's wiring: a local write's change has federation to go to)
+    from server import app as _wiring  # noqa: F401  (the app's wiring: a local write's change has federation to go to)
     from server.accounts.service import AccountService
     from server.db import create_engine, create_sessionmaker
     from server.guides.schemas import GuideCreate

@@ -108,7 +108,7 @@ async def insert_guides(env: dict[str, str], token: str, payloads: Sequence[dict
     """Communities, then every guide through GuideService.create in-process; returns the guides' seconds."""
     import msgspec
 
-    import server.app  # noqa: F401  (the app's wiring: a local write's change has federation to go to)
+    from server import app as _wiring  # noqa: F401  (the app's wiring: a local write's change has federation to go to)
     from server.accounts.service import AccountService
     from server.communities.schemas import CommunityCreate
     from server.communities.service import CommunityService

@@ -64,7 +64,8 @@ async def handle(
 ) -> str:
     """Apply one activity and say what happened; raise Rejected for what must never apply.
 
-    `activity` is the payload already parsed, when the caller has it.
+    `fetch` serves the documents fetched before the transaction opened (processing.Documents); without it,
+    only what the activity embeds is used. `activity` is the payload already parsed, when the caller has it.
     """
     if activity is None:
         activity = parse(payload)

@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import Select, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.security import Principal
 from server.guides import queries as guides
@@ -26,14 +25,11 @@ from server.mentorship import queries as offers
 from server.mentorship.queries import OfferCard, offer_card
 from server.models import Guide, MentorshipOffer
 from server.pagination import keyset, keyset_bound, keyset_params
-from server.settings import Settings
 
 __all__ = ["GuideCard", "OfferCard", "guide_card", "guide_cards_query", "offer_card", "offer_cards_query"]
 
 
 def guide_cards_query(
-    db: AsyncSession | None,
-    settings: Settings,
     principal: Principal | None,
     *,
     by_community: bool,

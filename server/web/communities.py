@@ -38,7 +38,7 @@ async def home(request: Request[Any, Any, Any]) -> Template:
     cursor = request.query_params.get("cursor") or None
     communities_query, communities_params = CommunityService.list_statement_for(settings, limit=COMMUNITIES)
     guides_query, guides_params = guide_cards_query(
-        None, settings, viewer.principal if viewer else None, by_community=False, limit=HOME_GUIDES, cursor=cursor
+        viewer.principal if viewer else None, by_community=False, limit=HOME_GUIDES, cursor=cursor
     )
     offers_query = offer_cards_query(by_community=False, open_only=True, limit=HOME_OFFERS)
 
@@ -66,12 +66,10 @@ async def community_page(
     viewer = await current_viewer(request, db)
     principal = viewer.principal if viewer else None
     cursor = request.query_params.get("cursor") or None
-    guides_query, guides_params = guide_cards_query(
-        db, settings, principal, by_community=True, limit=COMMUNITY_GUIDES, cursor=cursor
-    )
+    guides_query, guides_params = guide_cards_query(principal, by_community=True, limit=COMMUNITY_GUIDES, cursor=cursor)
     drafts = None
     if viewer is not None:
-        drafts = guide_cards_query(db, settings, principal, by_community=True, status="draft", limit=DRAFTS)
+        drafts = guide_cards_query(principal, by_community=True, status="draft", limit=DRAFTS)
     offers_query = offer_cards_query(by_community=True, open_only=False, limit=COMMUNITY_OFFERS)
 
     # A row by its key and pages of indexes read in order: quick reads, run on the event loop on SQLite. The

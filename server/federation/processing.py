@@ -23,6 +23,7 @@ from server.federation import mapping, vocab
 from server.federation.fetch import Fetcher, FetchError
 from server.federation.handlers import Rejected, handle, parse, referenced_actors
 from server.federation.keys import key_id_for, local_key
+from server.guides.schemas import RemoteGuide
 from server.guides.service import GuideService
 from server.jobs import claim
 from server.models import Community, DeletedObject, InboxItem, Peer, User
@@ -168,62 +169,42 @@ class Applier:
         Create) is always applied one item at a time, so the order between them holds.
         """
         touched = Counter(activity.object_id for activity in parsed if activity is not None)
-        run: list[tuple[InboxItem, vocab.Activity]] = []
+        run: list[tuple[InboxItem, vocab.Activity, vocab.Post]] = []
         for item, activity in zip(items, parsed, strict=True):
-            if activity is not None and touched[activity.object_id] == 1 and _new_guide_post(activity, item):
-                run.append((item, activity))
+            post = _new_guide_post(activity, item) if activity is not None else None
+            if activity is not None and post is not None and touched[activity.object_id] == 1:
+                run.append((item, activity, post))
                 continue
             await self._apply_run(run)
             run = []
             await self._apply(item, activity)
         await self._apply_run(run)
 
-    async def _apply_run(self, run: list[tuple[InboxItem, vocab.Activity]]) -> None:
+    async def _apply_run(self, run: list[tuple[InboxItem, vocab.Activity, vocab.Post]]) -> None:
         """A run of guide Creates: the plain ones written together by the guide service, the rest singly."""
         if not run:
             return
-        posts = {item.id: _new_guide_post(activity, item) for item, activity in run}
-        tombstoned = set(
-            await self.session.scalars(
-                select(DeletedObject.uri).where(DeletedObject.uri.in_([post.id for post in posts.values() if post]))
-            )
-        )
-        remotes = []
-        for item, _ in run:
-            post = posts[item.id]
-            author = mapping.author_uri(post) if post else None
-            if post is None or post.id in tombstoned or author is None or host_of(author) != item.signer_host:
-                continue
-            person = post.embedded.get(author)
-            remotes.append(
-                mapping.remote_guide(
-                    post,
-                    item.signer_host,
-                    mapping.remote_person(
-                        author, item.signer_host, person if isinstance(person, vocab.Actor) else None
-                    ),
-                )
-            )
-        written: set[str] = set()
+        uris = [post.id for _, _, post in run]
+        tombstoned = set(await self.session.scalars(select(DeletedObject.uri).where(DeletedObject.uri.in_(uris))))
+        remotes = [
+            remote
+            for item, _, post in run
+            if post.id not in tombstoned and (remote := _remote_guide(post, item.signer_host)) is not None
+        ]
         try:
             async with self.session.begin_nested():
                 written = await GuideService(self.session, self.settings).create_remote_many(remotes)
         except Exception:  # noqa: BLE001 - e.g. a unique clash with another worker: apply them one by one
             log.warning("writing %d new guides together failed; applying them one at a time", len(remotes))
             written = set()
-        for item, activity in run:
-            post = posts[item.id]
-            if post is not None and post.id in written:
+        received: Counter[str] = Counter()
+        for item, activity, post in run:
+            if post.id in written:
                 move(item, INBOX["applied"], note="guide stored")
+                received[item.signer_host] += 1
             else:
                 await self._apply(item, activity)
-        await self._count_received(run, written, posts)
-
-    async def _count_received(
-        self, run: list[tuple[InboxItem, vocab.Activity]], written: set[str], posts: dict[Any, vocab.Post | None]
-    ) -> None:
-        hosts = Counter(item.signer_host for item, _ in run if (post := posts[item.id]) and post.id in written)
-        for host, count in hosts.items():
+        for host, count in received.items():
             # Through the ORM, as the one-at-a-time path counts: both see the same Peer row in this session.
             peer = await self.session.scalar(select(Peer).where(Peer.host == host))
             if peer is not None:
@@ -247,6 +228,18 @@ class Applier:
             fail(INBOX, item, f"{exc.__class__.__name__}: {exc}")
         else:
             move(item, INBOX["applied"], note=outcome)
+
+
+def _remote_guide(post: vocab.Post, host: str) -> RemoteGuide | None:
+    """The guide the batch may take, when its author is named and on its own host; the one-at-a-time path
+    says why another is refused."""
+    author = mapping.author_uri(post)
+    if author is None or host_of(author) != host:
+        return None
+    person = post.embedded.get(author)
+    return mapping.remote_guide(
+        post, host, mapping.remote_person(author, host, person if isinstance(person, vocab.Actor) else None)
+    )
 
 
 def _new_guide_post(activity: vocab.Activity, item: InboxItem) -> vocab.Post | None:

@@ -57,9 +57,9 @@ async def claim(
     so the guarded UPDATE alone decides. Either way a row is leased to exactly one worker.
 
     Most looks find nothing due. Those are answered by a plain read (`server.db.fetch_all`, on the event
-    loop on SQLite) before any write transaction: the leasing UPDATE and its commit cost an idle worker
-    about 2-3 ms of CPU per step and tick on SQLite. A session with a transaction of its own open reads
-    through it instead, as its uncommitted rows may be the due ones.
+    loop on SQLite) before any write transaction: the leasing UPDATE and its commit would cost an idle
+    worker a write transaction per step and tick (bench/README.md has the figures). A session with a
+    transaction of its own open reads through it instead, as its uncommitted rows may be the due ones.
     """
     now = utcnow()
     idle_look = not session.in_transaction() and isinstance(session.bind, AsyncEngine)

@@ -1,10 +1,10 @@
 """Result snippets: escaped text with the matched words in `<mark>`.
 
 A page highlights up to 100 hits, so a snippet must cost a fraction of a millisecond. Whoosh's
-highlighter runs every token of the text through the analyzer and its fragmenter (about 2 ms for a
-2 KB body); here the text is split with the analyzer's own tokenizer pattern in C, each distinct word
-is analyzed once and remembered, and fragments are cut around the matched words only. Only the
-stored excerpt (the start of the body, see `documents.EXCERPT_CHARS`) is highlighted.
+highlighter runs every token of the text through the analyzer and its fragmenter; here the text is
+split with the analyzer's own tokenizer pattern in C, each distinct word is analyzed once and
+remembered, and fragments are cut around the matched words only. Only the stored excerpt (the start
+of the body, see `documents.EXCERPT_CHARS`) is highlighted.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ MAX_BATCH_DELAY = 1.0
 class IndexWriterQueue:
     """Collects adds and deletes and commits them in batches.
 
-    A Whoosh commit costs ~100 ms on a large index whatever its size, so
+    A Whoosh commit has a large fixed cost on a large index, whatever the batch's size, so
     changes are buffered and committed once `max_docs` distinct documents are
     pending or the oldest pending change is `max_delay` seconds old, whichever
     comes first. `add` and `delete` commit by themselves only when the batch

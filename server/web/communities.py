@@ -102,9 +102,7 @@ async def community_page(
         "cursor": cursor,
         "errors": {},
     }
-    response = await page(request, db, "community/show", context, title=community.name)
-    response.headers["Vary"] = "Accept, HX-Request"
-    return response
+    return await page(request, db, "community/show", context, title=community.name, at_object_id=True)
 
 
 def _role(viewer: Viewer | None, community: schemas.Community, members: list[schemas.Member]) -> str | None:

@@ -114,8 +114,10 @@ async def page(
     *,
     status_code: int = 200,
     title: str = "",
+    at_object_id: bool = False,
 ) -> Template:
-    """`name` is "area/page": the full page is pages/area/page.html, which includes partials/area/_page.html."""
+    """`name` is "area/page": the full page is pages/area/page.html, which includes partials/area/_page.html.
+    A page `at_object_id` shares its URL with an ActivityPub document, so caches must tell them apart by Accept."""
     area, _, leaf = name.partition("/")
     viewer = await current_viewer(request, db)
     settings = request.app.state.settings
@@ -129,8 +131,9 @@ async def page(
     }
     template = f"partials/{area}/_{leaf}.html" if is_fragment_request(request) else f"pages/{area}/{leaf}.html"
     return Template(
-        template_name=template, context=full_context, status_code=status_code, headers={"Vary": "HX-Request"}
-    )
+        template_name=template, context=full_context, status_code=status_code,
+        headers={"Vary": "Accept, HX-Request" if at_object_id else "HX-Request"},
+    )  # fmt: skip
 
 
 async def fragment(

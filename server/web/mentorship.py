@@ -67,9 +67,7 @@ async def offer_page(request: Request[Any, Any, Any], db: AsyncSession, settings
         "formats": FORMATS,
         "errors": {},
     }
-    response = await page(request, db, "mentorship/offer", context, title=offer.title)
-    response.headers["Vary"] = "Accept, HX-Request"
-    return response
+    return await page(request, db, "mentorship/offer", context, title=offer.title, at_object_id=True)
 
 
 @post("/mentorship/offers/{offer_id:uuid}/requests", name="offer_request")

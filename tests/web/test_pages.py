@@ -88,7 +88,8 @@ def test_community_page_shows_identity_guides_offers_members(visitor, client, ad
     assert page.status_code == 200
     assert community["name"] in page.text and guide["title"] in page.text and offer["title"] in page.text
     assert member.username in page.text
-    assert "HX-Request" in page.headers["vary"]
+    # The same URL is the Group for peers: a cache must keep the page and the actor apart.
+    assert "HX-Request" in page.headers["vary"] and "Accept" in page.headers["vary"]
     assert "<html" not in visitor.get(f"/c/{community['slug']}", headers=HX).text
     # ActivityPub clients still get the Group at the same URL.
     actor = visitor.get(f"/c/{community['slug']}", headers={"Accept": "application/activity+json"})
@@ -352,6 +353,7 @@ def test_mentorship_request_and_accept_inline(visitor, web_app, settings, client
     learner = people.make("learner")
     sign_in(visitor, learner.username)
     page_url = f"/mentorship/offers/{offer['id']}"
+    assert "Accept" in visitor.get(page_url).headers["vary"]  # the offer's id: peers get the object there
     asked = submit(visitor, page_url, page_url + "/requests", {"message": "I grow tomatoes"}, follow_redirects=False)
     assert asked.status_code == 303
     assert "pending" in visitor.get("/mentorship/requests").text

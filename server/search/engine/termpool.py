@@ -66,6 +66,7 @@ class TermPool:
             else:
                 ids = lists[0]
                 if docnum <= ids[-1]:
+                    # Whoosh orders postings of equal docnum by weight and value; see `_ordered`.
                     self._unordered.add((fieldname, btext))
                 ids.append(docnum)
                 lists[1].append(weight)
@@ -83,28 +84,7 @@ class TermPool:
 
     def add_terms(self, fieldname: str, docnum: int, items: Any) -> None:
         """Add the postings (term, freq, weight, value) of one document in one field."""
-        terms = self._fields.get(fieldname)
-        if terms is None:
-            terms = self._fields[fieldname] = {}
-            self.fieldnames.add(fieldname)
-        size = 0
-        for btext, _freq, weight, value in items:
-            lists = terms.get(btext)
-            if lists is None:
-                terms[btext] = (array("I", (docnum,)), [weight], [value])
-                size += _TERM_BYTES
-            else:
-                ids = lists[0]
-                if docnum <= ids[-1]:
-                    # Whoosh orders postings of equal docnum by weight and value; see `_ordered`.
-                    self._unordered.add((fieldname, btext))
-                ids.append(docnum)
-                lists[1].append(weight)
-                lists[2].append(value)
-            size += _POSTING_BYTES + (len(value) if value else 0)
-        self.size += size
-        if self.size > self.limit:
-            self._spill()
+        self.add_postings((fieldname, btext, docnum, weight, value) for btext, _freq, weight, value in items)
 
     def add_block(self, fieldname: str, btext: bytes, ids: array, weights: list[Any], values: list[Any]) -> None:
         """Add one term's postings for several documents, in document order."""

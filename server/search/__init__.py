@@ -10,7 +10,7 @@ segment writing) lives in `engine`; the modules here use its interface.
 
 from .documents import SearchDocument, markdown_to_text
 from .query import QUERY_FIELDS, QueryError
-from .service import SearchHit, SearchResults, SearchService
+from .service import SearchItem, SearchResults, SearchService
 from .storage import IndexUnavailable, SearchIndex, index_ok, rebuild
 from .writer import IndexWriterQueue
 
@@ -20,7 +20,7 @@ __all__ = [
     "IndexWriterQueue",
     "QueryError",
     "SearchDocument",
-    "SearchHit",
+    "SearchItem",
     "SearchIndex",
     "SearchResults",
     "SearchService",

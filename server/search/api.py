@@ -12,23 +12,11 @@ from litestar.params import Parameter
 from server.errors import ProblemError, invalid
 from server.openapi_docs import problems
 from server.pagination import link_header
-from server.search import QueryError, SearchService
+from server.search import QueryError, SearchItem, SearchService
 from server.search.indexing import index_path, searchable
 from server.settings import Settings
 
 MAX_OFFSET = 10_000
-
-
-class SearchItem(msgspec.Struct):
-    type: Literal["guide", "offer"]
-    id: str
-    title: str
-    url: str
-    snippet_html: str
-    community: str
-    community_name: str
-    instance: str
-    score: float
 
 
 class Facets(msgspec.Struct):
@@ -108,7 +96,7 @@ class SearchController(Controller):
         next_offset = offset + len(results.items)
         next_cursor = _cursor(next_offset) if next_offset < min(results.total, MAX_OFFSET) else None
         page = SearchPage(
-            items=[msgspec.convert(msgspec.to_builtins(hit), SearchItem) for hit in results.items],
+            items=results.items,
             total=results.total,
             next_cursor=next_cursor,
             facets=Facets(

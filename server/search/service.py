@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from whoosh import query as wq
@@ -29,13 +29,13 @@ MAX_LIMIT = 100
 _Version = tuple[str, int]
 
 
-class SearchHit(msgspec.Struct, kw_only=True):
+class SearchItem(msgspec.Struct, kw_only=True):
     """One result row: enough to render and attribute it without the database.
 
     `snippet_html` is escaped text whose only markup is `<mark>`.
     """
 
-    type: str
+    type: Literal["guide", "offer"]
     id: str
     title: str
     url: str
@@ -53,7 +53,7 @@ class SearchResults(msgspec.Struct, kw_only=True):
     {value: count}; `suggestion` is a respelled query when nothing matched.
     """
 
-    items: list[SearchHit]
+    items: list[SearchItem]
     total: int
     facets: dict[str, dict[str, int]]
     suggestion: str | None = None
@@ -232,7 +232,7 @@ def _run(
     matches = engine.matches(searcher, parsed.query if parsed else None, filter_q)
     count = matches.total
     facets = matches.facets()
-    items: list[SearchHit] = []
+    items: list[SearchItem] = []
     if offset < count:
         # Scores only for the page: the top offset + limit matches (newest first when browsing).
         best = offset + limit
@@ -251,8 +251,8 @@ def _run(
     return SearchResults(items=items, total=count, facets=facets, suggestion=suggestion)
 
 
-def _hit(stored: dict[str, Any], score: float, terms: dict[str, set[str]], *, scored: bool) -> SearchHit:
-    return SearchHit(
+def _hit(stored: dict[str, Any], score: float, terms: dict[str, set[str]], *, scored: bool) -> SearchItem:
+    return SearchItem(
         type=stored.get("type", ""),
         id=stored.get("id", ""),
         title=stored.get("title", ""),

@@ -63,39 +63,27 @@ def group(community: Community) -> dict[str, Any]:
 
 
 def article(guide: Guide) -> dict[str, Any]:
-    community = guide.community
     return {
         "id": guide.uri,
         "type": "Article",
         "name": guide.title,
         "summary": guide.summary,
-        "content": guide.body_html,
-        "mediaType": "text/html",
-        "source": {"content": guide.body_markdown, "mediaType": "text/markdown"},
+        **_content(guide.body_html, guide.body_markdown),
         "tag": [{"type": "Hashtag", "name": f"#{tag}"} for tag in guide.tags],
-        "attributedTo": [guide.author.uri, community.uri],
-        "audience": community.uri,
-        "to": [PUBLIC],
-        "cc": [f"{community.uri}/followers"],
-        "url": guide.url,
         "license": guide.license,
         "slug": guide.slug,
         "revision": guide.revision,
         "derivedFrom": guide.derived_from,
-        "published": _iso(guide.created_at),
-        "updated": _iso(guide.updated_at),
+        **_published_in(guide.community, guide.author, guide),
     }
 
 
 def offer(entry: MentorshipOffer) -> dict[str, Any]:
-    community = entry.community
     return {
         "id": entry.uri,
         "type": "MentorshipOffer",
         "name": entry.title,
-        "content": entry.description_html,
-        "mediaType": "text/html",
-        "source": {"content": entry.description_markdown, "mediaType": "text/markdown"},
+        **_content(entry.description_html, entry.description_markdown),
         "topics": list(entry.topics),
         "languages": list(entry.languages),
         "format": entry.format,
@@ -103,7 +91,19 @@ def offer(entry: MentorshipOffer) -> dict[str, Any]:
         "seatsTaken": entry.seats_taken,
         "availability": entry.availability,
         "status": entry.status,
-        "attributedTo": [entry.mentor.uri, community.uri],
+        **_published_in(entry.community, entry.mentor, entry),
+    }
+
+
+def _content(html: str, markdown: str) -> dict[str, Any]:
+    """The rendered HTML, and the markdown it came from, which a Kith peer renders itself."""
+    return {"content": html, "mediaType": "text/html", "source": {"content": markdown, "mediaType": "text/markdown"}}
+
+
+def _published_in(community: Community, author: User, entry: Guide | MentorshipOffer) -> dict[str, Any]:
+    """A public post of a person in a community (FEP-1b12): attributed to both, its audience the community."""
+    return {
+        "attributedTo": [author.uri, community.uri],
         "audience": community.uri,
         "to": [PUBLIC],
         "cc": [f"{community.uri}/followers"],

@@ -146,10 +146,10 @@ async def backfill(
     """Apply every activity of the peer's outbox we have not seen; returns how many. A pull (full=False) stops at
     known ground.
 
-    Page by page, newest first. A page's new activities are applied at once and stored as inbox items with their
-    outcome, in one transaction (`_apply_page`), instead of being queued for the worker's inbox step first. In a
-    full backfill the next page loads while the current one is applied; only this coroutine writes, so loading
-    never waits for SQLite's write lock, nor applying for loading.
+    Page by page, newest first. A page's new activities are stored as inbox items and applied at once, through
+    the same step as the worker's inbox (`_apply_page`), instead of waiting for the worker. In a full backfill
+    the next page loads while the current one is applied; only this coroutine writes, so loading never waits
+    for SQLite's write lock, nor applying for loading.
     """
     host = peer.host
     outbox_url = peer.outbox_url or f"{peer.base_url}/outbox"

@@ -105,35 +105,40 @@ class Documents:
         parsed: Sequence[vocab.Activity | None],
     ) -> Documents:
         documents = cls()
-        # First the objects sent by reference and the actors of Follows (their inbox is where the answer goes),
-        # then the communities and authors that the objects name and this instance does not know yet.
-        wanted: set[str] = set()
+        # First the objects sent by reference (always: an Update by reference is news of a known object) and the
+        # actors of Follows (their inbox is where the answer goes); with them, and then from the fetched objects,
+        # the communities and authors the objects name that this instance does not know yet.
+        objects: set[str] = set()
+        actors: set[str] = set()
         for item, activity in zip(items, parsed, strict=True):
             if activity is None:
                 continue
             if activity.type in ("Create", "Update") and not isinstance(activity.object, vocab.APObject):
-                wanted.add(activity.object_id)
+                objects.add(activity.object_id)
             if activity.type == "Follow":
-                wanted.add(activity.actor)
-            wanted.update(referenced_actors(item.payload))
-        await documents._fetch(session, fetcher, items, wanted)
+                objects.add(activity.actor)
+            actors.update(referenced_actors(item.payload))
+        hosts = {item.signer_host for item in items}
+        await documents._fetch(session, fetcher, hosts, objects, actors)
         named = {
             uri
             for document in documents.found.values()
             for uri in referenced_actors({"type": "Create", "object": document})
         }
-        await documents._fetch(session, fetcher, items, named - documents.found.keys() - documents.failed.keys())
+        await documents._fetch(session, fetcher, hosts, set(), named - documents.found.keys() - documents.failed.keys())
         return documents
 
     async def _fetch(
-        self, session: AsyncSession, fetcher: Fetcher, items: Sequence[InboxItem], wanted: set[str]
+        self, session: AsyncSession, fetcher: Fetcher, hosts: set[str], objects: set[str], actors: set[str]
     ) -> None:
-        hosts = {item.signer_host for item in items}
-        wanted = {uri for uri in wanted if host_of(uri) in hosts}  # as the handlers require: only the signers' own
-        if wanted:
-            wanted -= set(await session.scalars(select(Community.uri).where(Community.uri.in_(wanted))))
-        if wanted:
-            wanted -= set(await session.scalars(select(User.uri).where(User.uri.in_(wanted))))
+        """Fetch `objects`, and those of `actors` this instance does not know, from the signers' own hosts (as the
+        handlers require: nothing of another host is asked for)."""
+        actors = {uri for uri in actors - objects if host_of(uri) in hosts}
+        if actors:
+            actors -= set(await session.scalars(select(Community.uri).where(Community.uri.in_(actors))))
+        if actors:
+            actors -= set(await session.scalars(select(User.uri).where(User.uri.in_(actors))))
+        wanted = {uri for uri in objects if host_of(uri) in hosts} | actors
         limit = asyncio.Semaphore(FETCH_AT_ONCE)
 
         async def one(uri: str) -> None:

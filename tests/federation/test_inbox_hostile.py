@@ -965,3 +965,19 @@ def test_unknown_community_in_a_page_is_fetched_like_a_single_activity(kith, pee
     assert outcome(kith, orphan).state == "rejected"
     assert outcome(kith, fine).last_error == "guide stored"
     assert count_guides(kith, document["id"]) == 0
+
+
+def test_an_update_sent_by_reference_is_fetched_even_for_a_community_known_here(kith):
+    known = group(PEER, f"renamed-{uuid.uuid4().hex[:8]}")
+    assert kith.receive(activity("Create", known, actor=known["id"])).state == "done"
+    renamed = dict(known, name="A circle by another name", updated=iso(datetime.now(UTC)))
+    update = activity("Update", known["id"], actor=known["id"])  # the object by its id alone
+    documents = {**outbox_of([[update]]), known["id"]: renamed}
+    kith.outbound.clear()
+
+    assert pull(kith, documents) == 1
+    assert outcome(kith, update).last_error == "community stored"
+    assert [str(r.url) for r in kith.outbound].count(known["id"]) == 1
+    slug = known["preferredUsername"]
+    shown = kith.client.get(f"/api/v1/communities/{slug}@{urlsplit(PEER).netloc}").json()
+    assert shown["name"] == "A circle by another name"

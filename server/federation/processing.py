@@ -139,6 +139,7 @@ class Documents:
         if actors:
             actors -= set(await session.scalars(select(User.uri).where(User.uri.in_(actors))))
         wanted = {uri for uri in objects if host_of(uri) in hosts} | actors
+        await session.commit()  # no transaction stays open while the peer answers, not even a read
         limit = asyncio.Semaphore(FETCH_AT_ONCE)
 
         async def one(uri: str) -> None:

@@ -44,3 +44,9 @@ def normalize_labels(
 def is_newer(incoming: datetime | None, stored: datetime) -> bool:
     """Last writer wins on `updated` for a peer's entries; an equal timestamp is a repeat, not news."""
     return incoming is not None and incoming > stored
+
+
+def is_news(incoming: datetime | None, copy: tuple[datetime | None, datetime] | None) -> bool:
+    """Whether a peer's version (as of `incoming`) changes our copy, given as (deleted_at, updated_at), or None
+    when there is none: a deleted copy stays deleted, and only a newer version wins."""
+    return copy is None or (copy[0] is None and is_newer(incoming, copy[1]))

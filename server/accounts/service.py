@@ -200,6 +200,8 @@ class AccountService:
     async def apply_remote_person(self, person: RemotePerson) -> User:
         """Our record of a person of another instance, made the first time one of their entries arrives."""
         user = await self.session.scalar(select(User).where(User.uri == person.uri))
+        if user is not None and user.local:
+            raise conflict("a peer cannot speak for a person of this instance")
         if user is not None:
             return user
         username = (slugify(person.username, max_length=64, separator="_") or "someone")[:64]

@@ -176,7 +176,11 @@ class CommunityService:
 
     async def apply_remote(self, remote: schemas.RemoteCommunity) -> str:
         """Keep our copy of a peer's community current (last writer wins); say what happened."""
+        if host_of(remote.uri) != remote.instance:
+            raise invalid("id", "the community is not on the instance that sends it")
         community = await self.session.scalar(select(Community).where(Community.uri == remote.uri))
+        if community is not None and community.local:
+            raise conflict("a peer cannot change a community of this instance")
         if community is not None and not is_newer(remote.updated or remote.published, community.updated_at):
             return "ignored stale community"
         slug = rules.remote_slug(remote)

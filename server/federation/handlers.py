@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.schemas import RemotePerson
-from server.communities.schemas import RemoteCommunity
 from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import ProblemError
@@ -26,8 +25,6 @@ from server.models import Activity, Community, DeletedObject, Job, Peer, User
 from server.settings import Settings, host_of
 
 ObjectFetcher = Callable[[str], Awaitable[dict[str, Any]]]
-# At most this many actors an embedded object names are worth fetching ahead (see referenced_actors).
-MAX_REFERENCED = 20
 
 
 class Rejected(Exception):
@@ -164,15 +161,20 @@ async def _create_or_update(ctx: Context, activity: vocab.Activity) -> str:
     if await ctx.session.scalar(select(DeletedObject.id).where(DeletedObject.uri == obj.id)):
         return "ignored: object was deleted"
     if isinstance(obj, vocab.Actor) and obj.type == "Group":
-        return await _domain(ctx, CommunityService(ctx.session, ctx.settings).apply_remote(_community(ctx, obj)))
+        remote = mapping.remote_community(obj, ctx.signer_host)
+        return await _domain(ctx, CommunityService(ctx.session, ctx.settings).apply_remote(remote))
     if isinstance(obj, vocab.Post) and (obj.mentorship is not None or obj.type in ("Article", "Page")):
+        offers = MentorshipService(ctx.session, ctx.settings)
+        guides = GuideService(ctx.session, ctx.settings)
+        kind, service = ("offer", offers) if obj.mentorship is not None else ("guide", guides)
+        # A repeat or an older version changes nothing, and needs nothing stored or fetched for it.
+        if not await service.is_news(obj.id, obj.updated or obj.published):
+            return f"ignored stale {kind}"
         await _ensure_communities(ctx, obj)
         author = await _author(ctx, obj)
         if obj.mentorship is not None:
-            offer = mapping.remote_offer(obj, ctx.signer_host, author)
-            return await _domain(ctx, MentorshipService(ctx.session, ctx.settings).apply_remote(offer))
-        guide = mapping.remote_guide(obj, ctx.signer_host, author)
-        return await _domain(ctx, GuideService(ctx.session, ctx.settings).apply_remote(guide))
+            return await _domain(ctx, offers.apply_remote(mapping.remote_offer(obj, ctx.signer_host, author)))
+        return await _domain(ctx, guides.apply_remote(mapping.remote_guide(obj, ctx.signer_host, author)))
     return f"ignored {activity.type} of {obj.type}"
 
 
@@ -210,20 +212,18 @@ async def _domain(ctx: Context, write: Awaitable[str]) -> str:
     return outcome
 
 
-def _community(ctx: Context, group: vocab.Actor) -> RemoteCommunity:
-    return mapping.remote_community(group, ctx.signer_host)
-
-
 async def _ensure_communities(ctx: Context, post: vocab.Post) -> None:
-    """A post's audience communities of the signer that are new here, stored first from their documents."""
+    """The post's community, stored first from its document when it is new here: the first audience of the
+    signer that is known, or else can be fetched as a Group, is the post's home (CommunityService.remote_home)."""
     for uri in post.audience:
         if host_of(uri) != ctx.signer_host or ctx.fetch is None:
             continue
         if await ctx.session.scalar(select(Community.id).where(Community.uri == uri)) is not None:
-            return  # known: the first known one is the post's home (CommunityService.remote_home)
+            return
         document = await _fetch_object(ctx, uri)
         if isinstance(document, vocab.Actor) and document.type == "Group":
-            await _domain(ctx, CommunityService(ctx.session, ctx.settings).apply_remote(_community(ctx, document)))
+            remote = mapping.remote_community(document, ctx.signer_host)
+            await _domain(ctx, CommunityService(ctx.session, ctx.settings).apply_remote(remote))
             return
 
 
@@ -248,11 +248,14 @@ async def _fetch_object(ctx: Context, uri: str) -> vocab.APObject:
         raise Rejected(f"object {uri!r} is not embedded")
     ctx.require_origin(uri, "object")
     try:
-        return vocab.parse_object(await ctx.fetch(uri))
+        document = vocab.parse_object(await ctx.fetch(uri))
     except FetchError as exc:
         raise Rejected(exc.reason) from exc
     except vocab.VocabError as exc:
         raise Rejected(exc.reason) from exc
+    # What a peer answers for its own URL must be its own too, wherever a redirect led.
+    ctx.require_origin(document.id, "fetched object")
+    return document
 
 
 async def _actor_inbox(ctx: Context, actor_uri: str) -> str:
@@ -267,26 +270,18 @@ async def _peer(ctx: Context) -> Peer | None:
 
 
 async def _received(ctx: Context) -> None:
-    peer = await _peer(ctx)
-    if peer is not None:
-        peer.entries_received += 1
-        peer.last_received_at = utcnow()
+    await count_received(ctx.session, ctx.signer_host, 1)
 
 
-def referenced_actors(payload: dict[str, Any]) -> list[str]:
-    """The http(s) ids of the communities and people a Create or Update's embedded object names (`audience`,
-    `attributedTo`), read without parsing or checking anything: a hint of what applying it may fetch."""
-    obj = payload.get("object")
-    if payload.get("type") not in ("Create", "Update") or not isinstance(obj, dict):
-        return []
-    uris: list[str] = []
-    for key in ("audience", "attributedTo"):
-        value = obj.get(key)
-        for entry in value if isinstance(value, list) else [value]:
-            uri = entry.get("id") if isinstance(entry, dict) else entry
-            if vocab.is_http_id(uri):
-                uris.append(uri)
-    return uris[:MAX_REFERENCED]
+async def count_received(session: AsyncSession, host: str, count: int) -> None:
+    """Count entries received from a peer. In SQL, not on a loaded Peer: a backfill's session lives across many
+    commits while the worker's inbox step counts too, and a stale attribute would overwrite its count."""
+    await session.execute(
+        update(Peer)
+        .where(Peer.host == host)
+        .values(entries_received=Peer.entries_received + count, last_received_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 _HANDLERS: dict[str, Callable[[Context, vocab.Activity], Awaitable[str]]] = {

@@ -164,10 +164,10 @@ def remote_guide(post: vocab.Post, host: str, author: RemotePerson) -> RemoteGui
     markdown, html = body(post)
     return RemoteGuide(
         uri=post.id, instance=host, url=same_host_url(host, post.url, post.id), community_uris=homes(post),
-        author=author, title=post.name or "", summary=plain(post.summary or ""), body_markdown=markdown,
-        body_html=html, tags=[t.name or "" for t in post.tags if t.type == "Hashtag"], license=post.license or "",
-        slug_hint=post.slug, revision=post.revision, derived_from=post.derived_from, published=post.published,
-        updated=post.updated,
+        audience=list(post.audience), author=author, title=post.name or "", summary=plain(post.summary or ""),
+        body_markdown=markdown, body_html=html, tags=[t.name or "" for t in post.tags if t.type == "Hashtag"],
+        license=post.license or "", slug_hint=post.slug, revision=post.revision, derived_from=post.derived_from,
+        published=post.published, updated=post.updated,
     )  # fmt: skip
 
 

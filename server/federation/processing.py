@@ -11,22 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db import utcnow
 from server.federation import mapping, vocab
 from server.federation.fetch import Fetcher, FetchError
-from server.federation.handlers import Rejected, handle, parse, referenced_actors
+from server.federation.handlers import Rejected, count_received, handle, parse
 from server.federation.keys import key_id_for, local_key
+from server.guides.batch import RemoteGuideBatch
 from server.guides.schemas import RemoteGuide
 from server.guides.service import GuideService
 from server.jobs import claim
-from server.models import Community, DeletedObject, InboxItem, Peer, User
+from server.models import Community, DeletedObject, InboxItem, User
 from server.queues import INBOX, fail, move
 from server.settings import Settings, host_of
 
@@ -34,6 +34,8 @@ log = logging.getLogger("kith.federation")
 BATCH = 100
 # Documents a batch needs (objects sent by reference, unknown communities and authors) fetched side by side.
 FETCH_AT_ONCE = 8
+# At most this many of the ids an object names are fetched ahead for it: a sender cannot make us fetch more.
+MAX_NAMED = 20
 
 
 async def instance_fetcher(session: AsyncSession, settings: Settings, client: httpx.AsyncClient) -> Fetcher:
@@ -67,7 +69,6 @@ async def apply_stored(session: AsyncSession, settings: Settings, fetcher: Fetch
     items = list(await session.scalars(query))
     parsed = [_parsed(item) for item in items]
     documents = await Documents.gather(session, fetcher, items, parsed)
-    await session.commit()  # nothing stays open from the reads above
     # The batch's first statement is a write, so it holds SQLite's write lock from the start. A transaction
     # opened by a SAVEPOINT and reading first fails at its first write, without waiting, when another
     # connection (the web process storing an incoming activity, another worker) committed in between.
@@ -104,41 +105,38 @@ class Documents:
         items: Sequence[InboxItem],
         parsed: Sequence[vocab.Activity | None],
     ) -> Documents:
+        """Each item asks only its signer's host (the handlers reject anything else): first for the objects it
+        sends by reference (always: an Update by reference is news of a known object) and the actor of a Follow
+        (its inbox is where the answer goes), and for the communities and people its object names that are not
+        known here; then for those that the objects fetched by reference name, on the same host."""
         documents = cls()
-        # First the objects sent by reference (always: an Update by reference is news of a known object) and the
-        # actors of Follows (their inbox is where the answer goes); with them, and then from the fetched objects,
-        # the communities and authors the objects name that this instance does not know yet.
         objects: set[str] = set()
         actors: set[str] = set()
         for item, activity in zip(items, parsed, strict=True):
             if activity is None:
                 continue
+            own = _on(item.signer_host)
             if activity.type in ("Create", "Update") and not isinstance(activity.object, vocab.APObject):
-                objects.add(activity.object_id)
+                objects.update(own([activity.object_id]))
             if activity.type == "Follow":
-                objects.add(activity.actor)
-            actors.update(referenced_actors(item.payload))
-        hosts = {item.signer_host for item in items}
-        await documents._fetch(session, fetcher, hosts, objects, actors)
+                objects.update(own([activity.actor]))
+            actors.update(own(_named(item.payload.get("object"))))
+        await documents._fetch(session, fetcher, objects, actors)
         named = {
             uri
             for document in documents.found.values()
-            for uri in referenced_actors({"type": "Create", "object": document})
+            for uri in _on(host_of(str(document.get("id"))))(_named(document))
         }
-        await documents._fetch(session, fetcher, hosts, set(), named - documents.found.keys() - documents.failed.keys())
+        await documents._fetch(session, fetcher, set(), named - documents.found.keys() - documents.failed.keys())
         return documents
 
-    async def _fetch(
-        self, session: AsyncSession, fetcher: Fetcher, hosts: set[str], objects: set[str], actors: set[str]
-    ) -> None:
-        """Fetch `objects`, and those of `actors` this instance does not know, from the signers' own hosts (as the
-        handlers require: nothing of another host is asked for)."""
-        actors = {uri for uri in actors - objects if host_of(uri) in hosts}
+    async def _fetch(self, session: AsyncSession, fetcher: Fetcher, objects: set[str], actors: set[str]) -> None:
+        """Fetch `objects`, and those of `actors` this instance does not know."""
+        actors = actors - objects
         if actors:
             actors -= set(await session.scalars(select(Community.uri).where(Community.uri.in_(actors))))
         if actors:
             actors -= set(await session.scalars(select(User.uri).where(User.uri.in_(actors))))
-        wanted = {uri for uri in objects if host_of(uri) in hosts} | actors
         await session.commit()  # no transaction stays open while the peer answers, not even a read
         limit = asyncio.Semaphore(FETCH_AT_ONCE)
 
@@ -151,13 +149,13 @@ class Documents:
                 except httpx.HTTPError as exc:
                     self.failed[uri] = FetchError(f"{uri}: {exc.__class__.__name__}")
 
-        await asyncio.gather(*(one(uri) for uri in sorted(wanted)))
+        await asyncio.gather(*(one(uri) for uri in sorted(objects | actors)))
 
     async def get(self, uri: str) -> dict[str, Any]:
         document = self.found.get(uri)
         if document is not None:
             return document
-        raise self.failed.get(uri) or FetchError(f"{uri} is known here, or was not asked for ahead")
+        raise self.failed.get(uri) or FetchError(f"{uri} was not fetched")
 
 
 class Applier:
@@ -169,53 +167,54 @@ class Applier:
         self.documents = documents
 
     async def apply_all(self, items: Sequence[InboxItem], parsed: Sequence[vocab.Activity | None]) -> None:
-        """Apply the items in order: runs of new guides together, everything else one at a time.
+        """Apply the items in order: new guides that are the plain case written together (`RemoteGuideBatch`),
+        everything else one at a time, the guides taken so far written before it.
 
         An object that more than one item of the batch touches (a Create and its Update, a Delete before a
         Create) is always applied one item at a time, so the order between them holds.
         """
         touched = Counter(activity.object_id for activity in parsed if activity is not None)
-        run: list[tuple[InboxItem, vocab.Activity, vocab.Post]] = []
-        for item, activity in zip(items, parsed, strict=True):
+        candidates: dict[int, RemoteGuide] = {}
+        for position, (item, activity) in enumerate(zip(items, parsed, strict=True)):
             post = _new_guide_post(activity, item) if activity is not None else None
-            if activity is not None and post is not None and touched[activity.object_id] == 1:
-                run.append((item, activity, post))
+            if post is not None and touched[post.id] == 1 and (remote := _remote_guide(post, item.signer_host)):
+                candidates[position] = remote
+        tombstoned = set(
+            await self.session.scalars(
+                select(DeletedObject.uri).where(DeletedObject.uri.in_([r.uri for r in candidates.values()]))
+            )
+        )
+        candidates = {position: r for position, r in candidates.items() if r.uri not in tombstoned}
+        batch = GuideService(self.session, self.settings).remote_batch()
+        await batch.look_up(list(candidates.values()))
+        taken: list[InboxItem] = []
+        for position, (item, activity) in enumerate(zip(items, parsed, strict=True)):
+            remote = candidates.get(position)
+            if remote is not None and batch.take(remote):
+                taken.append(item)
                 continue
-            await self._apply_run(run)
-            run = []
+            await self._write(batch, taken)
+            taken = []
             await self._apply(item, activity)
-        await self._apply_run(run)
+            # What this item wrote (a community, an author) may make later guides plain.
+            await batch.look_up([r for later, r in candidates.items() if later > position])
+        await self._write(batch, taken)
 
-    async def _apply_run(self, run: list[tuple[InboxItem, vocab.Activity, vocab.Post]]) -> None:
-        """A run of guide Creates: the plain ones written together by the guide service, the rest singly."""
-        if not run:
+    async def _write(self, batch: RemoteGuideBatch, taken: list[InboxItem]) -> None:
+        if not taken:
             return
-        uris = [post.id for _, _, post in run]
-        tombstoned = set(await self.session.scalars(select(DeletedObject.uri).where(DeletedObject.uri.in_(uris))))
-        remotes = [
-            remote
-            for item, _, post in run
-            if post.id not in tombstoned and (remote := _remote_guide(post, item.signer_host)) is not None
-        ]
         try:
             async with self.session.begin_nested():
-                written = await GuideService(self.session, self.settings).create_remote_many(remotes)
+                await batch.write()
         except Exception:  # noqa: BLE001 - e.g. a unique clash with another worker: apply them one by one
-            log.warning("writing %d new guides together failed; applying them one at a time", len(remotes))
-            written = set()
-        received: Counter[str] = Counter()
-        for item, activity, post in run:
-            if post.id in written:
-                move(item, INBOX["applied"], note="guide stored")
-                received[item.signer_host] += 1
-            else:
-                await self._apply(item, activity)
-        for host, count in received.items():
-            # Through the ORM, as the one-at-a-time path counts: both see the same Peer row in this session.
-            peer = await self.session.scalar(select(Peer).where(Peer.host == host))
-            if peer is not None:
-                peer.entries_received += count
-                peer.last_received_at = utcnow()
+            log.warning("writing %d new guides together failed; applying them one at a time", len(taken))
+            for item in taken:
+                await self._apply(item, None)
+            return
+        for item in taken:
+            move(item, INBOX["applied"], note="guide stored")
+        for host, count in Counter(item.signer_host for item in taken).items():
+            await count_received(self.session, host, count)
 
     async def _apply(self, item: InboxItem, activity: vocab.Activity | None) -> None:
         # A savepoint per item: one bad activity must not undo the rest of the batch.
@@ -234,6 +233,25 @@ class Applier:
             fail(INBOX, item, f"{exc.__class__.__name__}: {exc}")
         else:
             move(item, INBOX["applied"], note=outcome)
+
+
+def _named(obj: Any) -> list[str]:
+    """The http(s) ids of the communities and people an object names (`audience`, `attributedTo`), read without
+    parsing or checking anything: a hint of what applying it may need."""
+    if not isinstance(obj, dict):
+        return []
+    uris: list[str] = []
+    for key in ("audience", "attributedTo"):
+        value = obj.get(key)
+        for entry in value if isinstance(value, list) else [value]:
+            uri = entry.get("id") if isinstance(entry, dict) else entry
+            if vocab.is_http_id(uri):
+                uris.append(uri)
+    return uris[:MAX_NAMED]
+
+
+def _on(host: str) -> Callable[[Iterable[str]], list[str]]:
+    return lambda uris: [uri for uri in uris if host_of(uri) == host]
 
 
 def _remote_guide(post: vocab.Post, host: str) -> RemoteGuide | None:

@@ -102,6 +102,8 @@ class RemoteGuide(msgspec.Struct, frozen=True):
     url: str
     # Where it is published, most specific first: the first that names a known community of `instance` wins.
     community_uris: list[str]
+    # Those of community_uris that are its audience (FEP-1b12): an unknown one is fetched, not passed over.
+    audience: list[str]
     author: RemotePerson
     title: str
     summary: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import msgspec
@@ -13,7 +14,7 @@ from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.communities.service import CommunityService
 from server.db import new_id, utcnow
-from server.errors import conflict, forbidden, not_found
+from server.errors import conflict, forbidden, invalid, not_found
 from server.etags import check_if_match
 from server.guides import rules, schemas
 from server.guides.batch import RemoteGuideBatch
@@ -21,8 +22,8 @@ from server.guides.queries import etag, revision_detail
 from server.markdown import render
 from server.models import Community, Guide, GuideRevision, User
 from server.refs import key_of
-from server.rules import is_newer, normalize_labels
-from server.settings import Settings
+from server.rules import is_news, normalize_labels
+from server.settings import Settings, host_of
 
 
 class GuideService:
@@ -154,13 +155,20 @@ class GuideService:
     async def purge_instance(self, host: str) -> int:
         return await remote_copies.purge_instance(self.session, Guide, host)
 
+    async def is_news(self, uri: str, updated: datetime | None) -> bool:
+        """Whether a peer's version of `uri` as of `updated` changes our copy (see rules.is_news)."""
+        copy = (await self.session.execute(select(Guide.deleted_at, Guide.updated_at).where(Guide.uri == uri))).first()
+        return is_news(updated, None if copy is None else (copy[0], copy[1]))
+
     async def apply_remote(self, remote: schemas.RemoteGuide) -> str:
         """Keep our copy of a peer's guide current (last writer wins); say what happened."""
-        guide = await self.session.scalar(select(Guide).where(Guide.uri == remote.uri))
-        if guide is not None and (
-            guide.deleted_at is not None or not is_newer(remote.updated or remote.published, guide.updated_at)
-        ):
+        if not await self.is_news(remote.uri, remote.updated or remote.published):
             return "ignored stale guide"
+        guide = await self.session.scalar(select(Guide).where(Guide.uri == remote.uri))
+        if guide is not None and guide.local:
+            raise conflict("a peer cannot change an entry of this instance")
+        if host_of(remote.uri) != remote.instance:
+            raise invalid("id", "the guide is not on the instance that sends it")
         community = await self.communities.remote_home(remote.community_uris, remote.instance)
         author = await AccountService(self.session, self.settings).apply_remote_person(remote.author)
         fields = rules.remote_fields(remote, guide.revision if guide else 0)
@@ -182,9 +190,9 @@ class GuideService:
         await changes.record(self.session, self.settings, verb, guide)
         return "guide stored"
 
-    async def create_remote_many(self, remotes: list[schemas.RemoteGuide]) -> set[str]:
-        """`apply_remote` for many new guides at once, where it is the plain case; returns the uris written."""
-        return await RemoteGuideBatch(self.session, self.settings).write(remotes)
+    def remote_batch(self) -> RemoteGuideBatch:
+        """`apply_remote` for many new guides at once, where it is the plain case (see guides/batch.py)."""
+        return RemoteGuideBatch(self.session, self.settings)
 
     async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
         """Delete our copy of a peer's guide: None when there is none, False when it was deleted already."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import msgspec
@@ -13,7 +14,7 @@ from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.communities.service import CommunityService, community_ref
 from server.db import new_id, utcnow
-from server.errors import conflict, forbidden, not_found
+from server.errors import conflict, forbidden, invalid, not_found
 from server.etags import check_if_match, make_etag
 from server.guides.schemas import Origin as OriginRef
 from server.markdown import render
@@ -21,8 +22,8 @@ from server.mentorship import rules, schemas
 from server.models import MentorshipOffer, MentorshipRequest, User
 from server.pagination import keyset, split_page
 from server.refs import Origin, apply_origin_filters, key_of
-from server.rules import is_newer, normalize_labels
-from server.settings import Settings
+from server.rules import is_news, normalize_labels
+from server.settings import Settings, host_of
 
 ACTIVE_STATES = ("pending", "accepted")
 
@@ -176,13 +177,24 @@ class MentorshipService:
     async def purge_instance(self, host: str) -> int:
         return await remote_copies.purge_instance(self.session, MentorshipOffer, host)
 
+    async def is_news(self, uri: str, updated: datetime | None) -> bool:
+        """Whether a peer's version of `uri` as of `updated` changes our copy (see rules.is_news)."""
+        copy = (
+            await self.session.execute(
+                select(MentorshipOffer.deleted_at, MentorshipOffer.updated_at).where(MentorshipOffer.uri == uri)
+            )
+        ).first()
+        return is_news(updated, None if copy is None else (copy[0], copy[1]))
+
     async def apply_remote(self, remote: schemas.RemoteOffer) -> str:
         """Keep our copy of a peer's offer current (last writer wins); say what happened."""
-        offer = await self.session.scalar(select(MentorshipOffer).where(MentorshipOffer.uri == remote.uri))
-        if offer is not None and (
-            offer.deleted_at is not None or not is_newer(remote.updated or remote.published, offer.updated_at)
-        ):
+        if not await self.is_news(remote.uri, remote.updated or remote.published):
             return "ignored stale offer"
+        offer = await self.session.scalar(select(MentorshipOffer).where(MentorshipOffer.uri == remote.uri))
+        if offer is not None and offer.local:
+            raise conflict("a peer cannot change an entry of this instance")
+        if host_of(remote.uri) != remote.instance:
+            raise invalid("id", "the offer is not on the instance that sends it")
         community = await self.communities.remote_home(remote.community_uris, remote.instance)
         mentor = await AccountService(self.session, self.settings).apply_remote_person(remote.mentor)
         fields = rules.remote_fields(remote)

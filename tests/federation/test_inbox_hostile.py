@@ -858,9 +858,9 @@ def test_new_guides_fall_back_to_one_savepoint_each_when_the_batch_write_fails(k
     write = RemoteGuideBatch.write
     attempts: list[int] = []
 
-    async def failing_write(self: RemoteGuideBatch, remotes: list[Any]) -> set[str]:
+    async def failing_write(self: RemoteGuideBatch) -> set[str]:
         # Rows reach the database, then the write fails: the savepoint must take all of them back.
-        attempts.append(len(await write(self, remotes)))
+        attempts.append(len(await write(self)))
         raise RuntimeError("simulated unique clash with another worker")
 
     monkeypatch.setattr(RemoteGuideBatch, "write", failing_write)

@@ -44,7 +44,7 @@ def remote_slug(remote: schemas.RemoteCommunity) -> str:
 def remote_fields(remote: schemas.RemoteCommunity, slug: str) -> dict[str, Any]:
     """A peer's community's columns, through the same rules as a local write."""
     return {
-        "name": name(remote.name or slug),
+        "name": name(" ".join(remote.name.split()) or slug),
         "description": description(remote.description),
         "color": color(remote.color, default=REMOTE_DEFAULT_COLOR),
         "links": [

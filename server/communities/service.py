@@ -6,11 +6,11 @@ import uuid
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, select
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import changes, remote_copies
+from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
 from server.communities import rules, schemas
@@ -169,10 +169,15 @@ class CommunityService:
     # a peer's writes: the caller's transaction, committed by the caller
 
     async def mark_former_peer(self, host: str, former: bool) -> None:
-        await remote_copies.mark_former_peer(self.session, Community, host, former)
+        """A former peer's communities stay, shown as from a former peer (or no more, when it is one again)."""
+        copies = (Community.instance == host, Community.local.is_(False))
+        await self.session.execute(update(Community).where(*copies).values(former_peer=former))
 
     async def purge_instance(self, host: str) -> int:
-        return await remote_copies.purge_instance(self.session, Community, host)
+        """Remove a former peer's communities; returns how many."""
+        copies = (Community.instance == host, Community.local.is_(False))
+        result = await self.session.execute(delete(Community).where(*copies))
+        return result.rowcount or 0
 
     async def apply_remote(self, remote: schemas.RemoteCommunity) -> str:
         """Keep our copy of a peer's community current (last writer wins); say what happened."""
@@ -221,7 +226,14 @@ class CommunityService:
 
     async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
         """Delete our copy of a peer's community: None when there is none, False when it was deleted already."""
-        return await remote_copies.delete_copy(self.session, self.settings, Community, uri, instance)
+        community = await self.session.scalar(
+            select(Community).where(Community.uri == uri, Community.instance == instance)
+        )
+        if community is None or community.deleted_at is not None:
+            return None if community is None else False
+        community.deleted_at = utcnow()
+        await changes.record(self.session, self.settings, "Delete", community)
+        return True
 
     # members
 

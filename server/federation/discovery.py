@@ -171,7 +171,7 @@ async def community_actor(ref: str, request: Request[Any, Any, Any]) -> Response
     # No injected session or settings: the page reads without a session, and the actor opens its own.
     settings: Settings = request.app.state.settings
     if not wants_activitypub(request):
-        # The same URL is a person's page: the web serves it (app.py hands its handlers over, see PEOPLE_PAGES).
+        # The same URL is a person's page: the web serves it (app.py hands its handlers over in app.state.people_pages).
         page = request.app.state.people_pages["community"]
         return await page(request, None, settings, ref)  # local, or remote as slug@host
     async with request.app.state.sessionmaker() as db:

@@ -65,6 +65,7 @@ async def sync_peers(session: AsyncSession, settings: Settings, fetcher: Fetcher
         if peer.state in ("removed", "rejected"):
             peer.state = "pending"
             await _mark_former(session, settings, host, False)
+        await session.commit()  # what is written so far does not wait for the peer to answer
         try:
             await _discover(peer, fetcher)
         except (FetchError, vocab.VocabError) as exc:
@@ -206,7 +207,10 @@ async def _apply_page(session: AsyncSession, fetcher: Fetcher, host: str, items:
             await session.rollback()
             log.warning("storing a page of %s's outbox failed (%s); trying again", host, exc.__class__.__name__)
     else:
-        return 0  # the next pull stores it
+        # Still clashing: store what is unseen now for the worker, in a transaction of its own, and go on.
+        ids = await _store(session, host, await _unseen(session, items), leased=False)
+        await session.commit()
+        return len(ids)
     if not ids:
         return 0
     try:

@@ -28,13 +28,14 @@ def summary(value: str) -> str:
 
 
 def license_(value: str) -> str:
-    return clean_text("license", value, MAX_LICENSE)
+    return clean_text("license", value, MAX_LICENSE, one_line=True)
 
 
 def body(markdown: str, html: str, *, remote: bool = False) -> None:
-    """A body within the limit; a person must write something, while a peer's guide may be a title alone."""
-    # The rendered HTML is bounded too: a peer without markdown source sends HTML, and markup can be most of it.
-    if len(markdown.encode()) > MAX_BODY_BYTES or len(html.encode()) > 2 * MAX_BODY_BYTES:
+    """A body within the limit. A person must write something, and their HTML is ours, rendered from it; a
+    peer's guide may be a title alone, and its HTML is bounded too: without markdown source it sends HTML, and
+    markup can be most of it."""
+    if len(markdown.encode()) > MAX_BODY_BYTES or (remote and len(html.encode()) > 2 * MAX_BODY_BYTES):
         raise invalid("body_markdown", "must be at most 200 KB")
     if not remote and not markdown.strip():
         raise invalid("body_markdown", "must not be blank")

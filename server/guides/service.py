@@ -6,10 +6,10 @@ from datetime import datetime
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import changes, remote_copies
+from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.communities.service import CommunityService
@@ -150,10 +150,15 @@ class GuideService:
     # a peer's writes: the caller's transaction, committed by the caller
 
     async def mark_former_peer(self, host: str, former: bool) -> None:
-        await remote_copies.mark_former_peer(self.session, Guide, host, former)
+        """A former peer's guides stay, shown as from a former peer (or no more, when it is one again)."""
+        copies = (Guide.instance == host, Guide.local.is_(False))
+        await self.session.execute(update(Guide).where(*copies).values(former_peer=former))
 
     async def purge_instance(self, host: str) -> int:
-        return await remote_copies.purge_instance(self.session, Guide, host)
+        """Remove a former peer's guides; returns how many."""
+        copies = (Guide.instance == host, Guide.local.is_(False))
+        result = await self.session.execute(delete(Guide).where(*copies))
+        return result.rowcount or 0
 
     async def is_news(self, uri: str, updated: datetime | None) -> bool:
         """Whether a peer's version of `uri` as of `updated` changes our copy (see rules.is_news)."""
@@ -196,7 +201,13 @@ class GuideService:
 
     async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
         """Delete our copy of a peer's guide: None when there is none, False when it was deleted already."""
-        return await remote_copies.delete_copy(self.session, self.settings, Guide, uri, instance)
+        copy = select(Guide).where(Guide.uri == uri, Guide.instance == instance)
+        guide = await self.session.scalar(copy)
+        if guide is None or guide.deleted_at is not None:
+            return None if guide is None else False
+        guide.deleted_at = utcnow()
+        await changes.record(self.session, self.settings, "Delete", guide)
+        return True
 
 
 async def delete_with_community(session: AsyncSession, settings: Settings, change: changes.Change) -> None:

@@ -6,10 +6,10 @@ from datetime import datetime
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import changes, remote_copies
+from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.communities.service import CommunityService, community_ref
@@ -172,10 +172,15 @@ class MentorshipService:
     # a peer's writes: the caller's transaction, committed by the caller
 
     async def mark_former_peer(self, host: str, former: bool) -> None:
-        await remote_copies.mark_former_peer(self.session, MentorshipOffer, host, former)
+        """A former peer's offers stay, shown as from a former peer (or no more, when it is one again)."""
+        copies = (MentorshipOffer.instance == host, MentorshipOffer.local.is_(False))
+        await self.session.execute(update(MentorshipOffer).where(*copies).values(former_peer=former))
 
     async def purge_instance(self, host: str) -> int:
-        return await remote_copies.purge_instance(self.session, MentorshipOffer, host)
+        """Remove a former peer's offers; returns how many."""
+        copies = (MentorshipOffer.instance == host, MentorshipOffer.local.is_(False))
+        result = await self.session.execute(delete(MentorshipOffer).where(*copies))
+        return result.rowcount or 0
 
     async def is_news(self, uri: str, updated: datetime | None) -> bool:
         """Whether a peer's version of `uri` as of `updated` changes our copy (see rules.is_news)."""
@@ -216,7 +221,14 @@ class MentorshipService:
 
     async def apply_remote_delete(self, uri: str, instance: str) -> bool | None:
         """Delete our copy of a peer's offer: None when there is none, False when it was deleted already."""
-        return await remote_copies.delete_copy(self.session, self.settings, MentorshipOffer, uri, instance)
+        offer = await self.session.scalar(
+            select(MentorshipOffer).where(MentorshipOffer.uri == uri, MentorshipOffer.instance == instance)
+        )
+        if offer is None or offer.deleted_at is not None:
+            return None if offer is None else False
+        offer.deleted_at = utcnow()
+        await changes.record(self.session, self.settings, "Delete", offer)
+        return True
 
     # requests
 

@@ -158,6 +158,11 @@ __all__ = ["API_EXCEPTION_HANDLERS", "MediaType", "Problem", "ProblemError"]
 _JSON_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def has_nul(body: bytes) -> bool:
+    """A NUL byte, or JSON's escape of one (and not an escaped backslash followed by `u0000`)."""
+    return b"\x00" in body or (b"\\u0000" in body and _JSON_NUL_ESCAPE.search(body) is not None)
+
+
 async def reject_nul_characters(request: Request[Any, Any, Any]) -> None:
     """PostgreSQL cannot store NUL in text, and no honest input needs it: refuse it before any query runs."""
     if "\x00" in request.url.path:
@@ -169,6 +174,6 @@ async def reject_nul_characters(request: Request[Any, Any, Any]) -> None:
                            errors=[FieldError("query", "contains a NUL character")])  # fmt: skip
     if request.method in ("POST", "PUT", "PATCH"):
         body = await request.body()
-        if b"\x00" in body or (b"\\u0000" in body and _JSON_NUL_ESCAPE.search(body)):
+        if has_nul(body):
             raise ProblemError(422, "Text must not contain NUL characters.",
                                errors=[FieldError("body", "contains a NUL character")])  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from litestar import Request, Response, Router, post
@@ -13,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import jobs
 from server.db import utcnow
-from server.errors import ProblemError
+from server.errors import ProblemError, has_nul
 from server.federation import vocab
 from server.federation.fetch import Fetcher, FetchError
 from server.federation.keys import key_id_for, local_key
@@ -110,12 +109,14 @@ def _path_with_query(request: Request[Any, Any, Any]) -> str:
 
 
 def _parse(body: bytes) -> dict[str, Any]:
+    """The activity, or a 400 that says what is wrong: nothing a peer sends may end as a 500 or a stored item
+    that can never be applied (PostgreSQL cannot store NUL in text; a deep document is never walked)."""
+    if has_nul(body):
+        raise ProblemError(400, "The activity must not contain NUL characters.")
     try:
-        payload = json.loads(body)
-    except ValueError as exc:
-        raise ProblemError(400, "The body is not JSON.") from exc
-    if not isinstance(payload, dict):
-        raise ProblemError(400, "The body must be a JSON object.")
+        payload = dict(vocab.load_document(body))
+    except vocab.VocabError as exc:
+        raise ProblemError(400, f"The body is not an acceptable activity: {exc.reason}.") from exc
     if not vocab.is_http_id(payload.get("id")):
         raise ProblemError(400, "The activity needs an http(s) id.")
     return payload

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.accounts.service import AccountService
 from server.communities.service import CommunityService
 from server.db import utcnow
+from server.errors import has_nul
 from server.federation import outbox, vocab
 from server.federation.fetch import Fetcher, FetchError
 from server.federation.processing import apply_stored, instance_fetcher
@@ -225,9 +226,10 @@ async def _apply_page(session: AsyncSession, fetcher: Fetcher, host: str, items:
 
 
 def _from_peer(item: Any, host: str) -> bool:
-    # As the inbox requires of a pushed activity: an http(s) id, on the peer's host.
+    # As the inbox requires of a pushed activity: an http(s) id on the peer's host, and no NUL anywhere (PostgreSQL
+    # cannot store it: such an item would fail the page's insert on every pull).
     activity_id = item.get("id") if isinstance(item, dict) else None
-    return vocab.is_http_id(activity_id) and host_of(activity_id) == host
+    return vocab.is_http_id(activity_id) and host_of(activity_id) == host and not has_nul(msgspec.json.encode(item))
 
 
 async def _unseen(session: AsyncSession, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -153,8 +153,8 @@ def see_other(url: str) -> Redirect:
     return Redirect(url, status_code=303)
 
 
-def safe_next(target: str | None) -> str:
+def safe_next(target: str | None, default: str = "/") -> str:
     """Only same-site paths: an open redirect would let others send people anywhere after sign-in."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
+        return default
     return target

@@ -16,7 +16,11 @@ _PATH = re.compile(r"at `\$\.([a-z_]+)")
 
 async def form_data(request: Request[Any, Any, Any]) -> dict[str, str]:
     form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    data = {key: value for key, value in form.items() if isinstance(value, str)}
+    if any("\x00" in key or "\x00" in value for key, value in data.items()):
+        # PostgreSQL cannot store it, and no one types it: say so instead of failing at the database.
+        raise ProblemError(400, "The form contains a NUL character, which text here cannot hold.")
+    return data
 
 
 def labels(text: str) -> list[str]:

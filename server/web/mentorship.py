@@ -14,7 +14,7 @@ from server.errors import ProblemError, not_found
 from server.mentorship import schemas
 from server.mentorship.service import MentorshipService, request_schema, to_schema
 from server.settings import Settings
-from server.web.core import current_viewer, flash, fragment, is_fragment_request, page, see_other
+from server.web.core import current_viewer, flash, fragment, is_fragment_request, page, safe_next, see_other
 from server.web.errors import signed_in
 from server.web.forms import build, field_errors, form_data, labels
 
@@ -130,9 +130,10 @@ async def request_decide(
 
 
 def safe_back(request: Request[Any, Any, Any], default: str) -> str:
+    """Back where the form was, when the Referer is a page of this site: the same check as `next=`."""
     referer = request.headers.get("referer", "")
     base = request.app.state.settings.base_url
-    return referer[len(base) :] if referer.startswith(base + "/") else default
+    return safe_next(referer[len(base) :], default) if referer.startswith(base + "/") else default
 
 
 @get("/c/{ref:str}/new-offer", name="offer_new")

@@ -924,9 +924,10 @@ def test_a_page_item_whose_id_is_not_a_plain_url_of_the_peer_is_skipped_and_the_
     too_long["id"] = f"{PEER}/activities/{'x' * 2100}"
     not_http = create(article(PEER, peer_community["id"], title="Id not http"))
     not_http["id"] = "ftp://peer.test/activities/1"
-    assert pull(kith, outbox_of([[too_long, fine, not_http]])) == 1
+    with_nul = create(article(PEER, peer_community["id"], title="Null\u0000 and void"))
+    assert pull(kith, outbox_of([[too_long, fine, not_http, with_nul]])) == 1
     assert outcome(kith, fine).last_error == "guide stored"
-    for skipped in (too_long, not_http):
+    for skipped in (too_long, not_http, with_nul):
         assert kith.items(skipped["id"]) == 0
         assert count_guides(kith, skipped["object"]["id"]) == 0
 
@@ -981,3 +982,37 @@ def test_an_update_sent_by_reference_is_fetched_even_for_a_community_known_here(
     slug = known["preferredUsername"]
     shown = kith.client.get(f"/api/v1/communities/{slug}@{urlsplit(PEER).netloc}").json()
     assert shown["name"] == "A circle by another name"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "http://peer.test/activities/deep", "type": "Create", "object": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}",
+        b'{"id": "http://peer.test/activities/nested", "type": "Create", "object": '
+        + b'{"a": ' * 40
+        + b"1"
+        + b"}" * 40
+        + b"}",
+        b"not json at all",
+        b'["http://peer.test/activities/a-list"]',
+    ],
+    ids=["beyond-the-stack", "too-deep-to-walk", "not-json", "not-an-object"],
+)
+def test_a_body_that_is_no_activity_is_a_400_and_nothing_is_stored(kith, body):
+    before = kith.run(lambda s: s.scalar(select(func.count()).select_from(InboxItem)))
+    response = kith.deliver(body)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert kith.run(lambda s: s.scalar(select(func.count()).select_from(InboxItem))) == before
+
+
+def test_an_activity_with_a_nul_character_is_a_400_and_nothing_is_stored(kith, peer_community):
+    document = article(PEER, peer_community["id"], title="Null\u0000 and void")
+    payload = create(document)
+    response = kith.deliver(payload)
+    assert response.status_code == 400 and "NUL" in response.text
+    assert kith.items(payload["id"]) == 0
+    assert count_guides(kith, document["id"]) == 0

@@ -370,7 +370,21 @@ def test_mentorship_request_and_accept_inline(visitor, web_app, settings, client
             f"/mentorship/requests/{request_id}/accept", data={"_csrf_token": csrf_token(queue.text)}, headers=HX
         )
         assert row.status_code == 200 and "accepted" in row.text and "<html" not in row.text
+        # Back to where the form was only when that is a page of this site: `//host` is another site.
+        again = mentor_browser.post(
+            f"/mentorship/requests/{request_id}/accept", data={"_csrf_token": csrf_token(queue.text)},
+            headers={"Referer": f"{settings.base_url}//evil.example/phish"}, follow_redirects=False,
+        )  # fmt: skip
+        assert again.status_code == 303 and again.headers["location"] == "/mentorship/requests"
     assert client.get(f"/api/v1/mentorship/offers/{offer['id']}").json()["seats_taken"] == 1
+
+
+def test_a_form_with_a_nul_character_is_refused_with_a_page_and_writes_nothing(visitor, client, admin):
+    sign_in(visitor, admin.username)
+    slug = f"nul-{uuid.uuid4().hex[:6]}"
+    response = submit(visitor, "/communities/new", "/communities", {"slug": slug, "name": "Null\x00 island"})
+    assert response.status_code == 400 and "NUL" in response.text and "<html" in response.text
+    assert client.get(f"/api/v1/communities/{slug}").status_code == 404
 
 
 def test_mentorship_filters_fill_the_first_page_even_behind_many_newer_offers(visitor, client, admin, community):

@@ -11,6 +11,7 @@ underscore is shared between them only.
 """
 
 from server.federation.vocab.activities import parse_activity
+from server.federation.vocab.documents import load_document
 from server.federation.vocab.objects import parse_object
 from server.federation.vocab.types import (
     ACTIVITY_TYPES,
@@ -62,6 +63,7 @@ __all__ = [
     "Tombstone",
     "VocabError",
     "is_http_id",
+    "load_document",
     "parse_activity",
     "parse_object",
 ]

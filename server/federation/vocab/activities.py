@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from server.federation.vocab.documents import _load
+from server.federation.vocab.documents import load_document
 from server.federation.vocab.objects import _object, _refs, _required_ref
 from server.federation.vocab.types import ACTIVITY_TYPES, OBJECT_TYPES, Activity, ActivityType, APObject, VocabError
 from server.federation.vocab.uris import _addressees, _id, _single, _uri
@@ -14,7 +14,7 @@ from server.federation.vocab.values import _at, _datetime, _pick_type, _type_nam
 
 def parse_activity(data: bytes | str | Mapping[str, Any]) -> Activity:
     """Parse one of the activities Kith handles, or raise VocabError."""
-    return _activity(_load(data), "")
+    return _activity(load_document(data), "")
 
 
 def _activity(doc: Mapping[str, Any], where: str) -> Activity:

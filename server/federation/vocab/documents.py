@@ -11,7 +11,8 @@ from server.federation.vocab.types import MAX_DEPTH, VocabError
 from server.federation.vocab.values import _json_type
 
 
-def _load(data: object) -> Mapping[str, Any]:
+def load_document(data: object) -> Mapping[str, Any]:
+    """The JSON object `data` decodes to, refused (VocabError) when it is not one or is nested too deeply."""
     if isinstance(data, bytes | bytearray | memoryview | str):
         try:
             data = msgspec.json.decode(data)

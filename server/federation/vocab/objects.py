@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
-from server.federation.vocab.documents import _load
+from server.federation.vocab.documents import load_document
 from server.federation.vocab.types import (
     ACTOR_TYPES,
     OBJECT_TYPES,
@@ -46,7 +46,7 @@ from server.federation.vocab.values import (
 
 def parse_object(data: bytes | str | Mapping[str, Any]) -> APObject:
     """Parse a post, actor or tombstone, or raise VocabError."""
-    return _object(_load(data), "")
+    return _object(load_document(data), "")
 
 
 def _object(doc: Mapping[str, Any], where: str) -> APObject:

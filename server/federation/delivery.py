@@ -16,7 +16,7 @@ from server.federation.signatures import sign_request
 from server.jobs import claim
 from server.models import Activity, Delivery, Peer
 from server.queues import DELIVERIES, fail, move
-from server.settings import Settings
+from server.settings import Settings, host_of
 
 BATCH = 20
 # A peer that answers these may succeed on a later try; any other 4xx will never accept it.
@@ -70,6 +70,9 @@ class Deliverer:
         # A removed peer still gets the Undo(Follow) that tells it so, and nothing else.
         if delivery.peer_host not in self.settings.peer_hosts and payload.get("type") != "Undo":
             return Outcome(delivery.id, False, True, "no longer a configured peer")
+        if host_of(delivery.inbox_url) != delivery.peer_host:
+            # Checked when the inbox was learned, and again here: rows from before that check, or written by hand.
+            return Outcome(delivery.id, False, True, f"the inbox is not on the peer's host {delivery.peer_host}")
         body = json.dumps(payload).encode()
         headers = sign_request(
             "POST", delivery.inbox_url, body, key_id_for(self.actor_uri), private_key_pem,

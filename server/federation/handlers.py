@@ -260,9 +260,10 @@ async def _fetch_object(ctx: Context, uri: str) -> vocab.APObject:
 
 async def _actor_inbox(ctx: Context, actor_uri: str) -> str:
     document = await _fetch_object(ctx, actor_uri)
-    if not isinstance(document, vocab.Actor) or not (document.shared_inbox or document.inbox):
-        raise Rejected("the follower has no inbox")
-    return document.shared_inbox or document.inbox or ""
+    inbox = mapping.inbox_on(document, ctx.signer_host) if isinstance(document, vocab.Actor) else None
+    if inbox is None:
+        raise Rejected(f"the follower has no inbox on {ctx.signer_host}")
+    return inbox
 
 
 async def _peer(ctx: Context) -> Peer | None:

@@ -208,6 +208,12 @@ def plain(html: str) -> str:
     return re.sub(r"<[^>]+>", " ", sanitize(html)).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
 
 
+def inbox_on(actor: vocab.Actor, host: str) -> str | None:
+    """Where to deliver to an actor of `host`: its shared inbox, else its own, whichever is on `host` itself. An
+    inbox elsewhere is never used: a peer must not point our deliveries at another server."""
+    return next((url for url in (actor.shared_inbox, actor.inbox) if url and host_of(url) == host), None)
+
+
 def same_host_url(host: str, url: str | None, fallback: str) -> str:
     """A peer's link to the page of one of its objects, when it is on its own host; its id otherwise."""
     if url and url.startswith(("http://", "https://")) and host_of(url) == host:

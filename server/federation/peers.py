@@ -20,7 +20,7 @@ from server.accounts.service import AccountService
 from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import has_nul
-from server.federation import outbox, vocab
+from server.federation import mapping, outbox, vocab
 from server.federation.fetch import Fetcher, FetchError
 from server.federation.processing import apply_stored, instance_fetcher
 from server.guides.service import GuideService
@@ -91,10 +91,11 @@ async def _discover(peer: Peer, fetcher: Fetcher) -> None:
     if not isinstance(actor_uri, str):
         raise FetchError(f"{peer.host} has no instance actor in WebFinger")
     actor = vocab.parse_object(await fetcher.get_object(actor_uri))
-    if not isinstance(actor, vocab.Actor) or not (actor.shared_inbox or actor.inbox):
-        raise FetchError(f"{actor_uri} is not an actor with an inbox")
+    inbox = mapping.inbox_on(actor, peer.host) if isinstance(actor, vocab.Actor) else None
+    if inbox is None or host_of(actor.id) != peer.host:
+        raise FetchError(f"{actor_uri} is not an actor of {peer.host} with an inbox there")
     peer.actor_uri = actor.id
-    peer.inbox_url = actor.shared_inbox or actor.inbox
+    peer.inbox_url = inbox
     peer.outbox_url = actor.outbox
 
 

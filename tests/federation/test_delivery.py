@@ -44,7 +44,7 @@ def inbox() -> Iterator[tuple[str, type[_Inbox]]]:
     server.shutdown()
 
 
-async def _deliver_once(settings, peer_url: str, status: int, inbox_cls) -> Delivery:
+async def _deliver_once(settings, peer_url: str, status: int, inbox_cls, inbox_url: str | None = None) -> Delivery:
     inbox_cls.status = status
     settings = replace(settings, peers=(peer_url,))
     engine = create_engine(settings.database_url)
@@ -59,7 +59,7 @@ async def _deliver_once(settings, peer_url: str, status: int, inbox_cls) -> Deli
             )  # fmt: skip
             session.add(activity)
             await session.flush()
-            delivery = Delivery(activity_seq=activity.seq, inbox_url=f"{peer_url}/inbox", peer_host=host)
+            delivery = Delivery(activity_seq=activity.seq, inbox_url=inbox_url or f"{peer_url}/inbox", peer_host=host)
             session.add(delivery)
             await session.commit()
             delivery_id = delivery.id
@@ -128,3 +128,12 @@ def test_classification(status, outcome):
 
 def _key_id(signature: str) -> str:
     return signature.split('keyId="', 1)[1].split('"', 1)[0]
+
+
+def test_an_inbox_that_is_not_on_the_peers_host_receives_nothing(settings, inbox):
+    url, inbox_cls = inbox
+    inbox_cls.received.clear()
+    peer = f"http://127.0.0.1:{free_port()}"  # the configured peer, whose row names an inbox on another port
+    delivery = asyncio.run(_deliver_once(settings, peer, 202, inbox_cls, inbox_url=f"{url}/inbox"))
+    assert inbox_cls.received == []
+    assert delivery.state == "failed" and "not on the peer's host" in delivery.last_error

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.app import create_app
 from server.db import create_engine, create_sessionmaker
 from server.federation import peers, signatures
+from server.federation.fetch import FetchError
 from server.federation.peers import _store, _unseen, backfill
 from server.federation.processing import InboxProcessor, instance_fetcher
 from server.guides.batch import RemoteGuideBatch
@@ -1016,3 +1017,36 @@ def test_an_activity_with_a_nul_character_is_a_400_and_nothing_is_stored(kith, p
     assert response.status_code == 400 and "NUL" in response.text
     assert kith.items(payload["id"]) == 0
     assert count_guides(kith, document["id"]) == 0
+
+
+def test_a_peer_whose_actor_names_an_inbox_on_another_host_is_sent_nothing_there(kith):
+    """The inbox a peer publishes must be on its own host: a shared inbox elsewhere is passed over for its own
+    inbox, and an actor with no inbox on its host is not followed at all."""
+    actor = f"{PEER}/actor"
+    finger = f"{PEER}/.well-known/webfinger?resource=acct:peer.test@peer.test"
+
+    def documents(inbox: str | None) -> dict[str, dict[str, Any]]:
+        document = {"id": actor, "type": "Application", "endpoints": {"sharedInbox": "http://127.0.0.1:9/inbox"}}
+        if inbox:
+            document["inbox"] = inbox
+        return {finger: {"links": [{"rel": "self", "href": actor}]}, actor: document}
+
+    async def discover(served: dict[str, dict[str, Any]]) -> Peer:
+        def serve(request: httpx.Request) -> httpx.Response:
+            document = served.get(str(request.url))
+            return httpx.Response(200, json=document) if document else httpx.Response(404)
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+            engine = create_engine(kith.settings.database_url)
+            try:
+                async with create_sessionmaker(engine)() as session:
+                    fetcher = await instance_fetcher(session, kith.settings, http)
+                peer = Peer(host="peer.test", base_url=PEER)
+                await peers._discover(peer, fetcher)
+                return peer
+            finally:
+                await engine.dispose()
+
+    assert asyncio.run(discover(documents(f"{PEER}/actor/inbox"))).inbox_url == f"{PEER}/actor/inbox"
+    with pytest.raises(FetchError, match="with an inbox there"):
+        asyncio.run(discover(documents(None)))

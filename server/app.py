@@ -24,6 +24,7 @@ from server.federation.delivery import Deliverer
 from server.federation.discovery import federation_router
 from server.federation.fetch import make_client
 from server.federation.inbox import inbox_router
+from server.federation.key_fetches import KeyFetches
 from server.federation.outbox import publish
 from server.federation.peers import PeerJobs
 from server.federation.processing import InboxProcessor
@@ -130,6 +131,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         middleware=web.middleware,
     )
     app.state.settings = settings
+    app.state.key_fetches = KeyFetches()  # one memory of key fetches per process (see key_fetches.py)
     # Object ids that people open in a browser answer with these pages (federation sits beside the web, not above).
     app.state.people_pages = {"community": community_page, "offer": offer_page}
     return app

@@ -15,6 +15,7 @@ from server.db import utcnow
 from server.errors import ProblemError, has_nul
 from server.federation import vocab
 from server.federation.fetch import Fetcher, FetchError
+from server.federation.key_fetches import KeyFetches
 from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
 from server.models import ActorKey, InboxItem
@@ -36,14 +37,20 @@ class KeyStore:
             )
             if cached:
                 return cached
-        try:
-            document = await (await self._fetcher()).get_object(key_owner(key_id))
-            actor = vocab.parse_object(document)
-        except (FetchError, vocab.VocabError):
+        host = host_of(key_owner(key_id))
+        fetches: KeyFetches = self.state.key_fetches
+        if not fetches.may_fetch(key_id, host):
             return None
-        keys = {k.id: k.pem for k in getattr(actor, "public_keys", ())}
-        pem = keys.get(key_id)
-        if pem is None:
+        fetcher = await self._fetcher()
+        await self.session.commit()  # the request's transaction is not held while the peer answers
+        async with fetches.fetching(key_id, host):
+            try:
+                actor = vocab.parse_object(await fetcher.get_object(key_owner(key_id)))
+            except (FetchError, vocab.VocabError):
+                actor = None
+        pem = {k.id: k.pem for k in getattr(actor, "public_keys", ())}.get(key_id)
+        if actor is None or pem is None:
+            fetches.failed(host)
             return None
         await self._remember(key_id, actor.id, pem)
         return pem

@@ -33,6 +33,7 @@ from server.app import create_app
 from server.db import create_engine, create_sessionmaker
 from server.federation import peers, signatures
 from server.federation.fetch import FetchError
+from server.federation.key_fetches import KeyFetches
 from server.federation.peers import _store, _unseen, backfill
 from server.federation.processing import InboxProcessor, instance_fetcher
 from server.guides.batch import RemoteGuideBatch
@@ -1050,3 +1051,53 @@ def test_a_peer_whose_actor_names_an_inbox_on_another_host_is_sent_nothing_there
     assert asyncio.run(discover(documents(f"{PEER}/actor/inbox"))).inbox_url == f"{PEER}/actor/inbox"
     with pytest.raises(FetchError, match="with an inbox there"):
         asyncio.run(discover(documents(None)))
+
+
+def test_made_up_key_ids_cause_a_handful_of_key_fetches_and_the_api_keeps_answering(settings):
+    """500 signed POSTs whose keyIds name actors of a peer that do not exist: each is refused (401), and the
+    peer is asked for keys a handful of times, not 500 (an instance of its own: the budget is per process)."""
+    peered = replace(settings, peers=(PEER,))
+    with TestClient(app=create_app(peered), base_url=peered.base_url) as client:
+        asked: list[str] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            asked.append(str(request.url))
+            return httpx.Response(404)
+
+        original = client.app.state.http_client
+        client.app.state.http_client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        try:
+            private = keypair(PEER)[0]
+            for n in range(500):
+                body = json.dumps(activity("Create", f"{PEER}/guides/{n}", actor=alice(PEER))).encode()
+                url = f"{peered.base_url}/inbox"
+                made_up = f"{PEER}/u/nobody-{uuid.uuid4().hex}#main-key"
+                headers = signatures.sign_request(
+                    "POST", url, body, made_up, private, {"Content-Type": "application/activity+json"}
+                )
+                assert client.post("/inbox", content=body, headers=headers).status_code == 401
+                if n % 100 == 0:
+                    assert client.get("/api/v1/communities").status_code == 200
+        finally:
+            client.blocking_portal.call(client.app.state.http_client.aclose)
+            client.app.state.http_client = original
+    assert 1 <= len(asked) <= 10, f"{len(asked)} key fetches for 500 made-up keyIds"
+
+
+def test_a_key_is_fetched_again_only_after_the_window():
+    fetches = KeyFetches(clock=lambda: now)
+    now = 0.0
+
+    async def fetch_once(key_id: str) -> None:
+        async with fetches.fetching(key_id, "peer.test"):
+            pass
+
+    assert fetches.may_fetch("k1", "peer.test")
+    asyncio.run(fetch_once("k1"))
+    assert not fetches.may_fetch("k1", "peer.test")  # a signature failing with a fresh key is not a refetch
+    now = 601.0
+    assert fetches.may_fetch("k1", "peer.test")  # a rotated key gets through once the window has passed
+    for _ in range(5):
+        fetches.failed("peer.test")
+    assert not fetches.may_fetch("k2", "peer.test")  # a peer whose key fetches keep failing waits
+    assert fetches.may_fetch("k2", "other.test")

@@ -16,6 +16,7 @@ from server.federation.signatures import sign_request
 from server.settings import Settings, host_of
 
 AS_ACCEPT = 'application/activity+json, application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
+AS_MEDIA_TYPES = ("application/activity+json", "application/ld+json")
 MAX_BYTES = 1_000_000
 MAX_REDIRECTS = 3
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
@@ -53,18 +54,31 @@ class Fetcher:
 
     async def get_object(self, url: str) -> dict[str, Any]:
         """An ActivityPub document whose id must be the URL it was fetched from."""
-        document, final_url = await self._get_json(url, AS_ACCEPT)
+        document, final_url, _ = await self._get_json(url, AS_ACCEPT)
         if document.get("id") not in (url, final_url):
+            raise FetchError(f"document at {url} claims the id {str(document.get('id'))[:200]!r}")
+        return document
+
+    async def get_key_owner(self, url: str) -> dict[str, Any]:
+        """The actor document a public key is taken from, held to more than any object: it must come as
+        ActivityPub, from the host that was asked (wherever redirects led), with the id that was asked for."""
+        document, final_url, content_type = await self._get_json(url, AS_ACCEPT)
+        media_type = content_type.split(";", 1)[0].strip().lower()
+        if media_type not in AS_MEDIA_TYPES:
+            raise FetchError(f"{url} answered {media_type or 'no content type'}, not an ActivityPub document")
+        if host_of(final_url) != host_of(url):
+            raise FetchError(f"{url} was answered from another host, {host_of(final_url)}")
+        if document.get("id") != url:
             raise FetchError(f"document at {url} claims the id {str(document.get('id'))[:200]!r}")
         return document
 
     async def get_json(self, url: str, accept: str = "application/json") -> dict[str, Any]:
         return (await self._get_json(url, accept))[0]
 
-    async def _get_json(self, url: str, accept: str) -> tuple[dict[str, Any], str]:
+    async def _get_json(self, url: str, accept: str) -> tuple[dict[str, Any], str, str]:
         try:
             async with asyncio.timeout(TOTAL_SECONDS):
-                body, final_url = await self._get(url, accept)
+                body, final_url, content_type = await self._get(url, accept)
         except TimeoutError as exc:
             raise FetchError(f"{url} took longer than {TOTAL_SECONDS:.0f} s") from exc
         except httpx.HTTPError as exc:
@@ -75,9 +89,9 @@ class Fetcher:
             raise FetchError(f"{url} did not answer JSON") from exc
         if not isinstance(document, dict):
             raise FetchError(f"{url} did not answer a JSON object")
-        return document, final_url
+        return document, final_url, content_type
 
-    async def _get(self, url: str, accept: str) -> tuple[bytes, str]:
+    async def _get(self, url: str, accept: str) -> tuple[bytes, str, str]:
         for _ in range(MAX_REDIRECTS + 1):
             check_allowed(self.settings, url)
             headers = sign_request("GET", url, None, self.key_id, self.private_key_pem, {"Accept": accept})
@@ -87,7 +101,7 @@ class Fetcher:
                     continue
                 if response.status_code != 200:
                     raise FetchError(f"{url} answered {response.status_code}")
-                return await _read_capped(response, url), url
+                return await _read_capped(response, url), url, response.headers.get("content-type", "")
         raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 
 

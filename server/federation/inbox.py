@@ -13,9 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import jobs
 from server.db import utcnow
 from server.errors import ProblemError, has_nul
-from server.federation import vocab
+from server.federation import keys, vocab
 from server.federation.fetch import Fetcher, FetchError
-from server.federation.key_fetches import KeyFetches
 from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
 from server.models import ActorKey, InboxItem
@@ -37,22 +36,13 @@ class KeyStore:
             )
             if cached:
                 return cached
-        host = host_of(key_owner(key_id))
-        fetches: KeyFetches = self.state.key_fetches
-        if not fetches.may_fetch(key_id, host):
-            return None
         fetcher = await self._fetcher()
         await self.session.commit()  # the request's transaction is not held while the peer answers
-        async with fetches.fetching(key_id, host):
-            try:
-                actor = vocab.parse_object(await fetcher.get_object(key_owner(key_id)))
-            except (FetchError, vocab.VocabError):
-                actor = None
-        pem = {k.id: k.pem for k in getattr(actor, "public_keys", ())}.get(key_id)
-        if actor is None or pem is None:
-            fetches.failed(host)
-            return None
-        await self._remember(key_id, actor.id, pem)
+        pem = await self.state.key_fetches.fetch(
+            key_id, host_of(key_owner(key_id)), lambda: _fetch_key(fetcher, key_id)
+        )
+        if pem is not None:
+            await self._remember(key_id, key_owner(key_id), pem)
         return pem
 
     async def _fetcher(self) -> Fetcher:
@@ -70,6 +60,25 @@ class KeyStore:
             await self.session.commit()
         except IntegrityError:
             await self.session.rollback()
+
+
+async def _fetch_key(fetcher: Fetcher, key_id: str) -> str | None:
+    try:
+        return _owned_key(vocab.parse_object(await fetcher.get_key_owner(key_owner(key_id))), key_id)
+    except (FetchError, vocab.VocabError):
+        return None
+
+
+def _owned_key(actor: vocab.APObject | None, key_id: str) -> str | None:
+    """The PEM of `key_id` when the actor document vouches for it: the key is the actor's own (its owner is the
+    actor, and the actor is the keyId's document), and an RSA key is strong enough. Another actor's key must
+    not sign for this one (CVE-2024-23832)."""
+    if not isinstance(actor, vocab.Actor) or actor.id != key_owner(key_id):
+        return None
+    key = next((k for k in actor.public_keys if k.id == key_id), None)
+    if key is None or key.owner != actor.id or not keys.strong_enough(key.pem):
+        return None
+    return key.pem
 
 
 async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State) -> Response[Any]:

@@ -10,10 +10,9 @@ a couple of key fetches in flight. Everything here is bounded in size.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable
 
 WINDOW_SECONDS = 600.0
 FAILURES_PER_PEER = 5
@@ -27,6 +26,28 @@ class KeyFetches:
         self._fetched: OrderedDict[str, float] = OrderedDict()
         self._peer_failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._running: dict[str, asyncio.Future[str | None]] = {}
+
+    async def fetch(self, key_id: str, host: str, load: Callable[[], Awaitable[str | None]]) -> str | None:
+        """The key's PEM as `load` gets it from its peer, or None, under the rules above. Requests that need the
+        same key while it is being fetched wait for that fetch (a peer's first deliveries come side by side)."""
+        running = self._running.get(key_id)
+        if running is not None:
+            return await asyncio.shield(running)
+        if not self.may_fetch(key_id, host):
+            return None
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._running[key_id] = future
+        try:
+            pem = await self._load(key_id, host, load)
+        except BaseException:
+            future.set_result(None)  # whoever waited is refused this time, as a failed fetch would be
+            raise
+        else:
+            future.set_result(pem)
+            return pem
+        finally:
+            del self._running[key_id]
 
     def may_fetch(self, key_id: str, host: str) -> bool:
         now = self.clock()
@@ -36,22 +57,18 @@ class KeyFetches:
         failures = self._peer_failures.get(host, ())
         return sum(1 for at in failures if now - at < WINDOW_SECONDS) < FAILURES_PER_PEER
 
-    @contextlib.asynccontextmanager
-    async def fetching(self, key_id: str, host: str) -> AsyncIterator[None]:
-        """Hold one of the peer's fetch slots; the fetch counts as made whatever its outcome."""
+    async def _load(self, key_id: str, host: str, load: Callable[[], Awaitable[str | None]]) -> str | None:
         slot = self._slots.get(host)
         if slot is None:
             slot = self._slots[host] = asyncio.Semaphore(AT_ONCE_PER_PEER)
         async with slot:
-            self._remember(self._fetched, key_id, self.clock())
-            yield
-
-    def failed(self, host: str) -> None:
-        failures = self._peer_failures.get(host)
-        if failures is None:
-            failures = deque(maxlen=FAILURES_PER_PEER)
-        self._remember(self._peer_failures, host, failures)
-        failures.append(self.clock())
+            self._remember(self._fetched, key_id, self.clock())  # made, whatever its outcome
+            pem = await load()
+        if pem is None:
+            failures = self._peer_failures.get(host) or deque(maxlen=FAILURES_PER_PEER)
+            failures.append(self.clock())
+            self._remember(self._peer_failures, host, failures)
+        return pem
 
     @staticmethod
     def _remember(entries: OrderedDict, key: str, value: object) -> None:  # type: ignore[type-arg]

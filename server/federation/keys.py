@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,3 +38,17 @@ async def local_key(session: AsyncSession, actor_uri: str) -> ActorKey:
 
 def public_key_document(actor_uri: str, key: ActorKey) -> dict[str, str]:
     return {"id": key.key_id, "owner": actor_uri, "publicKeyPem": key.public_key_pem}
+
+
+# Peers' RSA keys below this are refused: they are cheap to break.
+MIN_RSA_BITS = 2048
+
+
+def strong_enough(public_pem: str) -> bool:
+    """Whether a peer's public key may be trusted: an RSA key of at least MIN_RSA_BITS, or another kind the
+    signature check knows; a PEM that does not load is not a key."""
+    try:
+        key = serialization.load_pem_public_key(public_pem.encode())
+    except (ValueError, TypeError):
+        return False
+    return not isinstance(key, rsa.RSAPublicKey) or key.key_size >= MIN_RSA_BITS

@@ -1084,20 +1084,85 @@ def test_made_up_key_ids_cause_a_handful_of_key_fetches_and_the_api_keeps_answer
     assert 1 <= len(asked) <= 10, f"{len(asked)} key fetches for 500 made-up keyIds"
 
 
-def test_a_key_is_fetched_again_only_after_the_window():
-    fetches = KeyFetches(clock=lambda: now)
+def test_a_key_is_fetched_again_only_after_the_window_and_once_for_requests_side_by_side():
     now = 0.0
+    fetches = KeyFetches(clock=lambda: now)
+    loads: list[str] = []
 
-    async def fetch_once(key_id: str) -> None:
-        async with fetches.fetching(key_id, "peer.test"):
-            pass
+    async def load(pem: str | None) -> str | None:
+        loads.append("asked")
+        await asyncio.sleep(0.01)
+        return pem
 
-    assert fetches.may_fetch("k1", "peer.test")
-    asyncio.run(fetch_once("k1"))
-    assert not fetches.may_fetch("k1", "peer.test")  # a signature failing with a fresh key is not a refetch
-    now = 601.0
-    assert fetches.may_fetch("k1", "peer.test")  # a rotated key gets through once the window has passed
-    for _ in range(5):
-        fetches.failed("peer.test")
-    assert not fetches.may_fetch("k2", "peer.test")  # a peer whose key fetches keep failing waits
-    assert fetches.may_fetch("k2", "other.test")
+    async def side_by_side() -> list[str | None]:
+        return list(await asyncio.gather(*(fetches.fetch("k1", "peer.test", lambda: load("PEM")) for _ in range(5))))
+
+    assert asyncio.run(side_by_side()) == ["PEM"] * 5 and loads == ["asked"]
+    # A signature failing with the key just fetched is refused, not a reason to ask again...
+    assert asyncio.run(fetches.fetch("k1", "peer.test", lambda: load("PEM"))) is None and len(loads) == 1
+    now = 601.0  # ...until the window has passed: a rotated key gets through then.
+    assert asyncio.run(fetches.fetch("k1", "peer.test", lambda: load("NEW"))) == "NEW"
+    for n in range(5):
+        assert asyncio.run(fetches.fetch(f"bad{n}", "peer.test", lambda: load(None))) is None
+    asked = len(loads)
+    assert asyncio.run(fetches.fetch("k2", "peer.test", lambda: load("PEM"))) is None and len(loads) == asked
+    assert asyncio.run(fetches.fetch("k2", "other.test", lambda: load("PEM"))) == "PEM"
+
+
+def _weak_keypair() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["vouched", "not-activitypub", "owned-by-another", "another-id", "redirected-away", "weak-rsa"],
+)
+def test_a_key_is_taken_only_from_its_own_actor_document(settings, case):
+    peered = replace(settings, peers=(PEER, OTHER))
+    person = f"{PEER}/u/keyholder-{uuid.uuid4().hex[:8]}"
+    private, public = _weak_keypair() if case == "weak-rsa" else keypair(PEER)
+    document = {
+        "@context": [AS_CONTEXT, "https://w3id.org/security/v1"], "id": person, "type": "Person",
+        "inbox": f"{person}/inbox",
+        "publicKey": {"id": f"{person}#main-key", "owner": person, "publicKeyPem": public},
+    }  # fmt: skip
+    if case == "owned-by-another":
+        document["publicKey"]["owner"] = f"{PEER}/u/someone-else"
+    if case == "another-id":
+        document["id"] = f"{PEER}/u/someone-else"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if case == "redirected-away" and str(request.url) == person:
+            return httpx.Response(302, headers={"Location": f"{OTHER}/u/keyholder"})
+        if str(request.url) in (person, f"{OTHER}/u/keyholder"):
+            media = "application/json" if case == "not-activitypub" else "application/activity+json"
+            return httpx.Response(200, content=json.dumps(document).encode(), headers={"Content-Type": media})
+        return httpx.Response(404)
+
+    with TestClient(app=create_app(peered), base_url=peered.base_url) as client:
+        original = client.app.state.http_client
+        client.app.state.http_client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        try:
+            payload = activity("Follow", f"{peered.base_url}/actor", actor=person)
+            body = json.dumps(payload).encode()
+            headers = signatures.sign_request(
+                "POST", f"{peered.base_url}/inbox", body, f"{person}#main-key", private,
+                {"Content-Type": "application/activity+json"},
+            )  # fmt: skip
+            status = client.post("/inbox", content=body, headers=headers).status_code
+        finally:
+            client.blocking_portal.call(client.app.state.http_client.aclose)
+            client.app.state.http_client = original
+    assert status == (202 if case == "vouched" else 401)

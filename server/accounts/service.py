@@ -133,8 +133,9 @@ class AccountService:
         user_id = user.id if isinstance(user, User) else user.user_id
         if isinstance(user, Principal) and scope == "admin" and not user.is_admin:
             raise ProblemError(403, "Only an instance admin using an admin token can create admin tokens.")
-        if isinstance(user, Principal) and scope == "write" and not user.can_write:
-            raise ProblemError(403, "A read token cannot create write tokens.")
+        if isinstance(user, Principal) and not user.can_write:
+            # A leaked read token must not become a way to keep access once it is revoked.
+            raise ProblemError(403, "A read token cannot create tokens.")
         secret = new_token_secret()
         token = ApiToken(user_id=user_id, name=name.strip(), scope=scope, token_hash=hash_token(secret))
         self.session.add(token)
@@ -159,6 +160,8 @@ class AccountService:
         ]
 
     async def revoke_token(self, principal: Principal, token_id: UUID) -> None:
+        if not principal.can_write:
+            raise ProblemError(403, "A read token cannot revoke tokens.")
         token = await self.session.get(ApiToken, token_id)
         if token is None or token.user_id != principal.user_id or token.revoked_at is not None:
             raise not_found("Token")

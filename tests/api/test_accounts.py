@@ -90,3 +90,14 @@ def test_instance_document(client):
 def test_health_and_readiness(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_a_read_token_can_neither_create_nor_revoke_tokens(client, people):
+    reader = people.make(scope="read")
+    before = client.get("/api/v1/me/tokens", headers=reader.auth).json()["items"]
+    response = client.post("/api/v1/me/tokens", json={"name": "another", "scope": "read"}, headers=reader.auth)
+    assert response.status_code == 403 and response.headers["content-type"].startswith("application/problem+json")
+    assert client.delete(f"/api/v1/me/tokens/{before[0]['id']}", headers=reader.auth).status_code == 403
+    assert client.get("/api/v1/me", headers=reader.auth).status_code == 200  # still valid: nothing was revoked
+    after = client.get("/api/v1/me/tokens", headers=reader.auth).json()["items"]
+    assert [t["id"] for t in after] == [t["id"] for t in before]  # nothing was created

@@ -44,6 +44,9 @@ def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """Kith: a federated knowledge commons for communities."""
+    # Everything Kith writes (the database, its journal, the index, the secret key) is the instance's alone,
+    # from the moment it exists: no window in which another account of the machine could read it.
+    os.umask(0o077)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
 

@@ -43,4 +43,4 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 def _prepare_sqlite_dir(database_url: str) -> None:
     prefix = "sqlite+aiosqlite:///"
     if database_url.startswith(prefix):
-        Path(database_url[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
+        Path(database_url[len(prefix) :]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)

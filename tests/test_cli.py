@@ -46,3 +46,11 @@ def test_peers_status_prints_a_table(tmp_path):
     result = _kith(tmp_path, "peers", "status")
     assert result.returncode == 0, result.stderr
     assert "state" in result.stdout and "queue" in result.stdout
+
+
+def test_the_data_dir_and_what_is_in_it_are_private_from_the_start(tmp_path):
+    assert _kith(tmp_path, "migrate").returncode == 0
+    data_dir = tmp_path / "var"
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    for name in ("secret_key", "kith.db"):
+        assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name

@@ -249,9 +249,8 @@ def peers_sync(ctx: click.Context, host: str | None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from sqlalchemy import select
 
-    from server.federation.fetch import FetchError, make_client
+    from server.federation.fetch import FetchError, instance_fetcher, make_client
     from server.federation.peers import backfill, sync_peers
-    from server.federation.processing import instance_fetcher
     from server.models import Peer
 
     settings = _settings(ctx)

@@ -11,7 +11,9 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import sign_request
 from server.settings import Settings, host_of
 
@@ -43,6 +45,13 @@ def check_allowed(settings: Settings, url: str) -> None:
         raise FetchError(f"refusing to fetch {parts.scheme or 'scheme-less'} URL {url!r}")
     if host_of(url) not in settings.peer_hosts:
         raise FetchError(f"refusing to fetch from {host_of(url)!r}: not a configured peer")
+
+
+async def instance_fetcher(session: AsyncSession, settings: Settings, client: httpx.AsyncClient) -> Fetcher:
+    """A Fetcher that signs its requests as this instance's actor."""
+    actor_uri = f"{settings.base_url}/actor"
+    key = await local_key(session, actor_uri)
+    return Fetcher(settings, client, key_id_for(actor_uri), key.private_key_pem or "")
 
 
 class Fetcher:

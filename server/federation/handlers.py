@@ -181,7 +181,7 @@ async def _create_or_update(ctx: Context, activity: vocab.Activity) -> str:
 async def _delete(ctx: Context, activity: vocab.Activity) -> str:
     uri = activity.object_id
     ctx.require_origin(uri, "deleted object")
-    for service in _services(ctx):
+    for service in entry_services(ctx.session, ctx.settings):
         deleted = await service.apply_remote_delete(uri, ctx.signer_host)
         if deleted is not None:
             if deleted:
@@ -193,12 +193,11 @@ async def _delete(ctx: Context, activity: vocab.Activity) -> str:
     return "tombstoned unseen object"
 
 
-def _services(ctx: Context) -> tuple[GuideService, MentorshipService, CommunityService]:
-    return (
-        GuideService(ctx.session, ctx.settings),
-        MentorshipService(ctx.session, ctx.settings),
-        CommunityService(ctx.session, ctx.settings),
-    )
+def entry_services(
+    session: AsyncSession, settings: Settings
+) -> tuple[GuideService, MentorshipService, CommunityService]:
+    """The services of a peer's entries, entries before their communities (which they refer to)."""
+    return GuideService(session, settings), MentorshipService(session, settings), CommunityService(session, settings)
 
 
 async def _domain(ctx: Context, write: Awaitable[str]) -> str:

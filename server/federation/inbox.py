@@ -14,8 +14,7 @@ from server import jobs
 from server.db import utcnow
 from server.errors import ProblemError, has_nul
 from server.federation import keys, vocab
-from server.federation.fetch import Fetcher, FetchError
-from server.federation.keys import key_id_for, local_key
+from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
 from server.models import ActorKey, InboxItem
 from server.settings import Settings, host_of
@@ -36,7 +35,7 @@ class KeyStore:
             )
             if cached:
                 return cached
-        fetcher = await self._fetcher()
+        fetcher = await instance_fetcher(self.session, self.settings, self.state.http_client)
         await self.session.commit()  # the request's transaction is not held while the peer answers
         pem = await self.state.key_fetches.fetch(
             key_id, host_of(key_owner(key_id)), lambda: _fetch_key(fetcher, key_id)
@@ -44,11 +43,6 @@ class KeyStore:
         if pem is not None:
             await self._remember(key_id, key_owner(key_id), pem)
         return pem
-
-    async def _fetcher(self) -> Fetcher:
-        actor_uri = f"{self.settings.base_url}/actor"
-        key = await local_key(self.session, actor_uri)
-        return Fetcher(self.settings, self.state.http_client, key_id_for(actor_uri), key.private_key_pem or "")
 
     async def _remember(self, key_id: str, owner: str, pem: str) -> None:
         key = await self.session.scalar(select(ActorKey).where(ActorKey.key_id == key_id))

@@ -17,15 +17,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.accounts.service import AccountService
-from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import has_nul
 from server.federation import mapping, outbox, vocab
-from server.federation.fetch import Fetcher, FetchError
-from server.federation.processing import apply_stored, instance_fetcher
-from server.guides.service import GuideService
+from server.federation.fetch import Fetcher, FetchError, instance_fetcher
+from server.federation.handlers import entry_services
+from server.federation.processing import apply_stored
 from server.jobs import claim
-from server.mentorship.service import MentorshipService
 from server.models import Delivery, InboxItem, Job, Peer
 from server.queues import JOBS, PENDING, fail, move
 from server.settings import Settings, host_of
@@ -132,15 +130,8 @@ async def _unfollow(session: AsyncSession, settings: Settings, peer: Peer) -> No
 
 
 async def _mark_former(session: AsyncSession, settings: Settings, host: str, former: bool) -> None:
-    for service in _entry_services(session, settings):
+    for service in entry_services(session, settings):
         await service.mark_former_peer(host, former)
-
-
-def _entry_services(
-    session: AsyncSession, settings: Settings
-) -> tuple[GuideService, MentorshipService, CommunityService]:
-    # Entries before their communities: a community goes last, as its entries refer to it.
-    return GuideService(session, settings), MentorshipService(session, settings), CommunityService(session, settings)
 
 
 async def backfill(
@@ -388,7 +379,7 @@ async def peer_statuses(session: AsyncSession) -> list[PeerStatus]:
 async def purge(session: AsyncSession, settings: Settings, host: str) -> int:
     """Remove everything a former peer brought in; refused while it is still configured."""
     removed = 0
-    for service in _entry_services(session, settings):
+    for service in entry_services(session, settings):
         removed += await service.purge_instance(host)
     await AccountService(session, settings).purge_instance(host)
     await session.execute(delete(Peer).where(Peer.host == host))

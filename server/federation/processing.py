@@ -19,9 +19,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.federation import mapping, vocab
-from server.federation.fetch import Fetcher, FetchError
+from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.handlers import Rejected, count_received, handle, parse
-from server.federation.keys import key_id_for, local_key
 from server.guides.batch import RemoteGuideBatch
 from server.guides.schemas import RemoteGuide
 from server.guides.service import GuideService
@@ -36,12 +35,6 @@ BATCH = 100
 FETCH_AT_ONCE = 8
 # At most this many of the ids an object names are fetched ahead for it: a sender cannot make us fetch more.
 MAX_NAMED = 20
-
-
-async def instance_fetcher(session: AsyncSession, settings: Settings, client: httpx.AsyncClient) -> Fetcher:
-    actor_uri = f"{settings.base_url}/actor"
-    key = await local_key(session, actor_uri)
-    return Fetcher(settings, client, key_id_for(actor_uri), key.private_key_pem or "")
 
 
 class InboxProcessor:

@@ -32,10 +32,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.app import create_app
 from server.db import create_engine, create_sessionmaker
 from server.federation import peers, signatures
-from server.federation.fetch import FetchError
+from server.federation.fetch import FetchError, instance_fetcher
 from server.federation.key_fetches import KeyFetches
 from server.federation.peers import _store, _unseen, backfill
-from server.federation.processing import InboxProcessor, instance_fetcher
+from server.federation.processing import InboxProcessor
 from server.guides.batch import RemoteGuideBatch
 from server.models import Activity, ActorKey, Community, DeletedObject, Delivery, Guide, InboxItem, Job, Peer
 from server.settings import Settings

@@ -1,10 +1,12 @@
 """What one process remembers of fetching peers' public keys, so that made-up keyIds cannot make it send
 requests on a stranger's behalf (GoToSocial keeps the same kind of memory).
 
-A keyId is fetched at most once per window, whether that fetch worked or not: a signature that fails with a
-fresh key is refused, not refetched, until the window has passed (a rotated key still gets through then). A
-peer whose key fetches keep failing is asked for no new key until its failures age out, and a peer has at most
-a couple of key fetches in flight. Everything here is bounded in size.
+A key that was fetched is not fetched again for ten minutes: a signature that fails with a fresh key is
+refused, not refetched, until then (a rotated key still gets through after). A fetch that failed is not tried
+again for a minute, and a peer whose key fetches keep failing is asked for no new key until its failures age
+out: long enough to make made-up keyIds cheap to refuse, short enough that a peer that was briefly down (or
+still starting) is heard again soon. A peer has at most a couple of key fetches in flight. Everything here is
+bounded in size.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 
 WINDOW_SECONDS = 600.0
+FAILED_SECONDS = 60.0
 FAILURES_PER_PEER = 5
 AT_ONCE_PER_PEER = 2
 MAX_KEYS = 10_000
@@ -23,7 +26,8 @@ MAX_KEYS = 10_000
 class KeyFetches:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
-        self._fetched: OrderedDict[str, float] = OrderedDict()
+        # keyId -> (when it was last fetched, whether that worked)
+        self._fetched: OrderedDict[str, tuple[float, bool]] = OrderedDict()
         self._peer_failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._running: dict[str, asyncio.Future[str | None]] = {}
@@ -51,20 +55,22 @@ class KeyFetches:
 
     def may_fetch(self, key_id: str, host: str) -> bool:
         now = self.clock()
-        fetched = self._fetched.get(key_id)
-        if fetched is not None and now - fetched < WINDOW_SECONDS:
+        at, worked = self._fetched.get(key_id, (float("-inf"), False))
+        if now - at < (WINDOW_SECONDS if worked else FAILED_SECONDS):
             return False
         failures = self._peer_failures.get(host, ())
-        return sum(1 for at in failures if now - at < WINDOW_SECONDS) < FAILURES_PER_PEER
+        return sum(1 for at in failures if now - at < FAILED_SECONDS) < FAILURES_PER_PEER
 
     async def _load(self, key_id: str, host: str, load: Callable[[], Awaitable[str | None]]) -> str | None:
         slot = self._slots.get(host)
         if slot is None:
             slot = self._slots[host] = asyncio.Semaphore(AT_ONCE_PER_PEER)
         async with slot:
-            self._remember(self._fetched, key_id, self.clock())  # made, whatever its outcome
+            self._remember(self._fetched, key_id, (self.clock(), False))  # made, whatever its outcome
             pem = await load()
-        if pem is None:
+        if pem is not None:
+            self._remember(self._fetched, key_id, (self.clock(), True))
+        else:
             failures = self._peer_failures.get(host) or deque(maxlen=FAILURES_PER_PEER)
             failures.append(self.clock())
             self._remember(self._peer_failures, host, failures)

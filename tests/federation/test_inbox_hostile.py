@@ -1102,11 +1102,18 @@ def test_a_key_is_fetched_again_only_after_the_window_and_once_for_requests_side
     assert asyncio.run(fetches.fetch("k1", "peer.test", lambda: load("PEM"))) is None and len(loads) == 1
     now = 601.0  # ...until the window has passed: a rotated key gets through then.
     assert asyncio.run(fetches.fetch("k1", "peer.test", lambda: load("NEW"))) == "NEW"
+    assert asyncio.run(fetches.fetch("gone", "peer.test", lambda: load(None))) is None
+    asked = len(loads)
+    assert asyncio.run(fetches.fetch("gone", "peer.test", lambda: load("PEM"))) is None and len(loads) == asked
+    now = 662.0  # a failed fetch is tried again after a minute: the peer may only have been down
+    assert asyncio.run(fetches.fetch("gone", "peer.test", lambda: load("PEM"))) == "PEM"
     for n in range(5):
         assert asyncio.run(fetches.fetch(f"bad{n}", "peer.test", lambda: load(None))) is None
     asked = len(loads)
     assert asyncio.run(fetches.fetch("k2", "peer.test", lambda: load("PEM"))) is None and len(loads) == asked
     assert asyncio.run(fetches.fetch("k2", "other.test", lambda: load("PEM"))) == "PEM"
+    now = 723.0  # the peer's failures aged out
+    assert asyncio.run(fetches.fetch("k3", "peer.test", lambda: load("PEM"))) == "PEM"
 
 
 def _weak_keypair() -> tuple[str, str]:

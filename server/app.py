@@ -34,6 +34,7 @@ from server.instance import healthz, instance, readyz
 from server.jobs import Worker
 from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
+from server.registration.api import InviteController, RegistrationController
 from server.search.api import SearchController
 from server.search.indexing import Indexer
 from server.settings import Settings
@@ -110,6 +111,8 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             GuideController,
             MentorshipController,
             AccountController,
+            RegistrationController,
+            InviteController,
             FederationController,
             SearchController,
             federation_router,

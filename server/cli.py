@@ -91,7 +91,9 @@ def _bootstrap_admin(settings: Settings) -> None:
             return None
         password = os.environ.get("KITH_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         try:
-            await service.create_user("admin", password, is_admin=True, display_name="Administrator")
+            await service.create_user(
+                "admin", password, is_admin=True, display_name="Administrator", allow_reserved=True
+            )
         except ProblemError as exc:
             raise click.ClickException(f"KITH_ADMIN_PASSWORD: {exc.detail}") from exc
         return password

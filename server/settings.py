@@ -34,6 +34,8 @@ class Settings:
     peers: tuple[str, ...] = ()
     pull_interval_seconds: int = 600
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
+    # Who may make an account here: closed | invite | approval | open (see REGISTRATION_MODES).
+    registration: str = "closed"
 
     # Settings never change after construction (frozen; `replace` builds a new object), so what they derive
     # is computed once: pages ask for the host dozens of times a request.
@@ -70,7 +72,12 @@ _KEYS: dict[str, tuple[str, str | None]] = {
     "secret_key": ("KITH_SECRET_KEY", None),
     "peers": ("KITH_PEERS", "federation"),
     "pull_interval_seconds": ("KITH_PULL_INTERVAL_SECONDS", "federation"),
+    "registration": ("KITH_REGISTRATION", "accounts"),
 }
+
+# closed: only operators make accounts (`kith user create`); invite: an invite link is needed; approval: anyone
+# may ask, an admin lets them in; open: anyone may sign up.
+REGISTRATION_MODES = ("closed", "invite", "approval", "open")
 
 
 def load_settings(config_path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -100,7 +107,7 @@ def _read_toml(path: Path) -> tuple[dict[str, object], object]:
         source = document.get(table, {}) if table else document
         if isinstance(source, dict) and key in source:
             raw[key] = source[key]
-    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth"}
+    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth", "accounts"}
     unknown = sorted(set(document) - known)
     if unknown:
         raise ConfigError(f"config: unknown key {unknown[0]!r} in {path}")
@@ -121,6 +128,8 @@ def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
         values["peers"] = _peers(raw["peers"])
     if "pull_interval_seconds" in raw:
         values["pull_interval_seconds"] = _positive_int("pull_interval_seconds", raw["pull_interval_seconds"])
+    if "registration" in raw:
+        values["registration"] = _registration(raw["registration"])
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.instance_name.strip():
         raise ConfigError("config: instance_name (KITH_INSTANCE_NAME) must not be empty")
@@ -188,6 +197,15 @@ def _peers(value: object) -> tuple[str, ...]:
         raise ConfigError(f"config: peers (KITH_PEERS) must be a list of URLs, got {value!r}")
     peers = tuple(_url("peers", item).rstrip("/") for item in items)
     return tuple(dict.fromkeys(peers))
+
+
+def _registration(value: object) -> str:
+    mode = _string("registration", value).strip().lower()
+    if mode not in REGISTRATION_MODES:
+        raise ConfigError(
+            f"config: registration (KITH_REGISTRATION) must be one of {', '.join(REGISTRATION_MODES)}, got {value!r}"
+        )
+    return mode
 
 
 def _positive_int(key: str, value: object) -> int:

@@ -33,6 +33,13 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert "base_url (KITH_BASE_URL)" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def test_user_create_refuses_reserved_names(tmp_path):
+    assert _kith(tmp_path, "migrate").returncode == 0
+    for name in ("inbox", "Admin", "well-known"):
+        refused = _kith(tmp_path, "user", "create", name, "--password-stdin", stdin="long enough pw\n")
+        assert refused.returncode != 0 and "reserved" in refused.stderr, refused.stderr
+
+
 def test_reindex_rebuilds_the_search_index_from_the_database(tmp_path):
     assert _kith(tmp_path, "migrate").returncode == 0
     result = _kith(tmp_path, "reindex")

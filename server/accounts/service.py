@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.reserved import is_reserved
 from server.accounts.schemas import PersonRef, RemotePerson, Roles, Token, TokenCreated
 from server.accounts.security import (
     SCOPES,
@@ -29,6 +30,8 @@ from server.models import ApiToken, Community, Membership, OIDCIdentity, User
 from server.settings import Settings
 
 USERNAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,31}$")
+# Enough to catch a typo; whether the address works is for the confirmation mail to tell.
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 # last_used_at is for humans; writing it on every request would turn each read into a write.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -55,22 +58,84 @@ class AccountService:
         self.settings = settings
 
     async def create_user(
-        self, username: str, password: str, *, is_admin: bool = False, display_name: str = ""
+        self,
+        username: str,
+        password: str,
+        *,
+        is_admin: bool = False,
+        display_name: str = "",
+        allow_reserved: bool = False,
     ) -> User:
+        user = await self.add_local_user(
+            username, password, is_admin=is_admin, display_name=display_name, allow_reserved=allow_reserved
+        )
+        await self.session.commit()
+        return user
+
+    async def add_local_user(
+        self,
+        username: str,
+        password: str,
+        *,
+        is_admin: bool = False,
+        display_name: str = "",
+        email: str | None = None,
+        pending: bool = False,
+        reason: str | None = None,
+        allow_reserved: bool = False,
+    ) -> User:
+        """A new local account in the caller's transaction (flushed, not committed), so a sign-up's other
+        writes commit or roll back with it. `allow_reserved` is for the instance's first admin alone."""
         username = username.strip().lower()
         if not USERNAME_RE.match(username):
             raise invalid("username", "use 1-32 lowercase letters, digits, '_', '.' or '-'")
+        if is_reserved(username) and not allow_reserved:
+            raise invalid("username", f"{username!r} is reserved on this instance; please pick another")
         if len(password) < 8:
             raise invalid("password", "must be at least 8 characters")
+        email = (email or "").strip() or None
+        if email is not None and (len(email) > 320 or not EMAIL_RE.match(email)):
+            raise invalid("email", "is not an email address")
         if await self.local_user(username):
             raise conflict(f"The username {username!r} is taken.")
         uri = f"{self.settings.base_url}/u/{username}"
         user = User(
-            username=username, instance=self.settings.host, display_name=display_name or username,
+            username=username, instance=self.settings.host, display_name=display_name.strip() or username,
             password_hash=hash_password(password), is_admin=is_admin, local=True, uri=uri, url=uri,
+            email=email, pending=pending, sign_up_reason=reason if pending else None,
         )  # fmt: skip
         self.session.add(user)
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            # Someone took the name between the look and the insert.
+            await self.session.rollback()
+            raise conflict(f"The username {username!r} is taken.") from exc
+        return user
+
+    async def pending_users(self) -> list[User]:
+        return list(
+            await self.session.scalars(
+                select(User).where(User.local.is_(True), User.pending.is_(True)).order_by(User.created_at)
+            )
+        )
+
+    async def approve_pending(self, username: str) -> User:
+        user = await self._pending(username)
+        user.pending = False
+        user.sign_up_reason = None
         await self.session.commit()
+        return user
+
+    async def reject_pending(self, username: str) -> None:
+        # A refused sign-up leaves nothing behind: the name is free again.
+        await self.session.delete(await self._pending(username))
+        await self.session.commit()
+
+    async def _pending(self, username: str) -> User:
+        user = await self.local_user(username)
+        if user is None or not user.pending:
+            raise not_found(f"Pending sign-up {username!r}")
         return user
 
     async def local_user(self, username: str) -> User | None:

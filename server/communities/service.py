@@ -261,6 +261,12 @@ class CommunityService:
         await self.session.commit()
         return _member(user, membership), created
 
+    async def add_invited_member(self, community_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """A person who signed up through a community's invite joins it as a member, in the sign-up's
+        transaction. The invite is the permission: its maker was checked as a moderator when making it."""
+        self.session.add(Membership(community_id=community_id, user_id=user_id, role="member"))
+        await self.session.flush()
+
     async def remove_member(self, principal: Principal, ref: str, username: str) -> None:
         community = await self.get_local(ref)
         await self.require_moderator(principal, community)

@@ -6,6 +6,7 @@ from server.models.federation import Activity, ActorKey, DeletedObject, Delivery
 from server.models.guides import Guide, GuideRevision
 from server.models.mentorship import MentorshipOffer, MentorshipRequest
 from server.models.oidc import OIDCIdentity
+from server.models.registration import Invite
 
 __all__ = [
     "Activity",
@@ -17,6 +18,7 @@ __all__ = [
     "Guide",
     "GuideRevision",
     "InboxItem",
+    "Invite",
     "Job",
     "Membership",
     "MentorshipOffer",

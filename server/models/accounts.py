@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, new_id, utcnow
@@ -26,6 +26,12 @@ class User(Base):
     url: Mapped[str] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Optional; unconfirmed until the person answers the confirmation mail (when mail is set up).
+    email: Mapped[str | None] = mapped_column(String(320))
+    email_confirmed_at: Mapped[datetime | None]
+    # A sign-up waiting for an admin (registration = "approval"): it cannot sign in until approved.
+    pending: Mapped[bool] = mapped_column(default=False, server_default=false())
+    sign_up_reason: Mapped[str | None] = mapped_column(String(500))
 
 
 class ApiToken(Base):

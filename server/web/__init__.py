@@ -22,10 +22,12 @@ from server.web.communities import community_handlers
 from server.web.errors import WEB_EXCEPTION_HANDLERS
 from server.web.filters import register_filters
 from server.web.guides import guide_handlers
+from server.web.invite_pages import invite_handlers
 from server.web.mentorship import mentorship_handlers
 from server.web.oidc import oidc_handlers
 from server.web.search import search_handlers
 from server.web.settings_pages import settings_handlers
+from server.web.signup import signup_handlers
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 SESSION_COOKIE = "kith_session"
@@ -56,6 +58,8 @@ web_router = Router(
         *auth_handlers,
         *oidc_handlers,
         *settings_handlers,
+        *signup_handlers,
+        *invite_handlers,
     ],
     exception_handlers=WEB_EXCEPTION_HANDLERS,
     include_in_schema=False,

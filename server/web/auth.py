@@ -103,6 +103,15 @@ async def login_submit(request: Request[Any, Any, Any], db: AsyncSession, settin
             "errors": {"form": "That username and password do not match."},
         }
         return await page(request, db, "account/login", context, status_code=400, title="Sign in")
+    if user.pending:
+        # Said only after the right password: the waiting state is nobody else's business.
+        context = {
+            "next": target,
+            "providers": settings.oidc,
+            "username": username,
+            "errors": {"form": "Your sign-up is waiting for an admin's approval. You can sign in once it is approved."},
+        }
+        return await page(request, db, "account/login", context, status_code=403, title="Sign in")
     limiter.succeeded(address, username)
     sign_in(request, str(user.id))
     flash(request, f"Welcome back, {user.display_name or user.username}.")

@@ -17,6 +17,7 @@ OWNERS = {
     "communities": {"Community", "Membership"},
     "guides": {"Guide", "GuideRevision"},
     "mentorship": {"MentorshipOffer", "MentorshipRequest"},
+    "registration": {"Invite"},
 }
 # Names code gives to a loaded row of those models: an attribute assigned on one of them is a write.
 ROW_NAMES = {
@@ -24,6 +25,7 @@ ROW_NAMES = {
     "communities": {"community", "membership"},
     "guides": {"guide", "revision"},
     "mentorship": {"offer", "request"},
+    "registration": {"invite"},
 }
 
 

@@ -50,6 +50,7 @@ def test_postgres_urls_pick_the_async_driver(tmp_path):
         ({"KITH_PEERS": "not a url"}, "peers"),
         ({"KITH_DATABASE_URL": "mysql://x"}, "database_url"),
         ({"KITH_PULL_INTERVAL_SECONDS": "soon"}, "pull_interval_seconds"),
+        ({"KITH_REGISTRATION": "everyone"}, "registration"),
     ],
 )
 def test_bad_value_names_the_key(tmp_path, env, key):
@@ -95,3 +96,14 @@ def test_derived_hosts_are_computed_once_and_follow_replace(monkeypatch):
     moved = replace(settings, base_url="https://other.example", peers=())
     assert moved.host == "other.example" and moved.peer_hosts == ()
     assert settings == settings_module.Settings(base_url="https://kith.example:8443", peers=("https://b.example",))
+
+
+def test_registration_mode_comes_from_the_accounts_table_or_the_environment(tmp_path):
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).registration == "closed"
+    config = tmp_path / "kith.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n[accounts]\nregistration = "approval"\n')
+    assert load_settings(config, env={}).registration == "approval"
+    assert load_settings(config, env={"KITH_REGISTRATION": "Invite"}).registration == "invite"
+    config.write_text(f'data_dir = "{tmp_path}"\n[accounts]\nregistration = "sometimes"\n')
+    with pytest.raises(ConfigError, match="registration"):
+        load_settings(config, env={})

@@ -40,6 +40,8 @@ class Instance(msgspec.Struct):
     software: Software
     federation: FederationInfo
     stats: InstanceStats
+    # Who may make an account: closed | invite | approval | open (see POST /api/v1/accounts).
+    registration: str = "closed"
 
 
 class Health(msgspec.Struct):
@@ -69,6 +71,7 @@ async def instance(db: AsyncSession, settings: Settings) -> Instance:
         name=settings.instance_name, description=settings.instance_description, host=settings.host,
         base_url=settings.base_url, software=Software(name="kith", version=__version__),
         federation=FederationInfo(peers=list(settings.peer_hosts), mode="allowlist"), stats=stats,
+        registration=settings.registration,
     )  # fmt: skip
 
 

@@ -78,6 +78,8 @@ def _invite(client: TestClient, person: Person, **body) -> dict:  # type: ignore
 
 def test_closed_mode_answers_403_and_writes_nothing(in_mode, settings):
     client = in_mode("closed")
+    assert client.get("/api/v1/instance").json()["registration"] == "closed"
+    assert in_mode("approval").get("/api/v1/instance").json()["registration"] == "approval"
     username = _name()
     problem = _is_problem(client.post("/api/v1/accounts", json={"username": username, "password": PASSWORD}), 403)
     assert "closed" in problem["detail"]

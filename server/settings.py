@@ -36,6 +36,10 @@ class Settings:
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
     # Who may make an account here: closed | invite | approval | open (see REGISTRATION_MODES).
     registration: str = "closed"
+    # Outgoing mail (email confirmation); none is sent while smtp_host is empty.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    mail_from: str = ""
 
     # Settings never change after construction (frozen; `replace` builds a new object), so what they derive
     # is computed once: pages ask for the host dozens of times a request.
@@ -73,6 +77,9 @@ _KEYS: dict[str, tuple[str, str | None]] = {
     "peers": ("KITH_PEERS", "federation"),
     "pull_interval_seconds": ("KITH_PULL_INTERVAL_SECONDS", "federation"),
     "registration": ("KITH_REGISTRATION", "accounts"),
+    "smtp_host": ("KITH_SMTP_HOST", "mail"),
+    "smtp_port": ("KITH_SMTP_PORT", "mail"),
+    "mail_from": ("KITH_MAIL_FROM", "mail"),
 }
 
 # closed: only operators make accounts (`kith user create`); invite: an invite link is needed; approval: anyone
@@ -107,7 +114,7 @@ def _read_toml(path: Path) -> tuple[dict[str, object], object]:
         source = document.get(table, {}) if table else document
         if isinstance(source, dict) and key in source:
             raw[key] = source[key]
-    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth", "accounts"}
+    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth", "accounts", "mail"}
     unknown = sorted(set(document) - known)
     if unknown:
         raise ConfigError(f"config: unknown key {unknown[0]!r} in {path}")
@@ -128,6 +135,11 @@ def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
         values["peers"] = _peers(raw["peers"])
     if "pull_interval_seconds" in raw:
         values["pull_interval_seconds"] = _positive_int("pull_interval_seconds", raw["pull_interval_seconds"])
+    for key in ("smtp_host", "mail_from"):
+        if key in raw:
+            values[key] = _string(key, raw[key]).strip()
+    if "smtp_port" in raw:
+        values["smtp_port"] = _positive_int("smtp_port", raw["smtp_port"])
     if "registration" in raw:
         values["registration"] = _registration(raw["registration"])
     settings = Settings(**values)  # type: ignore[arg-type]

@@ -7,8 +7,8 @@ from __future__ import annotations
 RESERVED_USERNAMES = frozenset(
     {
         # routes
-        "about", "accounts", "activities", "actor", "admin", "api", "c", "communities", "feed", "feeds",
-        "followers", "following", "g", "guides", "healthz", "inbox", "instance", "invite", "invites", "join",
+        "about", "accounts", "activities", "actor", "admin", "api", "c", "communities", "confirm-email", "feed",
+        "feeds", "followers", "following", "g", "guides", "healthz", "inbox", "instance", "invite", "invites", "join",
         "login", "logout", "me", "mentorship", "metrics", "new", "nodeinfo", "ns", "oauth", "oidc", "outbox",
         "readyz", "register", "schema", "search", "settings", "sign-up", "signup", "static", "tags", "u",
         "users", "well-known", ".well-known", "webfinger",

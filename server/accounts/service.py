@@ -132,6 +132,16 @@ class AccountService:
         await self.session.delete(await self._pending(username))
         await self.session.commit()
 
+    async def confirm_email(self, user_id: UUID, email: str) -> bool:
+        """Mark the address confirmed, if it is still the account's address."""
+        user = await self.session.get(User, user_id)
+        if user is None or not user.local or (user.email or "").lower() != email.lower():
+            return False
+        if user.email_confirmed_at is None:
+            user.email_confirmed_at = utcnow()
+            await self.session.commit()
+        return True
+
     async def _pending(self, username: str) -> User:
         user = await self.local_user(username)
         if user is None or not user.pending:

@@ -12,6 +12,7 @@ from server.errors import forbidden, invalid
 from server.models import Community, Membership, User
 from server.registration import schemas
 from server.registration.invites import InviteService, UsableInvite
+from server.registration.mail import mail_configured, send_confirmation, token_matches, token_user
 from server.registration.rules import closed_problem, invite_needed_problem
 from server.settings import Settings
 
@@ -56,7 +57,20 @@ class RegistrationService:
         except BaseException:
             await self.session.rollback()
             raise
+        if user.email and mail_configured(self.settings):
+            # After the commit: a mail must never announce an account that was rolled back.
+            await send_confirmation(self.settings, user.id, user.username, user.email)
         return _account(user, communities)
+
+    async def confirm_email(self, token: str) -> bool:
+        """The link of a confirmation mail: true when it confirmed the account's current address."""
+        user_id = token_user(token)
+        if user_id is None:
+            return False
+        email = await self.session.scalar(select(User.email).where(User.id == user_id, User.local.is_(True)))
+        if not email or not token_matches(self.settings, token, user_id, email):
+            return False
+        return await AccountService(self.session, self.settings).confirm_email(user_id, email)
 
     async def pending(self, principal: Principal) -> list[schemas.PendingAccount]:
         _require_admin(principal)

@@ -96,4 +96,11 @@ async def signup_submit(request: Request[Any, Any, Any], db: AsyncSession, setti
     return see_other(f"/c/{account.communities[0]}" if account.communities else "/")
 
 
-signup_handlers = [signup_form, join_form, signup_submit]
+@get("/confirm-email/{token:str}", name="confirm_email")
+async def confirm_email(token: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+    if not await RegistrationService(db, settings).confirm_email(token):
+        raise ProblemError(404, "This confirmation link is not valid, or the address it was for has changed.")
+    return await page(request, db, "account/email_confirmed", {}, title="Email confirmed")
+
+
+signup_handlers = [signup_form, join_form, signup_submit, confirm_email]

@@ -51,6 +51,7 @@ def test_postgres_urls_pick_the_async_driver(tmp_path):
         ({"KITH_DATABASE_URL": "mysql://x"}, "database_url"),
         ({"KITH_PULL_INTERVAL_SECONDS": "soon"}, "pull_interval_seconds"),
         ({"KITH_REGISTRATION": "everyone"}, "registration"),
+        ({"KITH_SMTP_PORT": "smtp"}, "smtp_port"),
     ],
 )
 def test_bad_value_names_the_key(tmp_path, env, key):
@@ -107,3 +108,11 @@ def test_registration_mode_comes_from_the_accounts_table_or_the_environment(tmp_
     config.write_text(f'data_dir = "{tmp_path}"\n[accounts]\nregistration = "sometimes"\n')
     with pytest.raises(ConfigError, match="registration"):
         load_settings(config, env={})
+
+
+def test_mail_settings_come_from_the_mail_table_or_the_environment(tmp_path):
+    config = tmp_path / "kith.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n[mail]\nsmtp_host = "mail.example.org"\nsmtp_port = 587\n')
+    settings = load_settings(config, env={"KITH_MAIL_FROM": "kith@example.org"})
+    assert (settings.smtp_host, settings.smtp_port, settings.mail_from) == ("mail.example.org", 587, "kith@example.org")
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).smtp_host == ""

@@ -250,9 +250,9 @@ def test_an_invite_skips_the_approval(in_mode, admin):
 
 
 def test_racing_sign_ups_take_exactly_the_invites_uses(in_mode, settings, admin, community):
-    """Eight sign-ups at once for an invite with three uses, each in its own session and connection: they read
-    the invite before any of them has committed, so only the conditional count decides. Exactly three get an
-    account and a membership; the others get 409 and leave nothing behind."""
+    """Eight sign-ups at once for an invite with three uses, each in its own session and connection, all started
+    before any has committed: the first look at the invite lets them through, and only the conditional count
+    decides. Exactly three get an account and a membership; the others get 409 and leave nothing behind."""
     invite = _invite(in_mode("invite"), admin, community=community["slug"], max_uses=3)
     invite_settings = replace(settings, registration="invite")
     names = [_name("race") for _ in range(8)]

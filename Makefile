@@ -65,7 +65,9 @@ vendor:
 	cp .vendor-tmp/package/LICENSE web/static/js/htmx-LICENSE
 	rm -rf .vendor-tmp/package && tar -xzf .vendor-tmp/redoc-$(REDOC_VERSION).tgz -C .vendor-tmp \
 		package/bundles/redoc.standalone.js package/bundles/redoc.standalone.js.LICENSE.txt package/LICENSE
-	cp .vendor-tmp/package/bundles/redoc.standalone.js web/static/js/redoc-$(REDOC_VERSION).standalone.js
+	# Redoc's side menu shows a logo from its CDN; an empty data: image instead keeps readers' addresses here.
+	sed 's#"https://cdn.redoc.ly/redoc/logo-mini.svg"#"data:,"#' .vendor-tmp/package/bundles/redoc.standalone.js \
+		> web/static/js/redoc-$(REDOC_VERSION).standalone.js
 	cp .vendor-tmp/package/bundles/redoc.standalone.js.LICENSE.txt web/static/js/redoc-THIRD-PARTY-LICENSES
 	cp .vendor-tmp/package/LICENSE web/static/js/redoc-LICENSE
 	rm -rf .vendor-tmp/package && tar -xzf .vendor-tmp/axe-core-$(AXE_VERSION).tgz -C .vendor-tmp package/axe.min.js package/LICENSE

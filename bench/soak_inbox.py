@@ -2,9 +2,9 @@
 
 A benchmark, not a test. It
 
-  1. starts a small peer on 127.0.0.1 (a thread serving WebFinger, its instance actor, a community, a person
-     and an empty outbox, each actor with its public key, answering 202 to anything posted to its inbox), and a
-     real Kith server (`kith serve`, its worker in-process) configured with that peer;
+  1. starts a small peer on 127.0.0.1 (tests/support/fake_peer.py: WebFinger, its instance actor, a community,
+     a person and an empty outbox, each actor with its public key, 202 to anything posted), and a real Kith
+     server (`kith serve`, its worker in-process) configured with that peer;
   2. measures the API while the instance is idle: `GET /api/v1/guides?limit=20` every 50 ms for 10 s (the
      baseline, taken in the same run);
   3. sends the peer's community, then RATE x DURATION `Create(Article)` activities, each signed (draft-cavage,
@@ -27,15 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.server
-import json
 import statistics
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,110 +40,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the project's `server` and `tests.support` importable
 
 from server.db import create_engine  # noqa: E402
-from server.federation import signatures  # noqa: E402
 from server.settings import normalize_database_url  # noqa: E402
 from tests.support import postgres  # noqa: E402
-from tests.support.server import LOOPBACK, KithServer, free_port  # noqa: E402
+from tests.support.fake_peer import FakePeer  # noqa: E402
+from tests.support.server import KithServer  # noqa: E402
 
-AS_JSON = "application/activity+json"
-PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
-CONTEXT = ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"]
 PROBE_INTERVAL = 0.05
 
 
-class Peer:
-    """The sending instance: its documents, one key pair shared by its actors, and a thread that serves them."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.base_url = f"http://{LOOPBACK}:{self.port}"
-        self.private_pem, self.public_pem = signatures.generate_keypair()
-        self.community = f"{self.base_url}/c/soak"
-        self.person = f"{self.base_url}/u/sam"
-        self.documents = {
-            "/actor": self._actor(f"{self.base_url}/actor", "Application", self.base_url.split("//")[1]),
-            "/c/soak": self._actor(self.community, "Group", "soak", name="Soak circle"),
-            "/u/sam": self._actor(self.person, "Person", "sam", name="Sam"),
-            "/outbox": {"@context": CONTEXT, "id": f"{self.base_url}/outbox", "type": "OrderedCollection",
-                        "totalItems": 0, "first": f"{self.base_url}/outbox?page=1"},
-            "/outbox?page=1": {"@context": CONTEXT, "id": f"{self.base_url}/outbox?page=1",
-                               "type": "OrderedCollectionPage", "orderedItems": []},
-        }  # fmt: skip
-        self.documents["/.well-known/webfinger"] = {
-            "subject": f"acct:{self.port}",
-            "links": [{"rel": "self", "type": AS_JSON, "href": f"{self.base_url}/actor"}],
-        }
-
-    def _actor(self, uri: str, kind: str, username: str, name: str = "") -> dict[str, Any]:
-        return {
-            "@context": CONTEXT, "id": uri, "type": kind, "preferredUsername": username, "name": name or username,
-            "inbox": f"{uri}/inbox", "outbox": f"{self.base_url}/outbox", "url": uri,
-            "endpoints": {"sharedInbox": f"{self.base_url}/inbox"},
-            "publicKey": {"id": f"{uri}#main-key", "owner": uri, "publicKeyPem": self.public_pem},
-        }  # fmt: skip
-
-    @contextlib.contextmanager
-    def serving(self) -> Iterator[None]:
-        documents = self.documents
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the http.server naming
-                path = self.path if self.path in documents else self.path.split("?", 1)[0]
-                document = documents.get(path)
-                self.send_response(200 if document else 404)
-                self.send_header("Content-Type", "application/jrd+json" if "webfinger" in path else AS_JSON)
-                self.end_headers()
-                self.wfile.write(json.dumps(document or {}).encode())
-
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                self.send_response(202)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer((LOOPBACK, self.port), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            yield
-        finally:
-            server.shutdown()
-
-    def activity(self, verb: str, obj: dict[str, Any], actor: str) -> dict[str, Any]:
-        return {
-            "@context": CONTEXT, "id": f"{self.base_url}/activities/{uuid.uuid4()}", "type": verb,
-            "actor": actor, "object": obj, "to": [PUBLIC], "published": _now(),
-        }  # fmt: skip
-
-    def group_create(self) -> dict[str, Any]:
-        group = {key: value for key, value in self.documents["/c/soak"].items() if key != "@context"}
-        return self.activity("Create", {**group, "published": _now(), "updated": _now()}, self.community)
-
-    def article_create(self, n: int) -> dict[str, Any]:
-        uri = f"{self.base_url}/guides/{uuid.uuid4()}"
-        body = f"Guide {n} of the soak: how the circle keeps its **notes** in order, step {n % 7 + 1}."
-        article = {
-            "id": uri, "type": "Article", "name": f"Soak guide {n}", "summary": "A short how-to.",
-            "content": f"<p>{body}</p>", "source": {"content": body, "mediaType": "text/markdown"},
-            "mediaType": "text/html", "tag": [{"type": "Hashtag", "name": "#soak"}],
-            "attributedTo": [{"id": self.person, "type": "Person", "preferredUsername": "sam", "name": "Sam"},
-                             self.community],
-            "audience": self.community, "to": [PUBLIC], "url": uri, "license": "CC-BY-SA-4.0", "revision": 1,
-            "published": _now(), "updated": _now(),
-        }  # fmt: skip
-        return self.activity("Create", article, self.person)
-
-    def signed(self, inbox_url: str, activity: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-        body = json.dumps(activity).encode()
-        headers = signatures.sign_request(
-            "POST", inbox_url, body, f"{activity['actor']}#main-key", self.private_pem, {"Content-Type": AS_JSON}
-        )
-        return body, headers
+def group_create(peer: FakePeer) -> dict[str, Any]:
+    group = peer.actor("/c/soak", "Group", name="Soak circle")
+    return peer.activity("Create", {key: value for key, value in group.items() if key != "@context"}, group["id"])
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+def article_create(peer: FakePeer, person: dict[str, Any], n: int) -> dict[str, Any]:
+    article = peer.article(f"{peer.base_url}/c/soak", person, f"Soak guide {n}")
+    return peer.activity("Create", article, person["id"])
 
 
 async def probe(client: httpx.AsyncClient, stop: asyncio.Event, latencies: list[float]) -> None:
@@ -218,7 +124,7 @@ def wait_for_guides(base_url: str, expected: int, timeout: float) -> float:
     raise SystemExit(f"only {stats['remote_guides']} of {expected} guides after {timeout:.0f} s")
 
 
-async def applied_once(database_url: str, peer: Peer) -> dict[str, int]:
+async def applied_once(database_url: str, peer: FakePeer) -> dict[str, int]:
     """How often each of the peer's activities was stored and applied, read from the instance's database."""
     engine = create_engine(normalize_database_url(database_url))
     try:
@@ -255,18 +161,18 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="run the instance on a fresh PostgreSQL database")
     args = parser.parse_args()
     count = int(args.rate * args.duration)
-    peer = Peer()
     with contextlib.ExitStack() as stack:
-        database_url = stack.enter_context(postgres.fresh_database()) if args.postgres else None
-        stack.enter_context(peer.serving())
+        database_url = stack.enter_context(postgres.database_for("postgresql" if args.postgres else "sqlite"))
+        peer = stack.enter_context(FakePeer())
         kith = stack.enter_context(
             KithServer(database_url=database_url, env={"KITH_PEERS": peer.base_url}, startup_timeout=60)
         )
         inbox = f"{kith.base_url}/inbox"
         print(f"instance {kith.base_url} ({'PostgreSQL' if args.postgres else 'SQLite'}), peer {peer.base_url}")
-        body, headers = peer.signed(inbox, peer.group_create())
+        body, headers = peer.signed(inbox, group_create(peer))
         assert httpx.post(inbox, content=body, headers=headers).status_code == 202
-        signed = [peer.signed(inbox, peer.article_create(n)) for n in range(count)]
+        person = peer.actor("/u/sam", "Person", name="Sam")
+        signed = [peer.signed(inbox, article_create(peer, person, n)) for n in range(count)]
         idle = asyncio.run(baseline(kith.base_url, 10))
         print(f"API while idle:          {describe(idle)}")
         statuses, during, elapsed = asyncio.run(soak(kith.base_url, signed, args.rate))

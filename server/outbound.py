@@ -59,10 +59,10 @@ def kind_of(address: Address) -> str | None:
         return "unique-local"
     if isinstance(address, IPv6Address) and address.is_site_local:
         return "site-local"
-    if address.is_private:
-        return "private"
     if address.is_reserved:
         return "reserved"
+    if address.is_private:
+        return "private"
     if not address.is_global:
         return "non-public"
     return None
@@ -170,7 +170,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 
 
 def transport(settings: Settings) -> GuardedTransport:
-    return GuardedTransport(settings.allowed_private_networks)
+    return GuardedTransport(ip_network(network) for network in settings.allowed_private_networks)
 
 
 def client(settings: Settings, **options: Any) -> httpx.AsyncClient:

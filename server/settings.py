@@ -7,7 +7,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,8 +34,8 @@ class Settings:
     secret_key: str = ""
     peers: tuple[str, ...] = ()
     pull_interval_seconds: int = 600
-    # Private ranges outbound connections may reach; none by default (see server/outbound.py).
-    allowed_private_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    # Private ranges outbound connections may reach, as CIDR strings; none by default (see server/outbound.py).
+    allowed_private_networks: tuple[str, ...] = ()
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
 
     # Settings never change after construction (frozen; `replace` builds a new object), so what they derive
@@ -205,14 +205,14 @@ def _peers(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(peers))
 
 
-def _networks(key: str, value: object) -> tuple[IPv4Network | IPv6Network, ...]:
+def _networks(key: str, value: object) -> tuple[str, ...]:
     items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
     if not isinstance(items, list):
         raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be a list of networks, got {value!r}")
     networks = []
     for item in items:
         try:
-            networks.append(ip_network(_string(key, item), strict=False))
+            networks.append(str(ip_network(_string(key, item), strict=False)))
         except ValueError as exc:
             raise ConfigError(f"config: {key} ({_KEYS[key][0]}) has a bad network {item!r}: {exc}") from exc
     return tuple(dict.fromkeys(networks))

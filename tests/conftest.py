@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -64,7 +63,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         database_url=database_url,
         secret_key="test-secret",
         # Test peers, inboxes and the OpenID provider all listen on loopback.
-        allowed_private_networks=(ip_network("127.0.0.0/8"),),
+        allowed_private_networks=("127.0.0.0/8",),
     )
 
 

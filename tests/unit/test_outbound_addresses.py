@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ipaddress import ip_address, ip_network
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,17 @@ def test_allowed_networks_let_exactly_their_addresses_through():
     assert refusal(ip_address("::1"), allowed) == "loopback"  # IPv6 loopback is a network of its own
     assert refusal(ip_address("169.254.169.254"), allowed) == "link-local"
     assert refusal(ip_address("::1"), (ip_network("::1/128"),)) is None
+
+
+def test_every_client_for_other_servers_comes_from_the_one_factory():
+    server = Path(__file__).resolve().parents[2] / "server"
+    # demo.py drives the two demo instances it started, as a person with curl would; it is not Kith reaching out.
+    exempt = {server / "outbound.py", server / "demo.py"}
+    for path in sorted(server.rglob("*.py")):
+        if path in exempt:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for construction in ("AsyncClient(", "httpx.Client(", "AsyncHTTPTransport(", "AsyncConnectionPool("):
+            assert construction not in text, f"{path.relative_to(server)} builds its own client: use server.outbound"
+        if "AsyncOAuth2Client(" in text:
+            assert "transport=outbound.transport(" in text, f"{path.relative_to(server)}: OAuth client unchecked"

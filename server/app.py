@@ -89,7 +89,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.http_client = make_client()
+        app.state.http_client = make_client(settings)
         worker_task = None
         if run_worker:
             worker = build_worker(settings, app.state.sessionmaker, app.state.http_client)

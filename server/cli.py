@@ -200,7 +200,7 @@ def worker(ctx: click.Context) -> None:
 
     async def run() -> None:
         engine = create_engine(settings.database_url)
-        client = make_client()
+        client = make_client(settings)
         loop_worker = build_worker(settings, create_sessionmaker(engine), client)
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, loop_worker.stop)
@@ -269,7 +269,7 @@ def peers_sync(ctx: click.Context, host: str | None) -> None:
     settings = _settings(ctx)
 
     async def work(session: AsyncSession) -> None:
-        client = make_client()
+        client = make_client(settings)
         try:
             fetcher = await instance_fetcher(session, settings, client)
             await sync_peers(session, settings, fetcher, only=host)

@@ -7,6 +7,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +34,8 @@ class Settings:
     secret_key: str = ""
     peers: tuple[str, ...] = ()
     pull_interval_seconds: int = 600
+    # Private ranges outbound connections may reach, as CIDR strings; none by default (see server/outbound.py).
+    allowed_private_networks: tuple[str, ...] = ()
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
 
     # Settings never change after construction (frozen; `replace` builds a new object), so what they derive
@@ -79,6 +82,7 @@ _KEYS: dict[str, tuple[str, str | None]] = {
     "secret_key": ("KITH_SECRET_KEY", None),
     "peers": ("KITH_PEERS", "federation"),
     "pull_interval_seconds": ("KITH_PULL_INTERVAL_SECONDS", "federation"),
+    "allowed_private_networks": ("KITH_ALLOWED_PRIVATE_NETWORKS", "federation"),
 }
 
 
@@ -130,6 +134,8 @@ def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
         values["peers"] = _peers(raw["peers"])
     if "pull_interval_seconds" in raw:
         values["pull_interval_seconds"] = _positive_int("pull_interval_seconds", raw["pull_interval_seconds"])
+    if "allowed_private_networks" in raw:
+        values["allowed_private_networks"] = _networks("allowed_private_networks", raw["allowed_private_networks"])
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.instance_name.strip():
         raise ConfigError("config: instance_name (KITH_INSTANCE_NAME) must not be empty")
@@ -197,6 +203,19 @@ def _peers(value: object) -> tuple[str, ...]:
         raise ConfigError(f"config: peers (KITH_PEERS) must be a list of URLs, got {value!r}")
     peers = tuple(_url("peers", item).rstrip("/") for item in items)
     return tuple(dict.fromkeys(peers))
+
+
+def _networks(key: str, value: object) -> tuple[str, ...]:
+    items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be a list of networks, got {value!r}")
+    networks = []
+    for item in items:
+        try:
+            networks.append(str(ip_network(_string(key, item), strict=False)))
+        except ValueError as exc:
+            raise ConfigError(f"config: {key} ({_KEYS[key][0]}) has a bad network {item!r}: {exc}") from exc
+    return tuple(dict.fromkeys(networks))
 
 
 def _positive_int(key: str, value: object) -> int:

@@ -32,6 +32,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import outbound
 from server.accounts.service import AccountService
 from server.errors import ProblemError
 from server.settings import OIDCProvider, Settings
@@ -125,7 +126,8 @@ def _oauth_client(settings: Settings, provider: OIDCProvider) -> Any:
         timeout=TIMEOUT,
         follow_redirects=False,
         trust_env=False,
-        headers={"User-Agent": "Kith (+https://kith.dev)", "Accept": "application/json"},
+        transport=outbound.transport(settings),
+        headers={"User-Agent": outbound.USER_AGENT, "Accept": "application/json"},
     )
 
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from server.db import create_engine, create_sessionmaker, utcnow
 from server.federation.delivery import Deliverer, classify
+from server.federation.fetch import make_client
 from server.federation.signatures import key_owner, verify_request
 from server.models import Activity, Delivery
 from tests.support.server import free_port
@@ -66,7 +66,7 @@ async def _deliver_once(
             session.add(delivery)
             await session.commit()
             delivery_id = delivery.id
-        async with httpx.AsyncClient() as client:
+        async with make_client(settings) as client:
             await Deliverer(settings, sessions, client)()
         async with sessions() as session:
             return await session.scalar(select(Delivery).where(Delivery.id == delivery_id))
@@ -149,3 +149,14 @@ def test_an_inbox_that_is_not_on_the_peers_host_receives_nothing(settings, inbox
     delivery = asyncio.run(_deliver_once(settings, peer, 202, inbox_cls, inbox_url=f"{url}/inbox"))
     assert inbox_cls.received == []
     assert delivery.state == "failed" and "not on the peer's host" in delivery.last_error
+
+
+def test_a_delivery_to_a_refused_address_is_a_failed_attempt_and_nothing_arrives(settings, inbox):
+    url, inbox_cls = inbox
+    inbox_cls.received.clear()
+    refusing = replace(settings, allowed_private_networks=())
+    delivery = asyncio.run(_deliver_once(refusing, url, 202, inbox_cls))
+    assert inbox_cls.received == []
+    # As for an unreachable peer: retried later, in case the operator meant to allow the network.
+    assert delivery.state == "pending" and delivery.attempts == 1
+    assert "127.0.0.1 is a loopback address" in delivery.last_error

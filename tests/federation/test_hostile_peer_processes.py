@@ -192,3 +192,18 @@ def test_a_signed_body_that_is_no_acceptable_activity_is_a_400(world, body):
     response = world.post(*honest.signed(world.inbox, body, key_id=f"{honest.base_url}/u/sam#main-key"))
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_instance_that_allows_no_private_network_never_connects_to_a_loopback_peer(backend):
+    # What an instance on the public internet does with a peer (or a DNS answer) that points at loopback.
+    with FakePeer() as peer, postgres.database_for(backend) as database_url:
+        sam = peer.actor("/u/sam", "Person")
+        env = {"KITH_PEERS": peer.base_url, "KITH_ALLOWED_PRIVATE_NETWORKS": ""}
+        with KithServer(database_url=database_url, env=env) as kith:
+            activity = peer.activity("Create", peer.article(f"{peer.base_url}/c/circle", sam, "Never"), sam["id"])
+            body, headers = peer.signed(f"{kith.base_url}/inbox", activity)
+            response = httpx.post(f"{kith.base_url}/inbox", content=body, headers=headers, timeout=30)
+            assert response.status_code == 401, response.text  # its key could not be fetched
+            kith.cli("peers", "sync")  # discovery and follow are refused the same way
+            assert peer.requests == []

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from litestar.testing import TestClient
@@ -157,3 +158,21 @@ def test_sign_in_checks_a_password_hash_whether_or_not_the_name_exists(visitor, 
         assert response.status_code == 400, username
         assert len(calls) == 1, username
         assert calls[0].startswith("$argon2")
+
+
+def test_the_tokens_page_gives_tokens_a_lifetime(visitor, client, people):
+    person = people.make("lifetime")
+    sign_in(visitor, person.username)
+    created = submit(
+        visitor, "/settings/tokens", "/settings/tokens", {"name": "week", "scope": "read", "expires_in_days": "7"}
+    )
+    assert created.status_code == 200, created.text
+    listed = {t["name"]: t for t in client.get("/api/v1/me/tokens", headers=person.auth).json()["items"]}
+    expires_at = datetime.fromisoformat(listed["week"]["expires_at"])
+    assert timedelta(days=6) < expires_at - datetime.now(UTC) <= timedelta(days=7)
+    odd = submit(
+        visitor, "/settings/tokens", "/settings/tokens", {"name": "odd", "scope": "read", "expires_in_days": "-3"}
+    )
+    assert odd.status_code == 422 and "odd" not in {
+        t["name"] for t in client.get("/api/v1/me/tokens", headers=person.auth).json()["items"]
+    }

@@ -6,7 +6,7 @@ import hashlib
 import re
 import secrets
 import unicodedata
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from slugify import slugify
@@ -48,6 +48,19 @@ def person_ref(user: User) -> PersonRef:
 def person_ref_of(username: str, display_name: str, uri: str, instance: str) -> PersonRef:
     """The same from the columns alone, for reads that select them without loading the User."""
     return PersonRef(username=username, display_name=display_name or username, uri=uri, instance=instance)
+
+
+# Far enough for anything planned; "until revoked" is the absence of an expiry, not a date in year 9999.
+_LONGEST_EXPIRY = timedelta(days=3660)
+
+
+def _checked_expiry(expires_at: datetime) -> datetime:
+    now = utcnow()
+    if expires_at <= now:
+        raise invalid("expires_at", "must be in the future")
+    if expires_at - now > _LONGEST_EXPIRY:
+        raise invalid("expires_at", "must be within ten years; leave it out for a token that lasts until revoked")
+    return expires_at.astimezone(UTC)
 
 
 class AccountService:
@@ -139,8 +152,8 @@ class AccountService:
         if isinstance(user, Principal) and not user.can_write:
             # A leaked read token must not become a way to keep access once it is revoked.
             raise ProblemError(403, "A read token cannot create tokens.")
-        if expires_at is not None and expires_at <= utcnow():
-            raise invalid("expires_at", "must be in the future")
+        if expires_at is not None:
+            expires_at = _checked_expiry(expires_at)
         secret = new_token_secret()
         token = ApiToken(
             user_id=user_id, name=name.strip(), scope=scope, token_hash=hash_token(secret), expires_at=expires_at

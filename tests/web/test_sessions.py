@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from litestar.testing import TestClient
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.service import AccountService
 from server.app import create_app
+from server.models import User, WebSession
 from server.settings import Settings
-from tests.support.accounts import password_works, with_session
+from tests.support.accounts import execute, password_works, with_session
 from tests.web.conftest import PASSWORD, sign_in, submit
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -50,6 +52,17 @@ def test_a_cookie_copied_before_sign_out_signs_in_nobody_after(visitor, people, 
         assert _signed_in_as(visitor) is None
         assert _signed_in_as(thief) is None
         assert thief.get("/settings/tokens", follow_redirects=False).status_code == 303
+
+
+def test_a_lapsed_sign_in_signs_in_nobody(visitor, people, settings):
+    person = people.make("lapsed")
+    sign_in(visitor, person.username)
+    assert _signed_in_as(visitor) == person.username
+    # Fourteen days pass: the sign-in's expiry is moved into the past, as the clock would.
+    user_id = select(User.id).where(User.username == person.username).scalar_subquery()
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    execute(settings, update(WebSession).where(WebSession.user_id == user_id).values(expires_at=past))
+    assert _signed_in_as(visitor) is None
 
 
 def test_changing_the_password_signs_out_other_browsers_but_not_this_one(visitor, client, people, settings):

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import ConfigError, Settings, load_settings
+from server.settings import ConfigError, Settings, is_example_secret, load_settings
 
 T = TypeVar("T")
 
@@ -74,10 +74,23 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     from server.app import create_app
 
     settings = _settings(ctx)
+    _refuse_example_secrets(settings)
     _bootstrap_admin(settings)
     app = create_app(settings, run_worker=not no_worker)
     click.echo(f"Kith {settings.instance_name!r} serving on {settings.base_url}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+
+
+def _refuse_example_secrets(settings: Settings) -> None:
+    for name, value in (
+        ("secret_key (KITH_SECRET_KEY)", settings.secret_key),
+        ("KITH_ADMIN_PASSWORD", os.environ.get("KITH_ADMIN_PASSWORD", "")),
+    ):
+        if is_example_secret(value):
+            raise click.ClickException(
+                f"{name} is an example value from Kith's documentation, known to anyone; set one of your own, "
+                "for example: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
 
 def _bootstrap_admin(settings: Settings) -> None:

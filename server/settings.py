@@ -50,6 +50,15 @@ class Settings:
         return self.base_url.startswith("https://")
 
 
+# Kith's own examples (.env.example, kith.example.toml) use values that start with this: anyone can read
+# them, so an instance that runs with one has no secret at all.
+EXAMPLE_SECRET_PREFIX = "change-me"
+
+
+def is_example_secret(value: str) -> bool:
+    return value.strip().lower().startswith(EXAMPLE_SECRET_PREFIX)
+
+
 def host_of(url: str) -> str:
     """The authority of a URL, with its port only when it is not the scheme's default."""
     parts = urlsplit(url)

@@ -134,12 +134,7 @@ def user_create(ctx: click.Context, username: str, admin: bool, display_name: st
     from server.accounts.service import AccountService
 
     settings = _settings(ctx)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            raise click.ClickException("the passwords differ")
+    password = _read_password(password_stdin)
     _run_service(
         settings,
         lambda s: AccountService(s, settings).create_user(
@@ -147,6 +142,37 @@ def user_create(ctx: click.Context, username: str, admin: bool, display_name: st
         ),
     )
     click.echo(f"created user {username.lower()}{' (admin)' if admin else ''}", err=True)
+
+
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_set_password(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Give a local user a new password; every browser signed in as them is signed out (API tokens stay)."""
+    from server.accounts.passwords import PasswordService
+    from server.accounts.service import AccountService
+
+    settings = _settings(ctx)
+    password = _read_password(password_stdin)
+
+    async def work(session: AsyncSession) -> None:
+        user_row = await AccountService(session, settings).local_user(username)
+        if user_row is None:
+            raise click.ClickException(f"no local user named {username!r}")
+        await PasswordService(session).set_by_operator(user_row, password)
+
+    _run_service(settings, work)
+    click.echo(f"password set for {username.lower()}; their web sessions are signed out", err=True)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise click.ClickException("the passwords differ")
+    return password
 
 
 @main.group()
@@ -158,12 +184,16 @@ def token() -> None:
 @click.option("--user", "username", required=True)
 @click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True)
 @click.option("--name", default="cli", show_default=True)
+@click.option("--expires-in-days", type=click.IntRange(1, 36500), help="Refuse the token after this many days.")
 @click.pass_context
-def token_create(ctx: click.Context, username: str, scope: str, name: str) -> None:
+def token_create(ctx: click.Context, username: str, scope: str, name: str, expires_in_days: int | None) -> None:
     """Print a new token's secret, alone, on standard output (it is shown only once)."""
+    from datetime import UTC, datetime, timedelta
+
     from server.accounts.service import AccountService
 
     settings = _settings(ctx)
+    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def work(session: AsyncSession) -> str:
         service = AccountService(session, settings)
@@ -172,7 +202,7 @@ def token_create(ctx: click.Context, username: str, scope: str, name: str) -> No
             raise click.ClickException(f"no local user named {username!r}")
         if scope == "admin" and not user_row.is_admin:
             raise click.ClickException(f"{username} is not an instance admin; use --scope write")
-        return (await service.create_token(user_row, name, scope)).secret
+        return (await service.create_token(user_row, name, scope, expires_at)).secret
 
     click.echo(_run_service(settings, work))
 

@@ -151,7 +151,9 @@ def _with_database_and_secret(settings: Settings) -> Settings:
 
 def normalize_database_url(url: str) -> str:
     """Accept the plain forms operators write and pick the async drivers Kith runs on."""
-    if url.startswith(("sqlite:///", "sqlite+aiosqlite:///")):
+    if url.startswith("sqlite+aiosqlite:///"):
+        return url
+    if url.startswith("sqlite:///"):
         return url.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
     for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://"):
         if url.startswith(prefix):

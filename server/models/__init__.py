@@ -6,6 +6,7 @@ from server.models.federation import Activity, ActorKey, DeletedObject, Delivery
 from server.models.guides import Guide, GuideRevision
 from server.models.mentorship import MentorshipOffer, MentorshipRequest
 from server.models.oidc import OIDCIdentity
+from server.models.sessions import WebSession
 
 __all__ = [
     "Activity",
@@ -24,4 +25,5 @@ __all__ = [
     "OIDCIdentity",
     "Peer",
     "User",
+    "WebSession",
 ]

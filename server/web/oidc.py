@@ -251,7 +251,7 @@ async def oidc_callback(request: Request[Any, Any, Any], db: AsyncSession, setti
         username_hint=_first_text(claims, "preferred_username", "nickname", "email", "name") or "user",
         display_name=_first_text(claims, "name", "preferred_username") or "",
     )
-    sign_in(request, str(user.id))
+    await sign_in(request, db, user.id)
     flash(request, f"Welcome, {user.display_name or user.username}.")
     return Redirect(safe_next(flow.get("next")), status_code=303)
 

@@ -15,6 +15,11 @@ def test_defaults(tmp_path):
     assert settings.peers == ()
 
 
+def test_a_database_url_that_already_names_the_async_driver_is_kept(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path), "KITH_DATABASE_URL": url}).database_url == url
+
+
 def test_secret_key_is_generated_once_and_kept(tmp_path):
     first = load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).secret_key
     assert len(first) > 40

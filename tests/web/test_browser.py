@@ -230,6 +230,7 @@ MAIN_PAGES = {
     "requests": "/mentorship/requests",
     "search": "/search?q={word}",
     "tokens": "/settings/tokens",
+    "password": "/settings/password",
     "federation": "/admin/federation",
 }
 

@@ -53,14 +53,23 @@ chromium:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 # Vendored front-end files come from the npm registry, pinned; `make vendor` refreshes them.
+# Redoc stays on 2.x: 3.x reports usage to Redocly unless told not to, and Kith loads nothing that phones home.
 HTMX_VERSION := 2.0.11
+REDOC_VERSION := 2.5.4
 AXE_VERSION := 4.14.1
 vendor:
 	rm -rf .vendor-tmp && mkdir .vendor-tmp
-	cd .vendor-tmp && npm pack --silent htmx.org@$(HTMX_VERSION) axe-core@$(AXE_VERSION) >/dev/null
+	cd .vendor-tmp && npm pack --silent htmx.org@$(HTMX_VERSION) redoc@$(REDOC_VERSION) axe-core@$(AXE_VERSION) >/dev/null
 	tar -xzf .vendor-tmp/htmx.org-$(HTMX_VERSION).tgz -C .vendor-tmp package/dist/htmx.min.js package/LICENSE
 	cp .vendor-tmp/package/dist/htmx.min.js web/static/js/htmx-$(HTMX_VERSION).min.js
 	cp .vendor-tmp/package/LICENSE web/static/js/htmx-LICENSE
+	rm -rf .vendor-tmp/package && tar -xzf .vendor-tmp/redoc-$(REDOC_VERSION).tgz -C .vendor-tmp \
+		package/bundles/redoc.standalone.js package/bundles/redoc.standalone.js.LICENSE.txt package/LICENSE
+	# Redoc's side menu shows a logo from its CDN; an empty data: image instead keeps readers' addresses here.
+	sed 's#"https://cdn.redoc.ly/redoc/logo-mini.svg"#"data:,"#' .vendor-tmp/package/bundles/redoc.standalone.js \
+		> web/static/js/redoc-$(REDOC_VERSION).standalone.js
+	cp .vendor-tmp/package/bundles/redoc.standalone.js.LICENSE.txt web/static/js/redoc-THIRD-PARTY-LICENSES
+	cp .vendor-tmp/package/LICENSE web/static/js/redoc-LICENSE
 	rm -rf .vendor-tmp/package && tar -xzf .vendor-tmp/axe-core-$(AXE_VERSION).tgz -C .vendor-tmp package/axe.min.js package/LICENSE
 	cp .vendor-tmp/package/axe.min.js tests/web/vendor/axe-$(AXE_VERSION).min.js
 	cp .vendor-tmp/package/LICENSE tests/web/vendor/axe-LICENSE

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server import __version__, changes
 from server.accounts.api import AccountController
 from server.accounts.deps import provide_db, provide_principal, provide_settings
+from server.api_reference import RedocPage, reference_router
 from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
 from server.errors import API_EXCEPTION_HANDLERS, reject_nul_characters
@@ -30,6 +31,7 @@ from server.federation.peers import PeerJobs
 from server.federation.processing import InboxProcessor
 from server.guides import service as guides
 from server.guides.api import GuideController
+from server.headers import security_headers
 from server.instance import healthz, instance, readyz
 from server.jobs import Worker
 from server.mentorship import service as mentorship
@@ -59,6 +61,8 @@ def openapi_config() -> OpenAPIConfig:
         version=__version__,
         description="Communities, guides and mentorship offers, local and federated.",
         path="/schema",
+        render_plugins=[RedocPage()],
+        openapi_router=reference_router("/schema"),
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="kith token")}
         ),
@@ -86,7 +90,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.http_client = make_client()
+        app.state.http_client = make_client(settings)
         worker_task = None
         if run_worker:
             worker = build_worker(settings, app.state.sessionmaker, app.state.http_client)
@@ -129,6 +133,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
         before_request=reject_nul_characters,
+        before_send=[security_headers(settings)],
         template_config=web.template_config,
         csrf_config=web.csrf_config,
         middleware=web.middleware,

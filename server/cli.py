@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import ConfigError, Settings, load_settings
+from server.settings import ConfigError, Settings, is_example_secret, load_settings
 
 T = TypeVar("T")
 
@@ -74,10 +74,23 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     from server.app import create_app
 
     settings = _settings(ctx)
+    _refuse_example_secrets(settings)
     _bootstrap_admin(settings)
     app = create_app(settings, run_worker=not no_worker)
     click.echo(f"Kith {settings.instance_name!r} serving on {settings.base_url}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+
+
+def _refuse_example_secrets(settings: Settings) -> None:
+    for name, value in (
+        ("secret_key (KITH_SECRET_KEY)", settings.secret_key),
+        ("KITH_ADMIN_PASSWORD", os.environ.get("KITH_ADMIN_PASSWORD", "")),
+    ):
+        if is_example_secret(value):
+            raise click.ClickException(
+                f"{name} is an example value from Kith's documentation, known to anyone; set one of your own, "
+                "for example: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
 
 
 def _bootstrap_admin(settings: Settings) -> None:
@@ -123,12 +136,7 @@ def user_create(ctx: click.Context, username: str, admin: bool, display_name: st
     from server.accounts.service import AccountService
 
     settings = _settings(ctx)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            raise click.ClickException("the passwords differ")
+    password = _read_password(password_stdin)
     _run_service(
         settings,
         lambda s: AccountService(s, settings).create_user(
@@ -136,6 +144,37 @@ def user_create(ctx: click.Context, username: str, admin: bool, display_name: st
         ),
     )
     click.echo(f"created user {username.lower()}{' (admin)' if admin else ''}", err=True)
+
+
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def user_set_password(ctx: click.Context, username: str, password_stdin: bool) -> None:
+    """Give a local user a new password; every browser signed in as them is signed out (API tokens stay)."""
+    from server.accounts.passwords import PasswordService
+    from server.accounts.service import AccountService
+
+    settings = _settings(ctx)
+    password = _read_password(password_stdin)
+
+    async def work(session: AsyncSession) -> None:
+        user_row = await AccountService(session, settings).local_user(username)
+        if user_row is None:
+            raise click.ClickException(f"no local user named {username!r}")
+        await PasswordService(session).set_by_operator(user_row, password)
+
+    _run_service(settings, work)
+    click.echo(f"password set for {username.lower()}; their web sessions are signed out", err=True)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != password:
+        raise click.ClickException("the passwords differ")
+    return password
 
 
 @main.group()
@@ -147,12 +186,16 @@ def token() -> None:
 @click.option("--user", "username", required=True)
 @click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True)
 @click.option("--name", default="cli", show_default=True)
+@click.option("--expires-in-days", type=click.IntRange(1, 36500), help="Refuse the token after this many days.")
 @click.pass_context
-def token_create(ctx: click.Context, username: str, scope: str, name: str) -> None:
+def token_create(ctx: click.Context, username: str, scope: str, name: str, expires_in_days: int | None) -> None:
     """Print a new token's secret, alone, on standard output (it is shown only once)."""
+    from datetime import UTC, datetime, timedelta
+
     from server.accounts.service import AccountService
 
     settings = _settings(ctx)
+    expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def work(session: AsyncSession) -> str:
         service = AccountService(session, settings)
@@ -161,7 +204,7 @@ def token_create(ctx: click.Context, username: str, scope: str, name: str) -> No
             raise click.ClickException(f"no local user named {username!r}")
         if scope == "admin" and not user_row.is_admin:
             raise click.ClickException(f"{username} is not an instance admin; use --scope write")
-        return (await service.create_token(user_row, name, scope)).secret
+        return (await service.create_token(user_row, name, scope, expires_at)).secret
 
     click.echo(_run_service(settings, work))
 
@@ -189,7 +232,7 @@ def worker(ctx: click.Context) -> None:
 
     async def run() -> None:
         engine = create_engine(settings.database_url)
-        client = make_client()
+        client = make_client(settings)
         loop_worker = build_worker(settings, create_sessionmaker(engine), client)
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, loop_worker.stop)
@@ -258,7 +301,7 @@ def peers_sync(ctx: click.Context, host: str | None) -> None:
     settings = _settings(ctx)
 
     async def work(session: AsyncSession) -> None:
-        client = make_client()
+        client = make_client(settings)
         try:
             fetcher = await instance_fetcher(session, settings, client)
             await sync_peers(session, settings, fetcher, only=host)

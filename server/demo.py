@@ -53,6 +53,8 @@ def _env(key: str) -> dict[str, str]:
         "KITH_DATA_DIR": str(DEMO_DIR / key),
         "KITH_DATABASE_URL": f"sqlite:///{DEMO_DIR / key / 'kith.db'}",
         "KITH_PEERS": f"http://127.0.0.1:{spec['peer']}",
+        # Both instances are on this machine: let them reach each other over loopback.
+        "KITH_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
         "KITH_ADMIN_PASSWORD": ADMIN_PASSWORD,
     }
 

@@ -8,7 +8,7 @@ from server.errors import PROBLEM_JSON, Problem
 
 _DESCRIPTIONS = {
     400: "Malformed request (for example invalid JSON)",
-    401: "Missing, unknown or revoked bearer token",
+    401: "Missing, unknown, revoked or expired bearer token",
     403: "The token's user or scope may not do this",
     404: "No such resource",
     409: "Conflict with the current state",

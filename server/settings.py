@@ -7,6 +7,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,6 +34,8 @@ class Settings:
     secret_key: str = ""
     peers: tuple[str, ...] = ()
     pull_interval_seconds: int = 600
+    # Private ranges outbound connections may reach, as CIDR strings; none by default (see server/outbound.py).
+    allowed_private_networks: tuple[str, ...] = ()
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
     # Who may make an account here: closed | invite | approval | open (see REGISTRATION_MODES).
     registration: str = "closed"
@@ -54,6 +57,15 @@ class Settings:
     @property
     def is_https(self) -> bool:
         return self.base_url.startswith("https://")
+
+
+# Kith's own examples (.env.example, kith.example.toml) use values that start with this: anyone can read
+# them, so an instance that runs with one has no secret at all.
+EXAMPLE_SECRET_PREFIX = "change-me"
+
+
+def is_example_secret(value: str) -> bool:
+    return value.strip().lower().startswith(EXAMPLE_SECRET_PREFIX)
 
 
 def host_of(url: str) -> str:
@@ -80,6 +92,7 @@ _KEYS: dict[str, tuple[str, str | None]] = {
     "smtp_host": ("KITH_SMTP_HOST", "mail"),
     "smtp_port": ("KITH_SMTP_PORT", "mail"),
     "mail_from": ("KITH_MAIL_FROM", "mail"),
+    "allowed_private_networks": ("KITH_ALLOWED_PRIVATE_NETWORKS", "federation"),
 }
 
 # closed: only operators make accounts (`kith user create`); invite: an invite link is needed; approval: anyone
@@ -142,6 +155,8 @@ def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
         values["smtp_port"] = _positive_int("smtp_port", raw["smtp_port"])
     if "registration" in raw:
         values["registration"] = _registration(raw["registration"])
+    if "allowed_private_networks" in raw:
+        values["allowed_private_networks"] = _networks("allowed_private_networks", raw["allowed_private_networks"])
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.instance_name.strip():
         raise ConfigError("config: instance_name (KITH_INSTANCE_NAME) must not be empty")
@@ -157,7 +172,9 @@ def _with_database_and_secret(settings: Settings) -> Settings:
 
 def normalize_database_url(url: str) -> str:
     """Accept the plain forms operators write and pick the async drivers Kith runs on."""
-    if url.startswith(("sqlite:///", "sqlite+aiosqlite:///")):
+    if url.startswith("sqlite+aiosqlite:///"):
+        return url
+    if url.startswith("sqlite:///"):
         return url.replace("sqlite:///", "sqlite+aiosqlite:///", 1)
     for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://"):
         if url.startswith(prefix):
@@ -218,6 +235,19 @@ def _registration(value: object) -> str:
             f"config: registration (KITH_REGISTRATION) must be one of {', '.join(REGISTRATION_MODES)}, got {value!r}"
         )
     return mode
+
+
+def _networks(key: str, value: object) -> tuple[str, ...]:
+    items = [p.strip() for p in value.split(",") if p.strip()] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ConfigError(f"config: {key} ({_KEYS[key][0]}) must be a list of networks, got {value!r}")
+    networks = []
+    for item in items:
+        try:
+            networks.append(str(ip_network(_string(key, item), strict=False)))
+        except ValueError as exc:
+            raise ConfigError(f"config: {key} ({_KEYS[key][0]}) has a bad network {item!r}: {exc}") from exc
+    return tuple(dict.fromkeys(networks))
 
 
 def _positive_int(key: str, value: object) -> int:

@@ -62,6 +62,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         data_dir=tmp_path_factory.mktemp("data"),
         database_url=database_url,
         secret_key="test-secret",
+        # Test peers, inboxes and the OpenID provider all listen on loopback.
+        allowed_private_networks=("127.0.0.0/8",),
     )
 
 

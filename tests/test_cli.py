@@ -1,8 +1,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _kith(tmp_path, *args, stdin: str | None = None, **extra_env) -> subprocess.CompletedProcess:
@@ -61,3 +67,32 @@ def test_the_data_dir_and_what_is_in_it_are_private_from_the_start(tmp_path):
     assert data_dir.stat().st_mode & 0o777 == 0o700
     for name in ("secret_key", "kith.db"):
         assert (data_dir / name).stat().st_mode & 0o777 == 0o600, name
+
+
+def _example_env() -> dict[str, str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_serve_refuses_the_example_secrets_and_starts_nothing(tmp_path):
+    examples = _example_env()
+    secrets = {"KITH_SECRET_KEY": examples["KITH_A_SECRET_KEY"], "KITH_ADMIN_PASSWORD": "a real admin password"}
+    admin = {"KITH_SECRET_KEY": "an-operators-own-secret", "KITH_ADMIN_PASSWORD": examples["KITH_B_ADMIN_PASSWORD"]}
+    for env, named in ((secrets, "secret_key (KITH_SECRET_KEY)"), (admin, "KITH_ADMIN_PASSWORD")):
+        # Port 1 could never be bound: had the check not stopped it, serve would fail with another message.
+        result = _kith(tmp_path, "serve", "--port", "1", **env)
+        assert result.returncode != 0
+        assert f"{named} is an example value" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "var" / "kith.db").exists()  # stopped before the admin account was made
+
+
+def test_compose_takes_every_secret_from_the_env_file():
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    required = re.compile(r"\$\{(\w+):\?[^}]*\}")
+    for name, service in services.items():
+        for key, value in service.get("environment", {}).items():
+            if re.search("SECRET|PASSWORD", key):
+                variables = required.findall(value)
+                assert variables and set(variables) <= set(_example_env()), f"{name}.{key} = {value!r}"
+        database_url = service.get("environment", {}).get("KITH_DATABASE_URL", "")
+        assert not database_url or "${POSTGRES_PASSWORD:?" in database_url, name

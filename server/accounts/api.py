@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts import schemas
 from server.accounts.deps import require
+from server.accounts.passwords import PasswordService
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
 from server.openapi_docs import WRITE, problems
@@ -46,10 +47,29 @@ class AccountController(Controller):
     async def create_token(
         self, data: schemas.TokenCreate, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> schemas.TokenCreated:
-        return await AccountService(db, settings).create_token(require(principal), data.name, data.scope)
+        return await AccountService(db, settings).create_token(
+            require(principal), data.name, data.scope, data.expires_at
+        )
 
     @delete("/tokens/{token_id:uuid}", operation_id="revokeToken", summary="Revoke a token at once", responses=WRITE)
     async def revoke_token(
         self, token_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> None:
         await AccountService(db, settings).revoke_token(require(principal), token_id)
+
+    @post(
+        "/password",
+        operation_id="changePassword",
+        summary="Change my password; every web sign-in ends, API tokens stay",
+        description=(
+            "Needs the current password (403 when it is not right, and nothing changes) and a write or admin "
+            "token. Every browser signed in as this person is signed out; API tokens keep working: revoke them "
+            "one by one under /api/v1/me/tokens."
+        ),
+        status_code=204,
+        responses=problems(401, 403, 409, 422),
+    )
+    async def change_password(
+        self, data: schemas.PasswordChange, db: AsyncSession, principal: Principal | None
+    ) -> None:
+        await PasswordService(db).change(require(principal), data.current_password, data.new_password)

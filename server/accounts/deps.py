@@ -48,7 +48,7 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal | None
     async with state.sessionmaker() as db:
         principal = await AccountService(db, state.settings).principal_for_token(secret.strip())
     if principal is None:
-        raise ProblemError(401, "The token is unknown or revoked.", headers=_challenge())
+        raise ProblemError(401, "The token is unknown, revoked or expired.", headers=_challenge())
     return principal
 
 

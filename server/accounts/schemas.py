@@ -24,6 +24,8 @@ class Me(msgspec.Struct):
 class TokenCreate(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     scope: Scope = "read"
+    # With a timezone, so there is no doubt when it lapses; none: until revoked.
+    expires_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
 
 
 class Token(msgspec.Struct):
@@ -32,6 +34,7 @@ class Token(msgspec.Struct):
     scope: Scope
     created_at: datetime
     last_used_at: datetime | None
+    expires_at: datetime | None
 
 
 class TokenList(msgspec.Struct):
@@ -44,6 +47,12 @@ class TokenCreated(msgspec.Struct):
     scope: Scope
     secret: str
     created_at: datetime
+    expires_at: datetime | None
+
+
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: str
+    new_password: str
 
 
 class PersonRef(msgspec.Struct):

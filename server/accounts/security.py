@@ -23,10 +23,18 @@ def hash_password(password: str) -> str:
     return _hasher().hash(password)
 
 
+@lru_cache(maxsize=1)
+def _stand_in_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
 def verify_password(password_hash: str | None, password: str) -> bool:
-    if not password_hash:
-        return False
+    """Whether `password` is the one hashed. Without a hash (no such account, or one that signs in elsewhere) the
+    same work is done against a stand-in: a quick "no" would tell a guesser which names exist."""
     try:
+        if not password_hash:
+            _hasher().verify(_stand_in_hash(), password)
+            return False
         return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False

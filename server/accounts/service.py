@@ -6,14 +6,15 @@ import hashlib
 import re
 import secrets
 import unicodedata
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from slugify import slugify
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.accounts.passwords import check_new_password
 from server.accounts.reserved import is_reserved
 from server.accounts.schemas import PersonRef, RemotePerson, Roles, Token, TokenCreated
 from server.accounts.security import (
@@ -50,6 +51,19 @@ def person_ref(user: User) -> PersonRef:
 def person_ref_of(username: str, display_name: str, uri: str, instance: str) -> PersonRef:
     """The same from the columns alone, for reads that select them without loading the User."""
     return PersonRef(username=username, display_name=display_name or username, uri=uri, instance=instance)
+
+
+# Far enough for anything planned; "until revoked" is the absence of an expiry, not a date in year 9999.
+_LONGEST_EXPIRY = timedelta(days=3660)
+
+
+def _checked_expiry(expires_at: datetime) -> datetime:
+    now = utcnow()
+    if expires_at <= now:
+        raise invalid("expires_at", "must be in the future")
+    if expires_at - now > _LONGEST_EXPIRY:
+        raise invalid("expires_at", "must be within ten years; leave it out for a token that lasts until revoked")
+    return expires_at.astimezone(UTC)
 
 
 class AccountService:
@@ -91,8 +105,7 @@ class AccountService:
             raise invalid("username", "use 1-32 lowercase letters, digits, '_', '.' or '-'")
         if is_reserved(username) and not allow_reserved:
             raise invalid("username", f"{username!r} is reserved on this instance; please pick another")
-        if len(password) < 8:
-            raise invalid("password", "must be at least 8 characters")
+        check_new_password(password)
         email = (email or "").strip() or None
         if email is not None and (len(email) > 320 or not EMAIL_RE.match(email)):
             raise invalid("email", "is not an email address")
@@ -153,7 +166,8 @@ class AccountService:
 
     async def authenticate(self, username: str, password: str) -> User | None:
         user = await self.local_user(username.strip())
-        if user is None or not verify_password(user.password_hash, password):
+        # The hash is checked (against a stand-in) even when there is no such account: see verify_password.
+        if not verify_password(user.password_hash if user else None, password):
             return None
         return user
 
@@ -202,7 +216,9 @@ class AccountService:
     async def has_users(self) -> bool:
         return await self.session.scalar(select(User.id).where(User.local.is_(True)).limit(1)) is not None
 
-    async def create_token(self, user: User | Principal, name: str, scope: str) -> TokenCreated:
+    async def create_token(
+        self, user: User | Principal, name: str, scope: str, expires_at: datetime | None = None
+    ) -> TokenCreated:
         if scope not in SCOPES:
             raise invalid("scope", f"must be one of {', '.join(SCOPES)}")
         user_id = user.id if isinstance(user, User) else user.user_id
@@ -211,8 +227,12 @@ class AccountService:
         if isinstance(user, Principal) and not user.can_write:
             # A leaked read token must not become a way to keep access once it is revoked.
             raise ProblemError(403, "A read token cannot create tokens.")
+        if expires_at is not None:
+            expires_at = _checked_expiry(expires_at)
         secret = new_token_secret()
-        token = ApiToken(user_id=user_id, name=name.strip(), scope=scope, token_hash=hash_token(secret))
+        token = ApiToken(
+            user_id=user_id, name=name.strip(), scope=scope, token_hash=hash_token(secret), expires_at=expires_at
+        )
         self.session.add(token)
         await self.session.commit()
         return TokenCreated(
@@ -221,6 +241,7 @@ class AccountService:
             scope=scope,
             secret=secret,
             created_at=token.created_at,  # type: ignore[arg-type]
+            expires_at=expires_at,
         )
 
     async def list_tokens(self, principal: Principal) -> list[Token]:
@@ -230,7 +251,14 @@ class AccountService:
             .order_by(ApiToken.created_at.desc())
         )
         return [
-            Token(id=t.id, name=t.name, scope=t.scope, created_at=t.created_at, last_used_at=t.last_used_at)  # type: ignore[arg-type]
+            Token(
+                id=t.id,
+                name=t.name,
+                scope=t.scope,
+                created_at=t.created_at,
+                last_used_at=t.last_used_at,  # type: ignore[arg-type]
+                expires_at=t.expires_at,
+            )  # fmt: skip
             for t in rows
         ]
 
@@ -244,17 +272,21 @@ class AccountService:
         await self.session.commit()
 
     async def principal_for_token(self, secret: str) -> Principal | None:
+        now = utcnow()
         row = (
             await self.session.execute(
                 select(ApiToken, User)
                 .join(User, User.id == ApiToken.user_id)
-                .where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
+                .where(
+                    ApiToken.token_hash == hash_token(secret),
+                    ApiToken.revoked_at.is_(None),
+                    or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+                )
             )
         ).first()
         if row is None:
             return None
         token, user = row
-        now = utcnow()
         if token.last_used_at is None or now - token.last_used_at > _LAST_USED_RESOLUTION:
             token.last_used_at = now
             await self.session.commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy import select, update
@@ -45,7 +46,6 @@ class Deliverer:
         self.settings = settings
         self.sessions = sessions
         self.client = client
-        self.actor_uri = f"{settings.base_url}/actor"
 
     async def __call__(self) -> int:
         async with self.sessions() as session:
@@ -59,23 +59,30 @@ class Deliverer:
                     .where(Delivery.id.in_(ids))
                 )
             ).all()
-            key = await local_key(session, self.actor_uri)
-            outcomes = await asyncio.gather(
-                *(self._send(delivery, payload, key.private_key_pem or "") for delivery, payload in rows)
-            )
+            keys = await self._signing_keys(session, {payload.get("actor") for _, payload in rows})
+            outcomes = await asyncio.gather(*(self._send(delivery, payload, keys) for delivery, payload in rows))
             await self._record(session, {d.id: d for d, _ in rows}, outcomes)
             return len(rows)
 
-    async def _send(self, delivery: Delivery, payload: dict, private_key_pem: str) -> Outcome:
+    async def _signing_keys(self, session: AsyncSession, actors: set[Any]) -> dict[str, str]:
+        """The private key of each local actor among `actors`. An activity is signed by its own actor, never by
+        the instance on its behalf: a receiver takes an activity only from the actor whose key signed it."""
+        local = sorted(a for a in actors if isinstance(a, str) and a.startswith(self.settings.base_url + "/"))
+        return {actor: (await local_key(session, actor)).private_key_pem or "" for actor in local}
+
+    async def _send(self, delivery: Delivery, payload: dict, keys: dict[str, str]) -> Outcome:
         # A removed peer still gets the Undo(Follow) that tells it so, and nothing else.
         if delivery.peer_host not in self.settings.peer_hosts and payload.get("type") != "Undo":
             return Outcome(delivery.id, False, True, "no longer a configured peer")
         if host_of(delivery.inbox_url) != delivery.peer_host:
             # Checked when the inbox was learned, and again here: rows from before that check, or written by hand.
             return Outcome(delivery.id, False, True, f"the inbox is not on the peer's host {delivery.peer_host}")
+        actor = payload.get("actor")
+        if actor not in keys:
+            return Outcome(delivery.id, False, True, f"the activity's actor {actor!r} is not a local actor")
         body = json.dumps(payload).encode()
         headers = sign_request(
-            "POST", delivery.inbox_url, body, key_id_for(self.actor_uri), private_key_pem,
+            "POST", delivery.inbox_url, body, key_id_for(actor), keys[actor],
             {"Content-Type": "application/activity+json", "Accept": "application/activity+json"},
         )  # fmt: skip
         try:

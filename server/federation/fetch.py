@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import outbound
 from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import sign_request
 from server.settings import Settings, host_of
@@ -31,10 +32,9 @@ class FetchError(Exception):
         self.reason = reason
 
 
-def make_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": "Kith (+https://kith.dev)"}, trust_env=False
-    )
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    """The client for fetches and deliveries; redirects are followed by hand, each hop checked."""
+    return outbound.client(settings, timeout=TIMEOUT)
 
 
 def check_allowed(settings: Settings, url: str) -> None:

@@ -103,6 +103,9 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     # An activity id names its origin: a peer may only send its own, or it could shadow another's by id.
     if host_of(payload["id"]) != signer_host:
         raise ProblemError(403, f"The activity id is not on the signer's host {signer_host}.")
+    # The key vouches for one actor: a peer's key must not speak for another actor, even on its own host.
+    if _actor_id(payload.get("actor")) != key_owner(verified.key_id):
+        raise ProblemError(403, "The activity's actor is not the owner of the key that signed it.")
     db.add(InboxItem(activity_uri=payload["id"], signer_host=signer_host, payload=payload))
     try:
         await db.commit()
@@ -111,6 +114,13 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     else:
         jobs.wake()  # the worker in this process applies it now, not after its nap
     return Response(None, status_code=202)
+
+
+def _actor_id(actor: object) -> object:
+    """The id an activity's `actor` names, whether given as a URI, an embedded object or a list of one."""
+    if isinstance(actor, list) and len(actor) == 1:
+        actor = actor[0]
+    return actor.get("id") if isinstance(actor, dict) else actor
 
 
 def _path_with_query(request: Request[Any, Any, Any]) -> str:

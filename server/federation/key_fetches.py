@@ -66,6 +66,9 @@ class KeyFetches:
         if slot is None:
             slot = self._slots[host] = asyncio.Semaphore(AT_ONCE_PER_PEER)
         async with slot:
+            # Checked again: the peer's failures may have used up its budget while this one waited for a slot.
+            if not self.may_fetch(key_id, host):
+                return None
             self._remember(self._fetched, key_id, (self.clock(), False))  # made, whatever its outcome
             pem = await load()
         if pem is not None:

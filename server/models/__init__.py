@@ -7,6 +7,7 @@ from server.models.guides import Guide, GuideRevision
 from server.models.mentorship import MentorshipOffer, MentorshipRequest
 from server.models.oidc import OIDCIdentity
 from server.models.registration import Invite
+from server.models.sessions import WebSession
 
 __all__ = [
     "Activity",
@@ -26,4 +27,5 @@ __all__ = [
     "OIDCIdentity",
     "Peer",
     "User",
+    "WebSession",
 ]

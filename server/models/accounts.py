@@ -47,6 +47,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # None: until revoked. Past it the token is refused like a revoked one, and still listed so people see why.
+    expires_at: Mapped[datetime | None]
 
 
 class Membership(Base):

@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from collections import defaultdict, deque
 from typing import Any
+from uuid import UUID
 
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.service import AccountService
+from server.accounts.sessions import SessionService
 from server.errors import ProblemError
 from server.settings import Settings
-from server.web.core import SESSION_USER, current_viewer, flash, page, safe_next, see_other, session_of
+from server.web.core import SESSION_SECRET, current_viewer, flash, page, safe_next, see_other, session_of
 from server.web.forms import form_data
 
 WINDOW_SECONDS = 300.0
@@ -62,10 +64,13 @@ def limiter_of(request: Request[Any, Any, Any]) -> SignInLimiter:
     return state.sign_in_limiter  # type: ignore[no-any-return]
 
 
-def sign_in(request: Request[Any, Any, Any], user_id: str) -> None:
-    # A fresh session at sign-in: nothing from before the sign-in carries over.
+async def sign_in(request: Request[Any, Any, Any], db: AsyncSession, user_id: UUID) -> None:
+    # A fresh session at sign-in: nothing from before the sign-in carries over, and a sign-in the browser held
+    # before ends rather than lingering on the server.
+    previous = session_of(request).get(SESSION_SECRET)
+    secret = await SessionService(db).start(user_id, replacing=previous if isinstance(previous, str) else None)
     request.clear_session()
-    request.set_session({SESSION_USER: user_id})
+    request.set_session({SESSION_SECRET: secret})
 
 
 @get("/login", name="login")
@@ -113,7 +118,7 @@ async def login_submit(request: Request[Any, Any, Any], db: AsyncSession, settin
         }
         return await page(request, db, "account/login", context, status_code=403, title="Sign in")
     limiter.succeeded(address, username)
-    sign_in(request, str(user.id))
+    await sign_in(request, db, user.id)
     flash(request, f"Welcome back, {user.display_name or user.username}.")
     return see_other(target)
 
@@ -126,7 +131,11 @@ async def logout_form(request: Request[Any, Any, Any], db: AsyncSession) -> Temp
 
 
 @post("/logout", name="logout_submit")
-async def logout_submit(request: Request[Any, Any, Any]) -> Redirect:
+async def logout_submit(request: Request[Any, Any, Any], db: AsyncSession) -> Redirect:
+    # The sign-in ends on the server: a copy of the cookie taken before is worth nothing from now on.
+    secret = session_of(request).get(SESSION_SECRET)
+    if isinstance(secret, str) and secret:
+        await SessionService(db).end(secret)
     if session_of(request):
         request.clear_session()
     return see_other("/")

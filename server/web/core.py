@@ -11,9 +11,11 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from server.accounts.security import Principal
+from server.accounts.sessions import SessionService
 from server.models import User
 
-SESSION_USER = "user_id"
+# The cookie's key for the sign-in secret (see server/accounts/sessions.py); the cookie holds nothing else of note.
+SESSION_SECRET = "sid"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Viewer:
 
     principal: Principal
     display_name: str
+    session_id: UUID | None = None  # the sign-in in use, which a password change keeps
 
     @property
     def user_id(self) -> UUID:
@@ -55,27 +58,27 @@ def session_of(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 async def current_viewer(request: Request[Any, Any, Any], db: AsyncSession | None = None) -> Viewer | None:
     """The signed-in person, read once per request. Without `db`, a session is opened only when the browser
-    session names a user: an anonymous visitor's page opens none."""
+    session holds a sign-in: an anonymous visitor's page opens none."""
     cached = request.scope.get("kith_viewer", False)
     if cached is not False:
         return cached  # type: ignore[no-any-return]
     viewer = None
-    raw = session_of(request).get(SESSION_USER)
-    if raw:
-        try:
-            user_id = UUID(str(raw))
-        except ValueError:
-            user_id = None
-        user = None
-        if user_id is not None:
-            if db is None:
-                async with request.app.state.sessionmaker() as session:
-                    user = await session.get(User, user_id)
-            else:
-                user = await db.get(User, user_id)
-        if user is not None and user.local:
+    cookie = session_of(request)
+    secret = cookie.get(SESSION_SECRET)
+    if isinstance(secret, str) and secret:
+        if db is None:
+            async with request.app.state.sessionmaker() as session:
+                found = await SessionService(session).signed_in(secret)
+        else:
+            found = await SessionService(db).signed_in(secret)
+        if found is None:
+            # Signed out elsewhere, or lapsed: forget it, so later pages do not look it up again.
+            cookie.pop(SESSION_SECRET, None)
+            request.set_session(cookie)
+        else:
+            user, session_id = found
             # Plain values, not the ORM row: a service's commit expires rows, and pages render after commits.
-            viewer = Viewer(principal_for(user), user.display_name or user.username)
+            viewer = Viewer(principal_for(user), user.display_name or user.username, session_id)
     request.scope["kith_viewer"] = viewer  # type: ignore[typeddict-unknown-key]
     return viewer
 

@@ -13,6 +13,7 @@ from litestar.contrib.jinja import JinjaTemplateEngine
 from markupsafe import Markup
 
 from server.communities.schemas import Community
+from server.markdown import sanitize
 from server.web.cards import GuideCard, OfferCard
 
 HTMX_VERSION = "2.0.11"
@@ -99,11 +100,17 @@ class CardMarkup:
         return getattr(self.env.get_template(MACROS).module, self.macro)(entry)  # type: ignore[no-any-return]
 
 
+def prose(stored_html: str) -> Markup:
+    """Guide and offer HTML, cleaned again as it is shown: rows written under an older sanitizer (or by an older
+    Kith) meet today's rules too, such as images that load without a referrer."""
+    return Markup(sanitize(stored_html))
+
+
 def register_filters(engine: JinjaTemplateEngine, local_host: str) -> None:
     """`local_host` is the instance's own host, for `community_ref` (a global, so that macros imported without
     the page's context can use it)."""
     env = engine.engine
-    env.filters.update(when=when, iso=iso, community_ref=community_ref, text_on=text_on)
+    env.filters.update(when=when, iso=iso, community_ref=community_ref, text_on=text_on, prose=prose)
     env.globals["htmx_version"] = HTMX_VERSION
     env.globals["local_host"] = local_host
     env.globals["guide_card"] = CardMarkup(env, "guide_card", GuideCard)

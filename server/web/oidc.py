@@ -32,6 +32,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import outbound
 from server.accounts.service import AccountService
 from server.errors import ProblemError
 from server.settings import OIDCProvider, Settings
@@ -125,7 +126,8 @@ def _oauth_client(settings: Settings, provider: OIDCProvider) -> Any:
         timeout=TIMEOUT,
         follow_redirects=False,
         trust_env=False,
-        headers={"User-Agent": "Kith (+https://kith.dev)", "Accept": "application/json"},
+        transport=outbound.transport(settings),
+        headers={"User-Agent": outbound.USER_AGENT, "Accept": "application/json"},
     )
 
 
@@ -249,7 +251,7 @@ async def oidc_callback(request: Request[Any, Any, Any], db: AsyncSession, setti
         username_hint=_first_text(claims, "preferred_username", "nickname", "email", "name") or "user",
         display_name=_first_text(claims, "name", "preferred_username") or "",
     )
-    sign_in(request, str(user.id))
+    await sign_in(request, db, user.id)
     flash(request, f"Welcome, {user.display_name or user.username}.")
     return Redirect(safe_next(flow.get("next")), status_code=303)
 

@@ -91,7 +91,7 @@ async def signup_submit(request: Request[Any, Any, Any], db: AsyncSession, setti
         )
     if account.state == "pending":
         return await page(request, db, "account/signed_up", {"account": account}, title="Sign-up received")
-    sign_in(request, str(account.id))
+    await sign_in(request, db, account.id)
     flash(request, f"Welcome to {settings.instance_name}, {account.display_name}.")
     return see_other(f"/c/{account.communities[0]}" if account.communities else "/")
 

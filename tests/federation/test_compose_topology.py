@@ -44,6 +44,13 @@ def test_compose_runs_two_peered_instances_with_separate_workers_on_postgres():
     assert services["db"]["image"].startswith("postgres")
 
 
+def test_compose_peers_may_reach_each_other_on_their_network_and_nowhere_else_private():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    subnets = [entry["subnet"] for entry in compose["networks"]["default"]["ipam"]["config"]]
+    for name in ("kith-a", "kith-b", "kith-a-worker", "kith-b-worker"):
+        assert compose["services"][name]["environment"]["KITH_ALLOWED_PRIVATE_NETWORKS"] == ",".join(subnets)
+
+
 def _worker(server: KithServer) -> subprocess.Popen[bytes]:
     log = (server.data_dir / "worker.log").open("ab")
     return subprocess.Popen(

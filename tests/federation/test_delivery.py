@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from server.db import create_engine, create_sessionmaker, utcnow
 from server.federation.delivery import Deliverer, classify
+from server.federation.fetch import make_client
 from server.federation.signatures import key_owner, verify_request
 from server.models import Activity, Delivery
 from tests.support.server import free_port
@@ -44,8 +44,11 @@ def inbox() -> Iterator[tuple[str, type[_Inbox]]]:
     server.shutdown()
 
 
-async def _deliver_once(settings, peer_url: str, status: int, inbox_cls, inbox_url: str | None = None) -> Delivery:
+async def _deliver_once(
+    settings, peer_url: str, status: int, inbox_cls, inbox_url: str | None = None, actor: str | None = None
+) -> Delivery:
     inbox_cls.status = status
+    actor = actor or f"{settings.base_url}/u/ada"
     settings = replace(settings, peers=(peer_url,))
     engine = create_engine(settings.database_url)
     sessions = create_sessionmaker(engine)
@@ -54,8 +57,8 @@ async def _deliver_once(settings, peer_url: str, status: int, inbox_cls, inbox_u
         async with sessions() as session:
             activity = Activity(
                 uri=f"{settings.base_url}/activities/test-{utcnow().timestamp()}-{status}", type="Create",
-                actor_uri=f"{settings.base_url}/actor", object_type="guide", object_uri="x", public=True,
-                payload={"id": "x", "type": "Create"},
+                actor_uri=actor, object_type="guide", object_uri="x", public=True,
+                payload={"id": "x", "type": "Create", "actor": actor},
             )  # fmt: skip
             session.add(activity)
             await session.flush()
@@ -63,7 +66,7 @@ async def _deliver_once(settings, peer_url: str, status: int, inbox_cls, inbox_u
             session.add(delivery)
             await session.commit()
             delivery_id = delivery.id
-        async with httpx.AsyncClient() as client:
+        async with make_client(settings) as client:
             await Deliverer(settings, sessions, client)()
         async with sessions() as session:
             return await session.scalar(select(Delivery).where(Delivery.id == delivery_id))
@@ -79,14 +82,15 @@ def test_success_marks_sent_and_request_is_signed(settings, inbox):
     path, headers, body = inbox_cls.received[-1]
     assert path == "/inbox"
     assert headers["Content-Type"] == "application/activity+json"
-    assert key_owner(_key_id(headers["Signature"])) == f"{settings.base_url}/actor"
+    # Signed by the activity's own actor, not by the instance on its behalf.
+    assert key_owner(_key_id(headers["Signature"])) == f"{settings.base_url}/u/ada"
 
     async def verify():
         from server.federation.keys import local_key
 
         engine = create_engine(settings.database_url)
         async with create_sessionmaker(engine)() as session:
-            pem = (await local_key(session, f"{settings.base_url}/actor")).public_key_pem
+            pem = (await local_key(session, f"{settings.base_url}/u/ada")).public_key_pem
         await engine.dispose()
 
         async def get_key(key_id: str, refresh: bool) -> str:
@@ -94,7 +98,15 @@ def test_success_marks_sent_and_request_is_signed(settings, inbox):
 
         return await verify_request("POST", "/inbox", headers, body, get_key, url_scheme="http")
 
-    assert asyncio.run(verify()).key_id.endswith("/actor#main-key")
+    assert asyncio.run(verify()).key_id == f"{settings.base_url}/u/ada#main-key"
+
+
+def test_an_activity_whose_actor_is_not_local_is_never_sent(settings, inbox):
+    url, inbox_cls = inbox
+    inbox_cls.received.clear()
+    delivery = asyncio.run(_deliver_once(settings, url, 202, inbox_cls, actor="http://elsewhere.example/u/eve"))
+    assert inbox_cls.received == []
+    assert delivery.state == "failed" and "not a local actor" in delivery.last_error
 
 
 def test_server_error_is_retried_with_backoff(settings, inbox):
@@ -137,3 +149,14 @@ def test_an_inbox_that_is_not_on_the_peers_host_receives_nothing(settings, inbox
     delivery = asyncio.run(_deliver_once(settings, peer, 202, inbox_cls, inbox_url=f"{url}/inbox"))
     assert inbox_cls.received == []
     assert delivery.state == "failed" and "not on the peer's host" in delivery.last_error
+
+
+def test_a_delivery_to_a_refused_address_is_a_failed_attempt_and_nothing_arrives(settings, inbox):
+    url, inbox_cls = inbox
+    inbox_cls.received.clear()
+    refusing = replace(settings, allowed_private_networks=())
+    delivery = asyncio.run(_deliver_once(refusing, url, 202, inbox_cls))
+    assert inbox_cls.received == []
+    # As for an unreachable peer: retried later, in case the operator meant to allow the network.
+    assert delivery.state == "pending" and delivery.attempts == 1
+    assert "127.0.0.1 is a loopback address" in delivery.last_error

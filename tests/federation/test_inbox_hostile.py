@@ -147,14 +147,33 @@ class Instance:
         now: datetime | None = None,
         sent_body: bytes | None = None,
     ) -> httpx.Response:
-        """POST `payload` signed by `signer`'s instance actor for `signed_url` (by default, where it is sent)."""
+        """POST `payload` signed for `signed_url` (by default, where it is sent) by its actor's key when that actor
+        lives on `signer`'s instance (as a peer signs), or else by `signer`'s instance actor."""
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         url = signed_url or f"{self.settings.base_url}{path}"
+        actor = payload.get("actor") if isinstance(payload, dict) else None
+        if not (isinstance(actor, str) and actor.startswith(signer + "/")):
+            actor = f"{signer}/actor"
         headers = signatures.sign_request(
-            "POST", url, body, key_id(signer), keypair(signer)[0],
+            "POST", url, body, self.signing_key(actor), keypair(signer)[0],
             {"Content-Type": "application/activity+json"}, now=now,
         )  # fmt: skip
         return self.client.post(path, content=body if sent_body is None else sent_body, headers=headers)
+
+    def signing_key(self, actor: str) -> str:
+        """The keyId of an actor; a peer's actor has its public key cached here as if fetched from its actor
+        document (every actor of a fake peer shares that peer's key pair), a stranger's has nothing cached."""
+        owner_key_id = f"{actor}#main-key"
+        base_url = "{0.scheme}://{0.netloc}".format(urlsplit(actor))
+        if base_url not in self.settings.peers:
+            return owner_key_id
+
+        async def cache(session: AsyncSession) -> None:
+            if await session.scalar(select(ActorKey.id).where(ActorKey.key_id == owner_key_id)) is None:
+                session.add(ActorKey(key_id=owner_key_id, owner_uri=actor, public_key_pem=keypair(base_url)[1]))
+
+        self.run(cache)
+        return owner_key_id
 
     def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in a session of its own engine, as the worker process would have."""
@@ -418,11 +437,29 @@ def test_rfc9421_signature_from_a_peer_is_accepted(kith, peer_community):
     payload = activity("Create", document, actor=alice(PEER))
     body = json.dumps(payload).encode()
     headers = signatures.sign_request_rfc9421(
-        "POST", f"{kith.settings.base_url}/inbox", body, key_id(PEER), keypair(PEER)[0]
+        "POST", f"{kith.settings.base_url}/inbox", body, kith.signing_key(alice(PEER)), keypair(PEER)[0]
     )  # fmt: skip
     assert kith.client.post("/inbox", content=body, headers=headers).status_code == 202
     kith.process()
     assert kith.guide(document["id"])["title"] == "Signed the new way"
+
+
+@pytest.mark.parametrize("signed_by", ["instance actor", "community"])
+def test_an_activity_signed_by_another_actor_of_the_same_peer_is_refused_with_403(kith, peer_community, signed_by):
+    # The peer's own host and a key that verifies, but the key is not alice's: it must not speak for her.
+    document = article(PEER, peer_community["id"], title="Said for alice")
+    payload = activity("Create", document, actor=alice(PEER))
+    body = json.dumps(payload).encode()
+    signing_actor = f"{PEER}/actor" if signed_by == "instance actor" else peer_community["id"]
+    headers = signatures.sign_request(
+        "POST", f"{kith.settings.base_url}/inbox", body, kith.signing_key(signing_actor), keypair(PEER)[0],
+        {"Content-Type": "application/activity+json"},
+    )  # fmt: skip
+    response = kith.client.post("/inbox", content=body, headers=headers)
+    assert response.status_code == 403, response.text
+    assert "actor" in response.json()["detail"]
+    assert kith.items(payload["id"]) == 0
+    assert kith.guide_row(document["id"]) is None
 
 
 def test_body_over_one_megabyte_is_refused_with_413(kith, peer_community):
@@ -530,6 +567,7 @@ def test_same_activity_twice_at_once_is_stored_once(kith, peer_community):
     payload = activity("Create", article(PEER, peer_community["id"]), actor=alice(PEER))
     body = json.dumps(payload).encode()
     url = f"{kith.settings.base_url}/inbox"
+    signing_key = kith.signing_key(alice(PEER))
 
     async def both() -> list[int]:
         # Run inside the app's own event loop, so both requests are in flight together.
@@ -537,7 +575,7 @@ def test_same_activity_twice_at_once_is_stored_once(kith, peer_community):
         async with httpx.AsyncClient(transport=transport, base_url=kith.settings.base_url) as http:
 
             async def send() -> int:
-                headers = signatures.sign_request("POST", url, body, key_id(PEER), keypair(PEER)[0])
+                headers = signatures.sign_request("POST", url, body, signing_key, keypair(PEER)[0])
                 return (await http.post("/inbox", content=body, headers=headers)).status_code
 
             return list(await asyncio.gather(send(), send()))

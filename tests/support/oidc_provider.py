@@ -178,6 +178,7 @@ class OpenIDProvider:
         self.token_requests: list[dict[str, str]] = []
         self.refusals: list[str] = []
         self.jwks_requests = 0
+        self.discovery_requests = 0
         self._lock = threading.Lock()
         self.server = self._authorization_server()
         self._httpd: WSGIServer | None = None
@@ -299,6 +300,7 @@ class OpenIDProvider:
         route = path[len(prefix) :] if path.startswith(prefix) else None
         method = environ["REQUEST_METHOD"]
         if route == "/.well-known/openid-configuration" and method == "GET":
+            self.discovery_requests += 1
             status, body, headers = 200, self.metadata, [("Content-Type", "application/json")]
         elif route == "/jwks" and method == "GET":
             self.jwks_requests += 1

@@ -41,3 +41,13 @@ def fresh_database() -> Iterator[str]:
         yield normalize_database_url(_with_database(_plain(SERVER_URL), name))
     finally:
         asyncio.run(_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def database_for(backend: str) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for "postgresql"; None for "sqlite", where a server makes its own file."""
+    if backend == "sqlite":
+        yield None
+        return
+    with fresh_database() as url:
+        yield url

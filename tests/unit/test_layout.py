@@ -13,7 +13,7 @@ MAX_LINES = 400
 
 # Each domain package and the models whose tables only it writes.
 OWNERS = {
-    "accounts": {"User", "ApiToken", "OIDCIdentity"},
+    "accounts": {"User", "ApiToken", "OIDCIdentity", "WebSession"},
     "communities": {"Community", "Membership"},
     "guides": {"Guide", "GuideRevision"},
     "mentorship": {"MentorshipOffer", "MentorshipRequest"},
@@ -21,7 +21,7 @@ OWNERS = {
 }
 # Names code gives to a loaded row of those models: an attribute assigned on one of them is a write.
 ROW_NAMES = {
-    "accounts": {"user", "token", "identity"},
+    "accounts": {"user", "token", "identity", "web_session"},
     "communities": {"community", "membership"},
     "guides": {"guide", "revision"},
     "mentorship": {"offer", "request"},

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from server.markdown import render, sanitize
+from server.web.filters import prose
 from tests.support.html import assert_safe, elements
 
 
@@ -29,3 +30,26 @@ def test_hostile_markup_is_neutralised():
 def test_links_get_safe_rel():
     html = render("[site](https://example.org)")
     assert elements(html)[1] == ("a", {"href": "https://example.org", "rel": "noopener noreferrer nofollow"})
+
+
+def test_images_load_lazily_without_a_referrer():
+    html = sanitize('<img src="https://a.example/x.png" referrerpolicy="unsafe-url" loading="eager" alt="x">')
+    assert elements(html) == [
+        ("img", {"src": "https://a.example/x.png", "alt": "x", "referrerpolicy": "no-referrer", "loading": "lazy"})
+    ]
+
+
+def test_only_language_classes_on_code_survive():
+    html = sanitize(
+        '<p class="evil">a</p><span class="language-python">b</span>'
+        '<code class="evil language-python">c</code><code class="language-">d</code><code class="evil">e</code>'
+    )
+    kept = [("p", {}), ("span", {}), ("code", {"class": "language-python"}), ("code", {}), ("code", {})]
+    assert elements(html) == kept
+
+
+def test_html_stored_under_older_rules_meets_todays_when_shown():
+    stored = '<p class="evil">See:</p><img src="https://a.example/x.png"><pre><code class="language-sh">ls</code></pre>'
+    shown = elements(str(prose(stored)))
+    assert ("p", {}) in shown and ("code", {"class": "language-sh"}) in shown
+    assert ("img", {"src": "https://a.example/x.png", "referrerpolicy": "no-referrer", "loading": "lazy"}) in shown

@@ -15,6 +15,11 @@ def test_defaults(tmp_path):
     assert settings.peers == ()
 
 
+def test_a_database_url_that_already_names_the_async_driver_is_kept(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'other.db'}"
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path), "KITH_DATABASE_URL": url}).database_url == url
+
+
 def test_secret_key_is_generated_once_and_kept(tmp_path):
     first = load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).secret_key
     assert len(first) > 40
@@ -37,6 +42,23 @@ def test_toml_then_env_overrides(tmp_path):
     assert load_settings(env=env).peers == ("https://c.example",)
 
 
+def test_private_networks_are_none_by_default_and_read_from_toml_or_env(tmp_path):
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).allowed_private_networks == ()
+    config = tmp_path / "kith.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n[federation]\nallowed_private_networks = ["10.1.0.0/16", "::1"]\n')
+    assert load_settings(config, env={}).allowed_private_networks == ("10.1.0.0/16", "::1/128")
+    env = {"KITH_CONFIG": str(config), "KITH_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8, 172.29.53.0/24"}
+    assert load_settings(env=env).allowed_private_networks == ("127.0.0.0/8", "172.29.53.0/24")
+
+
+def test_a_private_network_that_is_not_a_list_of_strings_names_the_key(tmp_path):
+    config = tmp_path / "kith.toml"
+    for value in ("42", "[42]", "{ a = 1 }"):
+        config.write_text(f'data_dir = "{tmp_path}"\n[federation]\nallowed_private_networks = {value}\n')
+        with pytest.raises(ConfigError, match="allowed_private_networks"):
+            load_settings(config, env={})
+
+
 def test_postgres_urls_pick_the_async_driver(tmp_path):
     env = {"KITH_DATA_DIR": str(tmp_path), "KITH_DATABASE_URL": "postgresql://u@127.0.0.1/kith"}
     assert load_settings(env=env).database_url == "postgresql+asyncpg://u@127.0.0.1/kith"
@@ -52,6 +74,8 @@ def test_postgres_urls_pick_the_async_driver(tmp_path):
         ({"KITH_PULL_INTERVAL_SECONDS": "soon"}, "pull_interval_seconds"),
         ({"KITH_REGISTRATION": "everyone"}, "registration"),
         ({"KITH_SMTP_PORT": "smtp"}, "smtp_port"),
+        ({"KITH_ALLOWED_PRIVATE_NETWORKS": "10.0.0.0/33"}, "allowed_private_networks"),
+        ({"KITH_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8, localhost"}, "allowed_private_networks"),
     ],
 )
 def test_bad_value_names_the_key(tmp_path, env, key):

@@ -251,3 +251,14 @@ def test_a_provider_that_says_no_gets_a_readable_page(browser, provider):
 def test_unknown_and_unreachable_providers_get_error_pages(browser):
     _assert_refused_page(browser.get("/login/oidc/nope", follow_redirects=False), 404, "We could not find that page")
     _assert_refused_page(browser.get("/login/oidc/offline", follow_redirects=False), 502, "could not be reached")
+
+
+def test_a_provider_on_a_private_address_is_refused_unless_the_operator_allows_it(settings, provider):
+    before = provider.discovery_requests
+    refusing = replace(
+        settings, allowed_private_networks=(), oidc=(OIDCProvider(NAME, provider.issuer, CLIENT_ID, CLIENT_SECRET),)
+    )
+    with TestClient(app=create_app(refusing), base_url=settings.base_url) as client:
+        _assert_refused_page(client.get(f"/login/oidc/{NAME}", follow_redirects=False), 502, "could not be reached")
+        assert _signed_in_as(client) is None
+    assert provider.discovery_requests == before  # Kith never connected

@@ -1,0 +1,195 @@
+"""Inbox soak (issue 15): a peer pushes 200 signed activities a second into one inbox for 60 s.
+
+A benchmark, not a test. It
+
+  1. starts a small peer on 127.0.0.1 (tests/support/fake_peer.py: WebFinger, its instance actor, a community,
+     a person and an empty outbox, each actor with its public key, 202 to anything posted), and a real Kith
+     server (`kith serve`, its worker in-process) configured with that peer;
+  2. measures the API while the instance is idle: `GET /api/v1/guides?limit=20` every 50 ms for 10 s (the
+     baseline, taken in the same run);
+  3. sends the peer's community, then RATE x DURATION `Create(Article)` activities, each signed (draft-cavage,
+     RSA-SHA256) by the key of its own actor, the peer's person, at a steady RATE a second. They are signed
+     before the clock starts, so the client's RSA cost is not the server's. The same API probe runs all along;
+  4. waits (bounded) until the instance reports every guide, then reads its database: every activity must be
+     stored once and applied once (inbox items done, one guide per activity, no other outcome).
+
+It prints the inbox answers (all must be 202), the API p50/p99 during the soak against the idle baseline, and
+the time the last activity took to be applied. Target: every activity applied exactly once, API p99 under
+100 ms during the soak.
+
+    .venv/bin/python bench/soak_inbox.py                         # 200/s for 60 s on SQLite
+    .venv/bin/python bench/soak_inbox.py --rate 50 --duration 10 # a quick smoke run
+    .venv/bin/python bench/soak_inbox.py --postgres              # on a fresh PostgreSQL database
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make the project's `server` and `tests.support` importable
+
+from server.db import create_engine  # noqa: E402
+from server.settings import normalize_database_url  # noqa: E402
+from tests.support import postgres  # noqa: E402
+from tests.support.fake_peer import FakePeer  # noqa: E402
+from tests.support.server import KithServer  # noqa: E402
+
+PROBE_INTERVAL = 0.05
+
+
+def group_create(peer: FakePeer) -> dict[str, Any]:
+    group = peer.actor("/c/soak", "Group", name="Soak circle")
+    return peer.activity("Create", {key: value for key, value in group.items() if key != "@context"}, group["id"])
+
+
+def article_create(peer: FakePeer, person: dict[str, Any], n: int) -> dict[str, Any]:
+    article = peer.article(f"{peer.base_url}/c/soak", person, f"Soak guide {n}")
+    return peer.activity("Create", article, person["id"])
+
+
+async def probe(client: httpx.AsyncClient, stop: asyncio.Event, latencies: list[float]) -> None:
+    """The API as a reader sees it: one guide list every PROBE_INTERVAL until told to stop."""
+    while not stop.is_set():
+        started = time.perf_counter()
+        response = await client.get("/api/v1/guides", params={"limit": 20})
+        latencies.append(time.perf_counter() - started)
+        response.raise_for_status()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PROBE_INTERVAL)
+
+
+async def baseline(base_url: str, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    stop = asyncio.Event()
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        task = asyncio.create_task(probe(client, stop, latencies))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await task
+    return latencies
+
+
+async def soak(base_url: str, signed: list[tuple[bytes, dict[str, str]]], rate: float) -> tuple[dict, list, float]:
+    """Send every signed activity at `rate` a second while the probe runs; (answers by status, latencies, s)."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    stop = asyncio.Event()
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as sender,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as reader,
+    ):
+        prober = asyncio.create_task(probe(reader, stop, latencies))
+
+        async def send(body: bytes, headers: dict[str, str]) -> None:
+            try:
+                status = (await sender.post("/inbox", content=body, headers=headers)).status_code
+            except httpx.HTTPError:
+                status = 0
+            statuses[status] = statuses.get(status, 0) + 1
+
+        started = time.perf_counter()
+        sends = []
+        for n, (body, headers) in enumerate(signed):
+            # A steady schedule, not a burst: activity n leaves at n / rate seconds.
+            delay = started + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sends.append(asyncio.create_task(send(body, headers)))
+        await asyncio.gather(*sends)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await prober
+    return statuses, latencies, elapsed
+
+
+def wait_for_guides(base_url: str, expected: int, timeout: float) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        stats = httpx.get(f"{base_url}/api/v1/instance", timeout=30).json()["stats"]
+        if stats["remote_guides"] >= expected:
+            return time.perf_counter() - started
+        time.sleep(0.5)
+    raise SystemExit(f"only {stats['remote_guides']} of {expected} guides after {timeout:.0f} s")
+
+
+async def applied_once(database_url: str, peer: FakePeer) -> dict[str, int]:
+    """How often each of the peer's activities was stored and applied, read from the instance's database."""
+    engine = create_engine(normalize_database_url(database_url))
+    try:
+        async with engine.connect() as connection:
+            prefix = {"prefix": f"{peer.base_url}/%"}
+            return {name: (await connection.execute(text(sql), prefix)).scalar_one() for name, sql in _QUERIES.items()}
+    finally:
+        await engine.dispose()
+
+
+_QUERIES = {
+    "inbox items": "SELECT count(*) FROM inbox_items WHERE activity_uri LIKE :prefix",
+    "distinct activities": "SELECT count(DISTINCT activity_uri) FROM inbox_items WHERE activity_uri LIKE :prefix",
+    "items done": "SELECT count(*) FROM inbox_items WHERE activity_uri LIKE :prefix AND state = 'done'",
+    "guides": "SELECT count(*) FROM guides WHERE uri LIKE :prefix",
+    "distinct guides": "SELECT count(DISTINCT uri) FROM guides WHERE uri LIKE :prefix",
+}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def describe(latencies: list[float]) -> str:
+    ms = [value * 1000 for value in latencies]
+    return f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms ({len(ms)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200, help="activities a second (default 200)")
+    parser.add_argument("--duration", type=float, default=60, help="seconds of sending (default 60)")
+    parser.add_argument("--postgres", action="store_true", help="run the instance on a fresh PostgreSQL database")
+    args = parser.parse_args()
+    count = int(args.rate * args.duration)
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(postgres.database_for("postgresql" if args.postgres else "sqlite"))
+        peer = stack.enter_context(FakePeer())
+        kith = stack.enter_context(
+            KithServer(database_url=database_url, env={"KITH_PEERS": peer.base_url}, startup_timeout=60)
+        )
+        inbox = f"{kith.base_url}/inbox"
+        print(f"instance {kith.base_url} ({'PostgreSQL' if args.postgres else 'SQLite'}), peer {peer.base_url}")
+        body, headers = peer.signed(inbox, group_create(peer))
+        assert httpx.post(inbox, content=body, headers=headers).status_code == 202
+        person = peer.actor("/u/sam", "Person", name="Sam")
+        signed = [peer.signed(inbox, article_create(peer, person, n)) for n in range(count)]
+        idle = asyncio.run(baseline(kith.base_url, 10))
+        print(f"API while idle:          {describe(idle)}")
+        statuses, during, elapsed = asyncio.run(soak(kith.base_url, signed, args.rate))
+        print(f"sent {count} activities in {elapsed:.1f} s ({count / elapsed:.0f}/s); answers {statuses}")
+        print(f"API during the soak:     {describe(during)}")
+        print(f"p99 during / idle:       {percentile(during, 0.99) / percentile(idle, 0.99):.2f}")
+        settled = wait_for_guides(kith.base_url, count, timeout=600)
+        print(f"all {count} applied {settled:.1f} s after the last was sent")
+        counts = asyncio.run(applied_once(kith.database_url, peer))
+        print("database: " + ", ".join(f"{name} {value}" for name, value in counts.items()))
+        expected = {"inbox items": count + 1, "distinct activities": count + 1, "items done": count + 1,
+                    "guides": count, "distinct guides": count}  # fmt: skip
+        once = counts == expected and statuses == {202: count}
+        print(f"every activity applied exactly once: {'yes' if once else 'NO'}")
+        p99 = percentile(during, 0.99) * 1000
+        print(f"target: p99 under 100 ms during the soak: {'ok' if p99 < 100 else 'MISSED'} ({p99:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()

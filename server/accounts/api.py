@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts import schemas
@@ -10,6 +11,7 @@ from server.accounts.deps import require
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
 from server.openapi_docs import WRITE, problems
+from server.ratelimit import limiter_of
 from server.settings import Settings
 
 
@@ -44,9 +46,16 @@ class AccountController(Controller):
         responses=WRITE,
     )
     async def create_token(
-        self, data: schemas.TokenCreate, db: AsyncSession, settings: Settings, principal: Principal | None
+        self,
+        request: Request[Any, Any, Any],
+        data: schemas.TokenCreate,
+        db: AsyncSession,
+        settings: Settings,
+        principal: Principal | None,
     ) -> schemas.TokenCreated:
-        return await AccountService(db, settings).create_token(require(principal), data.name, data.scope)
+        principal = require(principal)
+        limiter_of(request).check("token_create", principal.username)
+        return await AccountService(db, settings).create_token(principal, data.name, data.scope)
 
     @delete("/tokens/{token_id:uuid}", operation_id="revokeToken", summary="Revoke a token at once", responses=WRITE)
     async def revoke_token(

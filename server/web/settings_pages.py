@@ -14,6 +14,7 @@ from server.accounts.security import SCOPES
 from server.accounts.service import AccountService
 from server.errors import ProblemError, forbidden, not_found
 from server.federation.peers import peer_statuses, request_sync
+from server.ratelimit import limiter_of
 from server.settings import Settings
 from server.web.core import Viewer, flash, page, see_other
 from server.web.errors import signed_in
@@ -44,6 +45,7 @@ async def tokens(request: Request[Any, Any, Any], db: AsyncSession, settings: Se
 async def token_create(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
     viewer = await _signed_in(request, db)
     data = await form_data(request)
+    limiter_of(request).check("token_create", viewer.username)
     try:
         wanted = build(TokenCreate, {"name": data.get("name", "").strip(), "scope": data.get("scope", "read")})
         created = await AccountService(db, settings).create_token(viewer.principal, wanted.name, wanted.scope)

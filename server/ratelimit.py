@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import fields
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 from typing import Any
 
 from limits import RateLimitItem, parse
@@ -168,9 +168,11 @@ def client_address(request: Request[Any, Any, Any]) -> str:
         address = ip_address(host)
     except ValueError:
         return host
-    if address.version == 6 and address.ipv4_mapped is None:
+    if isinstance(address, IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
         return f"{address.exploded[:19]}::/64"
-    return str(address.ipv4_mapped or address)
+    return str(address)
 
 
 def person_or_address(request: Request[Any, Any, Any], username: str | None) -> str:

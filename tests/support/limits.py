@@ -20,3 +20,13 @@ ROOMY = RateLimits(
 
 # The same, as a server process reads them.
 ROOMY_ENV = {f"KITH_LIMIT_{name.upper()}": value for name, value in asdict(ROOMY).items()}
+
+
+class Clock:
+    """A clock for a Limiter that tests move by hand: a window passes without waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from server.app import create_app
 from server.ratelimit import Limiter
 from server.settings import RateLimits, Settings
+from tests.support.limits import Clock
 from tests.web.conftest import PASSWORD, csrf_token, sign_in, submit
 
 HX = {"HX-Request": "true"}
@@ -28,14 +29,6 @@ LOW = RateLimits(
     preview="3/minute",
     inbox="3/minute",
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

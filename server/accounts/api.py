@@ -43,7 +43,7 @@ class AccountController(Controller):
         "/tokens",
         operation_id="createToken",
         summary="Create an API token; the secret is shown only here",
-        responses=WRITE,
+        responses={**WRITE, **problems(429)},
     )
     async def create_token(
         self,

@@ -65,7 +65,7 @@ class SearchController(Controller):
         "/api/v1/search",
         operation_id="search",
         summary="Search guides and offers, local and federated, with highlights and facets",
-        responses=problems(503),
+        responses=problems(429, 503),
     )
     async def search(
         self,

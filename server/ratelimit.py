@@ -8,8 +8,9 @@ limits are named, and each entry point asks for its own with the key it knows (`
 
 The counting is `limits`' fixed window (FixedWindowRateLimiter): one counter per key, whose window starts at
 its first hit. Its storage is our own, `BoundedMemory`, rather than `limits.storage.MemoryStorage`, which
-sweeps every key from a timer thread it restarts every 10 ms while hits arrive, and only drops expired keys
-when such a sweep runs (its moving-window entries are never dropped at all). BoundedMemory drops a key when
+walks every key from a timer thread it starts anew every 10 ms while hits arrive, has no cap, and keeps the
+keys of its moving windows for good once they empty (limits 5.8). BoundedMemory
+implements the same Storage interface, so the strategy is the library's own; it drops a key when
 it is read after its window, sweeps the expired ones every so many new keys, and never holds more than
 `max_keys`: a flood of new keys (addresses, made-up account names) evicts the oldest windows instead of
 growing the process. The clock is a parameter so that tests move time instead of sleeping.

@@ -94,9 +94,9 @@ def test_limits_and_trusted_proxies_come_from_the_config_file_and_the_environmen
     settings = load_settings(config, env={"KITH_LIMIT_SEARCH": "7/minute"})
     assert settings.rate_limits.search == "7/minute" and settings.rate_limits.inbox == "50 per second"
     assert settings.rate_limits.preview == RateLimits().preview
-    assert settings.trusted_proxies == ("10.0.0.0/8", "::1")
+    assert settings.trusted_proxies == ("10.0.0.0/8", "::1/128")
     assert load_settings(config, env={"KITH_TRUSTED_PROXIES": ""}).trusted_proxies == ()
-    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).trusted_proxies == ("127.0.0.1", "::1")
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).trusted_proxies == ("127.0.0.1/32", "::1/128")
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_limits_and_trusted_proxies_come_from_the_config_file_and_the_environmen
         ('[limits]\nsearch = "often"\n', {}, "limits.search (KITH_LIMIT_SEARCH) must be a rate"),
         ('[limits]\nsearhc = "5/minute"\n', {}, "unknown key 'searhc' in [limits]"),
         ("", {"KITH_LIMIT_INBOX": "5/fortnight"}, "limits.inbox"),
-        ('trusted_proxies = ["proxy.local"]\n', {}, "trusted_proxies (KITH_TRUSTED_PROXIES) has 'proxy.local'"),
+        ('trusted_proxies = ["proxy.local"]\n', {}, "(KITH_TRUSTED_PROXIES) has a bad network 'proxy.local'"),
         ("", {"KITH_TRUSTED_PROXIES": "10.0.0.0/33"}, "trusted_proxies"),
     ],
 )

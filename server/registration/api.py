@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.deps import require, require_writer
 from server.accounts.security import Principal
 from server.openapi_docs import WRITE, problems
+from server.ratelimit import client_address, limiter_of
 from server.registration import schemas
 from server.registration.invites import InviteService
 from server.registration.service import RegistrationService
@@ -28,11 +30,12 @@ class RegistrationController(Controller):
             "`open`: anyone. An invite to a community also makes the new person its member."
         ),
         security=[{}],
-        responses=problems(403, 404, 409, 413),
+        responses=problems(403, 404, 409, 413, 429),
     )
     async def create_account(
-        self, data: schemas.AccountCreate, db: AsyncSession, settings: Settings
+        self, request: Request[Any, Any, Any], data: schemas.AccountCreate, db: AsyncSession, settings: Settings
     ) -> schemas.Account:
+        limiter_of(request).check("registration", client_address(request))
         return await RegistrationService(db, settings).sign_up(data)
 
     @get(

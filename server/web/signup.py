@@ -9,6 +9,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.errors import ProblemError
+from server.ratelimit import client_address, limiter_of
 from server.registration.invites import InviteService, UsableInvite
 from server.registration.rules import closed_problem, invite_needed_problem
 from server.registration.schemas import AccountCreate
@@ -64,6 +65,7 @@ async def join_form(code: str, request: Request[Any, Any, Any], db: AsyncSession
 @post("/signup", name="signup_submit")
 async def signup_submit(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template | Redirect:
     data = await form_data(request)
+    limiter_of(request).check("registration", client_address(request))
     code = data.get("invite", "").strip()
     values = {name: data.get(name, "") for name in _FIELDS}
     invite = None

@@ -285,3 +285,20 @@ def test_racing_sign_ups_take_exactly_the_invites_uses(in_mode, settings, admin,
         lambda s: s.scalar(select(func.count()).select_from(Membership).join(User).where(User.username.in_(names))),
     )
     assert members == 3
+
+
+def test_sign_ups_are_rate_limited_per_address_and_a_refused_one_writes_nothing(settings):
+    from tests.support.limits import ROOMY
+
+    strict = replace(settings, registration="open", rate_limits=replace(ROOMY, registration="2/hour"))
+    names = [_name() for _ in range(3)]
+    with TestClient(app=create_app(strict), base_url=settings.base_url) as client:
+        statuses = [
+            client.post("/api/v1/accounts", json={"username": name, "password": PASSWORD}).status_code
+            for name in names[:2]
+        ]
+        refused = client.post("/api/v1/accounts", json={"username": names[2], "password": PASSWORD})
+    assert statuses == [201, 201]
+    assert _is_problem(refused, 429)["detail"].startswith("Too many sign-ups")
+    assert int(refused.headers["retry-after"]) > 0
+    assert _user(settings, names[2]) is None

@@ -15,14 +15,14 @@ MAX_LINES = 400
 OWNERS = {
     "accounts": {"User", "ApiToken", "OIDCIdentity", "WebSession"},
     "communities": {"Community", "Membership"},
-    "guides": {"Guide", "GuideRevision"},
+    "guides": {"Guide", "GuideRevision", "GuideUpstream"},
     "mentorship": {"MentorshipOffer", "MentorshipRequest"},
 }
 # Names code gives to a loaded row of those models: an attribute assigned on one of them is a write.
 ROW_NAMES = {
     "accounts": {"user", "token", "identity", "web_session"},
     "communities": {"community", "membership"},
-    "guides": {"guide", "revision"},
+    "guides": {"guide", "revision", "upstream"},
     "mentorship": {"offer", "request"},
 }
 

@@ -215,24 +215,25 @@ def _adaptation_of(row: Sequence[Any]) -> schemas.Adaptation:
 
 
 async def links(
-    run: Run, guides: Sequence[schemas.Guide]
+    run: Run, guides: Sequence[tuple[UUID, str, str | None]]
 ) -> tuple[dict[UUID, schemas.Upstream], dict[str, list[schemas.Adaptation]]]:
-    """The upstream of each guide that adapts another, and the adaptations of each, by guide id and uri."""
+    """The upstream of each guide that adapts another, and the adaptations of each, by guide id and uri;
+    `guides` are (id, uri, derived_from)."""
     upstreams: dict[UUID, schemas.Upstream] = {}
     adaptations: dict[str, list[schemas.Adaptation]] = {}
     if not guides:
         return upstreams, adaptations
-    derived = [guide.id for guide in guides if guide.derived_from]
+    derived = [guide_id for guide_id, _, derived_from in guides if derived_from]
     if derived:
         for row in await run(UPSTREAMS, {"ids": derived}):
             upstreams[row[0]] = _upstream_of(row)
-    for row in await run(ADAPTATIONS, {"uris": [guide.uri for guide in guides]}):
+    for row in await run(ADAPTATIONS, {"uris": [uri for _, uri, _ in guides]}):
         adaptations.setdefault(row[0], []).append(_adaptation_of(row))
     return upstreams, adaptations
 
 
 async def with_links(run: Run, guides: list[schemas.Guide]) -> list[schemas.Guide]:
-    upstreams, adaptations = await links(run, guides)
+    upstreams, adaptations = await links(run, [(guide.id, guide.uri, guide.derived_from) for guide in guides])
     return [
         msgspec.structs.replace(guide, upstream=upstreams.get(guide.id), adaptations=adaptations.get(guide.uri, []))
         for guide in guides

@@ -26,6 +26,7 @@ from server.settings import Settings
 from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
 from server.web.errors import signed_in
 from server.web.forms import build, field_errors, form_data, labels
+from server.web.upstream import adapt_context
 
 
 async def _find(db: AsyncSession, settings: Settings, ref: str, guide_slug: str, viewer: Viewer | None) -> Guide:
@@ -83,12 +84,20 @@ async def guide_show(ref: str, guide_slug: str, request: Request[Any, Any, Any])
             guide = await _find(db, settings, ref, guide_slug, viewer)
             shown = to_schema(guide)
             can_edit = await _may_edit(db, settings, viewer, guide)
-    context = {"guide": shown, "can_edit": can_edit, "ref": ref}
+    context = {
+        "guide": shown,
+        "can_edit": can_edit,
+        "ref": ref,
+        **await adapt_context(request, shown, viewer, can_edit),
+    }
     return await page(request, None, "guides/show", context, title=shown.title)
 
 
 def _editor_context(ref: str, form: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"ref": ref, "form": form, "errors": {}, "preview_html": "", "conflict": None, "guide": None, **extra}
+    return {
+        "ref": ref, "form": form, "errors": {}, "preview_html": "", "conflict": None, "guide": None, "merge": None,
+        **extra,
+    }  # fmt: skip
 
 
 @get("/c/{ref:str}/new-guide", name="guide_new")
@@ -158,9 +167,10 @@ async def guide_update(
     # The revision the editor started from: if someone saved since, the service refuses (412).
     if_match = make_etag(guide.id.hex[:12], data.get("revision", ""))
     try:
-        payload = build(
-            schemas.GuideUpdate, {**_guide_fields(data), "summary_of_change": data.get("summary_of_change", "")}
-        )
+        fields = {**_guide_fields(data), "summary_of_change": data.get("summary_of_change", "")}
+        if data.get("upstream_revision", "").isdigit():  # the save of a merge with the upstream's change
+            fields["upstream_revision"] = int(data["upstream_revision"])
+        payload = build(schemas.GuideUpdate, fields)
         guide = await GuideService(db, settings).update(viewer.principal, guide.id, payload, if_match)
     except ProblemError as exc:
         if exc.status == 412:

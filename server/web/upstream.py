@@ -50,9 +50,7 @@ async def adapt_context(
                 context["adapt_targets"] = targets
             except ProblemError as exc:
                 if targets:  # said before anyone tries
-                    context["adapt_error"] = (
-                        f"This guide cannot be adapted: {exc.errors[0].message if exc.errors else exc.detail}."
-                    )
+                    context["adapt_error"] = cannot_adapt(exc)
     return context
 
 

@@ -14,6 +14,7 @@ import pytest
 from tests.support import postgres
 from tests.support.server import KithServer, free_port
 from tests.support.wait import eventually
+from tests.web.conftest import csrf_token
 
 TEXT = "# Release checklist\n\n1. Tag the release\n2. Write the notes\n3. Announce it\n\nThanks for helping.\n"
 AS2 = "application/activity+json"
@@ -79,6 +80,15 @@ def pair(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side]]:
         finally:
             b.close()
             a.close()
+
+
+def _signed_in_page(side: Side, path: str) -> str:
+    """The page as the instance's admin sees it in a browser: signed in through the login form."""
+    with httpx.Client(base_url=side.server.base_url, timeout=10) as browser:
+        form = {"username": "admin", "password": side.server.admin_password}
+        token = csrf_token(browser.get("/login").text)
+        assert browser.post("/login", data={**form, "_csrf_token": token}).status_code in (200, 303)
+        return browser.get(path).text
 
 
 def _copy_on(side: Side, uri: str) -> dict[str, Any] | None:
@@ -149,6 +159,8 @@ def test_upstream_edits_arrive_and_merge_cleanly_then_with_conflicts(pair):
     )
     url = f"/guides/{adapted['id']}"
     eventually(lambda: b.get(url)["upstream"]["changed"], message="B did not hear of the upstream's edit")
+    page = _signed_in_page(b, f"/c/adopters/guides/{adapted['slug']}")
+    assert "The upstream has changed since you adapted it" in page and "4. Celebrate" in page
     change = b.get(f"{url}/upstream")
     assert change["base_revision"] == 1 and change["current_revision"] == 2 and change["conflicts"] == 0
     assert "+4. Celebrate" in change["diff"]

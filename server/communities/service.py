@@ -83,6 +83,16 @@ class CommunityService:
             raise forbidden("This community lives on another instance; change it there.")
         return community
 
+    async def joined(self, principal: Principal) -> list[Community]:
+        """The local communities `principal` is a member of, by name."""
+        rows = await self.session.scalars(
+            select(Community)
+            .join(Membership, Membership.community_id == Community.id)
+            .where(Membership.user_id == principal.user_id, Community.local.is_(True), Community.deleted_at.is_(None))
+            .order_by(Community.name)
+        )
+        return list(rows)
+
     async def to_schemas(self, communities: list[Community]) -> list[schemas.Community]:
         stats: dict[uuid.UUID, schemas.CommunityStats] = {}
         if communities:

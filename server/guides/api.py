@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.deps import provide_principal, require, require_writer
 from server.accounts.security import Principal
+from server.errors import conflict
 from server.guides import schemas
-from server.guides.queries import GuideReads, etag, to_schema
+from server.guides.queries import GuideReads, etag
 from server.guides.service import GuideService
 from server.openapi_docs import READ, WRITE, problems
 from server.pagination import link_header
@@ -50,8 +51,10 @@ class GuideController(Controller):
         self, slug: str, data: schemas.GuideCreate, db: AsyncSession, settings: Settings,
         principal: Principal | None,
     ) -> Response[schemas.Guide]:  # fmt: skip
-        guide = await GuideService(db, settings).create(require(principal), slug, data)
-        return Response(to_schema(guide), status_code=201, headers={"ETag": etag(guide), "Location": guide.url})
+        service = GuideService(db, settings)
+        guide = await service.create(require(principal), slug, data)
+        headers = {"ETag": etag(guide), "Location": guide.url}
+        return Response(await service.schema(guide), status_code=201, headers=headers)
 
     @get("/api/v1/guides/{guide_id:uuid}", operation_id="getGuide", summary="Get a guide", responses=problems(404))
     async def get_guide(self, guide_id: UUID, request: Request[Any, Any, Any]) -> Response[schemas.Guide]:
@@ -70,8 +73,9 @@ class GuideController(Controller):
         self, guide_id: UUID, data: schemas.GuideUpdate, db: AsyncSession, settings: Settings,
         principal: Principal | None, if_match: str | None = Parameter(header="If-Match", default=None),
     ) -> Response[schemas.Guide]:  # fmt: skip
-        guide = await GuideService(db, settings).update(require_writer(principal), guide_id, data, if_match)
-        return Response(to_schema(guide), headers={"ETag": etag(guide)})
+        service = GuideService(db, settings)
+        guide = await service.update(require_writer(principal), guide_id, data, if_match)
+        return Response(await service.schema(guide), headers={"ETag": etag(guide)})
 
     @delete("/api/v1/guides/{guide_id:uuid}", operation_id="deleteGuide", summary="Delete a guide", responses=WRITE)
     async def delete_guide(
@@ -96,3 +100,40 @@ class GuideController(Controller):
         self, guide_id: UUID, number: int, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> schemas.RevisionDetail:
         return await GuideService(db, settings).revision(guide_id, number, principal)
+
+    @get(
+        "/api/v1/guides/{guide_id:uuid}/upstream", operation_id="getGuideUpstream",
+        summary="What changed in the guide an adaptation adapts, and its merge into the adaptation",
+        responses=problems(404),
+    )  # fmt: skip
+    async def get_upstream(
+        self, guide_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> schemas.UpstreamChange:
+        return await GuideService(db, settings).upstream_change(guide_id, principal)
+
+    @post(
+        "/api/v1/guides/{guide_id:uuid}/upstream/merge", operation_id="mergeGuideUpstream", status_code=200,
+        summary="Take the upstream's change into the adaptation (author or moderator); 409 on conflicts",
+        responses=WRITE,
+    )  # fmt: skip
+    async def merge_upstream(
+        self, guide_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> Response[schemas.Guide]:
+        service = GuideService(db, settings)
+        guide, merged = await service.take_upstream(require_writer(principal), guide_id)
+        if merged.conflicts:
+            raise conflict(
+                f"The upstream's change conflicts with this adaptation's own edits in {merged.conflicts} place(s): "
+                "GET its upstream for `merged_markdown`, resolve the conflict blocks and PATCH the text with "
+                f"`upstream_revision: {merged.revision}`."
+            )
+        return Response(await service.schema(guide), headers={"ETag": etag(guide)})
+
+    @post(
+        "/api/v1/guides/{guide_id:uuid}/upstream/dismiss", operation_id="dismissGuideUpstream", status_code=200,
+        summary="Hide the upstream's change until its next revision (author or moderator)", responses=WRITE,
+    )  # fmt: skip
+    async def dismiss_upstream(
+        self, guide_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> schemas.UpstreamChange:
+        return await GuideService(db, settings).dismiss_upstream(require_writer(principal), guide_id)

@@ -21,7 +21,7 @@ from server.communities.service import community_ref
 from server.db import fetch_all
 from server.errors import not_found
 from server.etags import make_etag
-from server.guides import rules, schemas
+from server.guides import adaptation, rules, schemas
 from server.markdown import render
 from server.models import Community, Guide, GuideRevision, Membership, User
 from server.pagination import keyset_bound, keyset_params, split_page
@@ -260,7 +260,11 @@ class GuideReads:
         )  # fmt: skip
         # Newest published guides, no filter but the page: the listing index read in order, a quick read.
         quick = status == "published" and not (community or tag or author or instance or origin != "all")
-        return _page(await fetch_all(self.engine, statement, params, quick=quick), limit)
+        items, next_cursor = _page(await fetch_all(self.engine, statement, params, quick=quick), limit)
+        return await adaptation.with_links(self._run, items), next_cursor
+
+    async def _run(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        return await fetch_all(self.engine, statement, params)
 
     async def get(self, guide_id: UUID, principal: Principal | None) -> schemas.Guide:
         """The guide as GuideService.get finds it: 404 if deleted, or a draft the principal may not edit."""
@@ -271,7 +275,7 @@ class GuideReads:
         guide = _guide_of(one)
         if guide.status == "draft" and not await self._may_edit(principal, one.author_id, one.community_id):
             raise not_found("Guide")  # a draft's existence is nobody else's business
-        return guide
+        return (await adaptation.with_links(self._run, [guide]))[0]
 
     async def _may_edit(self, principal: Principal | None, author_id: UUID, community_id: UUID) -> bool:
         known = rules.edit_right(principal, author_id)

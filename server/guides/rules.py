@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -17,6 +18,11 @@ MAX_TITLE = 200
 MAX_SUMMARY = 500
 MAX_LICENSE = 64
 MAX_BODY_BYTES = 200 * 1024
+DEFAULT_LICENSE = "CC-BY-4.0"
+# The labels of the conflict blocks a taken upstream change leaves in the editor (see adaptation.merge).
+OURS_LABEL = "your text"
+THEIRS_LABEL = "upstream revision"
+_CONFLICT_LINE = re.compile(rf"^(<{{7}} {OURS_LABEL}|>{{7}} {THEIRS_LABEL} \d+)[ \t]*\r?$", re.MULTILINE)
 
 
 def title(value: str) -> str:
@@ -106,3 +112,37 @@ def remote_fields(remote: schemas.RemoteGuide, revision: int) -> dict[str, Any]:
         "url": remote.url,
         "updated_at": remote.updated or remote.published or utcnow(),
     }
+
+
+# adaptations
+
+
+def _license_terms(license: str) -> set[str]:
+    return {term for term in re.split(r"[^A-Z0-9]+", license.upper()) if term}
+
+
+def adaptable(license: str) -> None:
+    """A guide whose license forbids derivatives (Creative Commons ND, or all rights reserved) is not adapted."""
+    if "ND" in _license_terms(license) or "allrightsreserved" in re.sub(r"[^a-z]", "", license.lower()):
+        raise invalid("derived_from", f"the original's license ({license}) does not allow adaptations")
+
+
+def adaptation_license(upstream_license: str, requested: str | None) -> str:
+    """A share-alike original (CC-BY-SA, CC-BY-NC-SA) makes its adaptations keep its license, at every edit."""
+    if "SA" in _license_terms(upstream_license):
+        if requested is not None and requested != upstream_license:
+            raise invalid(
+                "license", f"must stay {upstream_license}: the original is share-alike, so its adaptations keep it"
+            )
+        return upstream_license
+    return requested or DEFAULT_LICENSE
+
+
+def no_conflict_blocks(markdown: str) -> None:
+    """A merge's conflict blocks are resolved by a person before the text is saved."""
+    if _CONFLICT_LINE.search(markdown):
+        raise invalid(
+            "body_markdown",
+            "still has conflict blocks from the upstream change: keep the lines you want from each side and remove "
+            f"the “<<<<<<< {OURS_LABEL}”, “=======” and “>>>>>>> {THEIRS_LABEL}” lines",
+        )

@@ -19,12 +19,15 @@ Status = Literal["draft", "published"]
 
 
 class GuideCreate(msgspec.Struct):
-    title: Title
-    body_markdown: Markdown
-    summary: Summary = ""
-    tags: Tags = msgspec.field(default_factory=list)
-    license: License = "CC-BY-4.0"
-    status: Status = "published"
+    """With `derived_from` (the uri of a guide known here), an adaptation: what is left out is copied from it,
+    and it starts as a draft. Without, `title` and `body_markdown` are required."""
+
+    title: Title | None = None
+    body_markdown: Markdown | None = None
+    summary: Summary | None = None
+    tags: Tags | None = None
+    license: License | None = None  # "CC-BY-4.0", or the original's when it is share-alike
+    status: Status | None = None  # "published", or "draft" for an adaptation
     derived_from: HttpUrl | None = None
 
 
@@ -36,6 +39,8 @@ class GuideUpdate(msgspec.Struct):
     license: License | msgspec.UnsetType = msgspec.UNSET
     status: Status | msgspec.UnsetType = msgspec.UNSET
     summary_of_change: Annotated[str, msgspec.Meta(max_length=300)] = ""
+    # An adaptation's save that takes the upstream up to this revision (after resolving a merge's conflicts).
+    upstream_revision: Annotated[int, msgspec.Meta(ge=1)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Origin(msgspec.Struct):
@@ -43,6 +48,49 @@ class Origin(msgspec.Struct):
     uri: str
     url: str
     former_peer: bool = False
+
+
+class Upstream(msgspec.Struct):
+    """The guide an adaptation adapts, with the attribution its license asks for. `base_revision` is the upstream
+    revision it was last based on (null for a peer's adaptation, whose base its own instance keeps); `changed`
+    says the upstream has a newer revision that was neither taken nor dismissed."""
+
+    uri: str
+    base_revision: int | None
+    current_revision: int | None
+    changed: bool
+    deleted: bool
+    title: str
+    url: str
+    community: str
+    community_url: str
+    instance: str
+    author: str
+    author_url: str
+    license: str
+
+
+class Adaptation(msgspec.Struct):
+    uri: str
+    url: str
+    title: str
+    community: CommunityRef
+    instance: str
+
+
+class UpstreamChange(msgspec.Struct):
+    """What changed upstream since the adaptation's base: a unified diff of the text, and the three-way merge of
+    that change into the adaptation's own text (`conflicts` blocks in `merged_markdown` to resolve by hand)."""
+
+    uri: str
+    base_revision: int
+    current_revision: int | None
+    changed: bool
+    deleted: bool
+    diff: str
+    merged_title: str
+    merged_markdown: str
+    conflicts: int
 
 
 class Guide(msgspec.Struct):
@@ -65,6 +113,8 @@ class Guide(msgspec.Struct):
     derived_from: str | None
     created_at: datetime
     updated_at: datetime
+    upstream: Upstream | None = None
+    adaptations: list[Adaptation] = msgspec.field(default_factory=list)
 
 
 class GuidePage(msgspec.Struct):

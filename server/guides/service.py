@@ -16,11 +16,11 @@ from server.communities.service import CommunityService
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, invalid, not_found
 from server.etags import check_if_match
-from server.guides import rules, schemas
+from server.guides import adaptation, rules, schemas
 from server.guides.batch import RemoteGuideBatch
-from server.guides.queries import etag, revision_detail
+from server.guides.queries import etag, revision_detail, to_schema
 from server.markdown import render
-from server.models import Community, Guide, GuideRevision, User
+from server.models import Community, Guide, GuideRevision, GuideUpstream, User
 from server.refs import key_of
 from server.rules import is_news, normalize_labels
 from server.settings import Settings, host_of
@@ -86,6 +86,12 @@ class GuideService:
     async def create(self, principal: Principal, community_ref_: str, data: schemas.GuideCreate) -> Guide:
         community = await self.communities.get_local(community_ref_)
         await self.communities.require_member(principal, community)
+        upstream = None
+        if data.derived_from is not None:
+            found = await self.session.scalar(select(Guide).where(Guide.uri == data.derived_from))
+            upstream = adaptation.check_source(found, community)
+        data = adaptation.starting_point(data, upstream)
+        assert data.title is not None and data.body_markdown is not None and data.tags is not None
         tags = normalize_labels("tags", data.tags)
         body_html = render(data.body_markdown)
         rules.body(data.body_markdown, body_html)
@@ -97,14 +103,16 @@ class GuideService:
         guide = Guide(
             id=guide_id, uri=f"{self.settings.base_url}/guides/{guide_id}",
             url=f"{self.settings.base_url}/c/{community.slug}/guides/{slug}", community=community,
-            author=author, slug=slug, title=title, summary=rules.summary(data.summary),
+            author=author, slug=slug, title=title, summary=rules.summary(data.summary or ""),
             body_markdown=data.body_markdown, body_html=body_html, tags=tags,
             tags_key=key_of(tags), license=data.license, status=data.status, revision=1, local=True,
             instance=self.settings.host, derived_from=data.derived_from, created_at=now, updated_at=now,
         )  # fmt: skip
         self.session.add(guide)
         await self.session.flush()  # the revision row references the guide row
-        self.session.add(_snapshot(guide, principal.user_id, "Created"))
+        self.session.add(_snapshot(guide, principal.user_id, "Adapted" if upstream else "Created"))
+        if upstream is not None:
+            self.session.add(adaptation.upstream_row(guide.id, upstream))
         await changes.record(self.session, self.settings, "Create", guide, public=rules.is_public(guide.status))
         await self.session.commit()
         return guide
@@ -115,6 +123,7 @@ class GuideService:
         guide = await self.get(guide_id, principal)
         await self._require_edit(principal, guide)
         check_if_match(if_match, etag(guide))
+        await self._keep_upstream_rules(guide, data)
         was_public = rules.is_public(guide.status)
         if data.title is not msgspec.UNSET:
             guide.title = rules.title(data.title)
@@ -139,6 +148,76 @@ class GuideService:
         await changes.record(self.session, self.settings, verb, guide, public=was_public or now_public)  # type: ignore[arg-type]
         await self.session.commit()
         return guide
+
+    async def _keep_upstream_rules(self, guide: Guide, data: schemas.GuideUpdate) -> None:
+        """An adaptation keeps a share-alike original's license and saves no conflict blocks; a save that takes the
+        upstream (`upstream_revision`) moves its base to that revision, which must still be the upstream's."""
+        row = await self.session.get(GuideUpstream, guide.id) if guide.derived_from else None
+        if row is None:
+            if data.upstream_revision is not msgspec.UNSET:
+                raise invalid("upstream_revision", "this guide adapts no guide of this instance")
+            return
+        if data.license is not msgspec.UNSET:
+            rules.adaptation_license(row.license, data.license)
+        if data.body_markdown is not msgspec.UNSET:
+            rules.no_conflict_blocks(data.body_markdown)
+        if data.upstream_revision is not msgspec.UNSET:
+            upstream = await self._upstream_of(row)
+            if upstream is None or upstream.revision != data.upstream_revision:
+                raise conflict("The upstream changed again since this merge: take its change once more.")
+            adaptation.rebase(row, upstream)
+
+    async def _upstream_of(self, row: GuideUpstream) -> Guide | None:
+        upstream = await self.session.scalar(select(Guide).where(Guide.uri == row.uri))
+        return upstream if adaptation.is_available(upstream) else None
+
+    async def _adaptation(self, guide: Guide) -> tuple[GuideUpstream, Guide | None]:
+        row = await self.session.get(GuideUpstream, guide.id) if guide.local else None
+        if row is None:
+            raise not_found("An upstream of this guide")
+        return row, await self._upstream_of(row)
+
+    async def upstream_change(self, guide_id: UUID, principal: Principal | None) -> schemas.UpstreamChange:
+        guide = await self.get(guide_id, principal)
+        row, upstream = await self._adaptation(guide)
+        return adaptation.upstream_change(row, guide, upstream)
+
+    async def take_upstream(self, principal: Principal, guide_id: UUID) -> tuple[Guide, adaptation.Merged]:
+        """Merge the upstream's change into the adaptation's text: saved as a revision when it merges cleanly;
+        with conflicts nothing is saved and the merged text, conflict blocks and all, is for a person to resolve."""
+        guide = await self.get(guide_id, principal)
+        await self._require_edit(principal, guide)
+        row, upstream = await self._adaptation(guide)
+        if upstream is None:
+            raise conflict("The original of this adaptation was deleted: there is no change to take.")
+        if upstream.revision <= row.base_revision:
+            raise conflict("The upstream has not changed since this adaptation was last based on it.")
+        merged = adaptation.merge(row, guide, upstream)
+        if merged.conflicts:
+            return guide, merged
+        change = schemas.GuideUpdate(
+            title=merged.title, body_markdown=merged.markdown, upstream_revision=upstream.revision,
+            summary_of_change=f"Took upstream revision {upstream.revision}",
+        )  # fmt: skip
+        return await self.update(principal, guide.id, change, None), merged
+
+    async def dismiss_upstream(self, principal: Principal, guide_id: UUID) -> schemas.UpstreamChange:
+        """Hide the upstream's change until its next revision."""
+        guide = await self.get(guide_id, principal)
+        await self._require_edit(principal, guide)
+        row, upstream = await self._adaptation(guide)
+        if upstream is not None:
+            row.dismissed_revision = upstream.revision
+        await self.session.commit()
+        return adaptation.upstream_change(row, guide, upstream)
+
+    async def schema(self, guide: Guide) -> schemas.Guide:
+        """The guide's API schema, with its upstream and its adaptations."""
+
+        async def run(statement, params):  # type: ignore[no-untyped-def]
+            return (await self.session.execute(statement, params)).all()
+
+        return (await adaptation.with_links(run, [to_schema(guide)]))[0]
 
     async def delete(self, principal: Principal, guide_id: UUID) -> None:
         guide = await self.get(guide_id, principal)

@@ -3,7 +3,7 @@
 from server.models.accounts import ApiToken, Membership, User
 from server.models.communities import Community
 from server.models.federation import Activity, ActorKey, DeletedObject, Delivery, InboxItem, Job, Peer
-from server.models.guides import Guide, GuideRevision
+from server.models.guides import Guide, GuideRevision, GuideUpstream
 from server.models.mentorship import MentorshipOffer, MentorshipRequest
 from server.models.oidc import OIDCIdentity
 from server.models.registration import Invite
@@ -18,6 +18,7 @@ __all__ = [
     "Delivery",
     "Guide",
     "GuideRevision",
+    "GuideUpstream",
     "InboxItem",
     "Invite",
     "Job",

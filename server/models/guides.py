@@ -41,7 +41,8 @@ class Guide(Base):
     # Set when its instance is removed from peers: the entry stays, shown as from a former peer.
     former_peer: Mapped[bool] = mapped_column(default=False)
     instance: Mapped[str] = mapped_column(String(255), index=True)
-    derived_from: Mapped[str | None] = mapped_column(String(2048))
+    # The guide this one adapts (its uri): indexed, since the origin lists the guides that adapt it.
+    derived_from: Mapped[str | None] = mapped_column(String(2048), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
@@ -68,3 +69,26 @@ class GuideRevision(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     author: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class GuideUpstream(Base):
+    """What a local adaptation was based on: the upstream's revision and text at that point (a peer's guide keeps
+    no revisions here, so the text is kept to diff and merge against), and the attribution its license asks for."""
+
+    __tablename__ = "guide_upstreams"
+
+    guide_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("guides.id", ondelete="CASCADE"), primary_key=True)
+    uri: Mapped[str] = mapped_column(String(2048), index=True)
+    base_revision: Mapped[int]
+    base_title: Mapped[str] = mapped_column(String(200))
+    base_body: Mapped[str] = mapped_column(Text)
+    # "Dismiss until the next change": the upstream revision the members chose not to take.
+    dismissed_revision: Mapped[int | None]
+    url: Mapped[str] = mapped_column(String(2048))
+    community_name: Mapped[str] = mapped_column(String(100))
+    community_url: Mapped[str] = mapped_column(String(2048))
+    instance: Mapped[str] = mapped_column(String(255))
+    author_name: Mapped[str] = mapped_column(String(100))
+    author_url: Mapped[str] = mapped_column(String(2048))
+    license: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

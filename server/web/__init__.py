@@ -17,6 +17,7 @@ from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
 
 from server.settings import Settings
+from server.web.adapt import adapt_handlers
 from server.web.auth import auth_handlers
 from server.web.communities import community_handlers
 from server.web.errors import WEB_EXCEPTION_HANDLERS
@@ -53,6 +54,7 @@ web_router = Router(
     route_handlers=[
         *community_handlers,
         *guide_handlers,
+        *adapt_handlers,
         *mentorship_handlers,
         *search_handlers,
         *auth_handlers,

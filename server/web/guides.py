@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from litestar import Request, get, post
@@ -17,6 +16,7 @@ from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
 from server.etags import make_etag
 from server.guides import rules, schemas
+from server.guides.diffs import line_diff
 from server.guides.queries import PUBLISHED_GUIDE, GuideView, guide_view, to_schema
 from server.guides.service import GuideService
 from server.markdown import render
@@ -27,6 +27,7 @@ from server.settings import Settings
 from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
 from server.web.errors import signed_in
 from server.web.forms import build, field_errors, form_data, labels
+from server.web.upstream import adapt_context
 
 
 async def _find(db: AsyncSession, settings: Settings, ref: str, guide_slug: str, viewer: Viewer | None) -> Guide:
@@ -84,12 +85,20 @@ async def guide_show(ref: str, guide_slug: str, request: Request[Any, Any, Any])
             guide = await _find(db, settings, ref, guide_slug, viewer)
             shown = to_schema(guide)
             can_edit = await _may_edit(db, settings, viewer, guide)
-    context = {"guide": shown, "can_edit": can_edit, "ref": ref}
+    context = {
+        "guide": shown,
+        "can_edit": can_edit,
+        "ref": ref,
+        **await adapt_context(request, shown, viewer, can_edit),
+    }
     return await page(request, None, "guides/show", context, title=shown.title)
 
 
 def _editor_context(ref: str, form: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"ref": ref, "form": form, "errors": {}, "preview_html": "", "conflict": None, "guide": None, **extra}
+    return {
+        "ref": ref, "form": form, "errors": {}, "preview_html": "", "conflict": None, "guide": None, "merge": None,
+        **extra,
+    }  # fmt: skip
 
 
 @get("/c/{ref:str}/new-guide", name="guide_new")
@@ -161,9 +170,10 @@ async def guide_update(
     # The revision the editor started from: if someone saved since, the service refuses (412).
     if_match = make_etag(guide.id.hex[:12], data.get("revision", ""))
     try:
-        payload = build(
-            schemas.GuideUpdate, {**_guide_fields(data), "summary_of_change": data.get("summary_of_change", "")}
-        )
+        fields = {**_guide_fields(data), "summary_of_change": data.get("summary_of_change", "")}
+        if data.get("upstream_revision", "").isdigit():  # the save of a merge with the upstream's change
+            fields["upstream_revision"] = int(data["upstream_revision"])
+        payload = build(schemas.GuideUpdate, fields)
         guide = await GuideService(db, settings).update(viewer.principal, guide.id, payload, if_match)
     except ProblemError as exc:
         if exc.status == 412:
@@ -211,28 +221,11 @@ async def guide_revisions(
     if revisions and older_number != newer:
         left = await service.revision(guide.id, older_number, principal)
         right = await service.revision(guide.id, newer, principal)
-        diff = _diff(left.body_markdown, right.body_markdown)
+        diff = line_diff(left.body_markdown, right.body_markdown)
         if left.title != right.title:
             diff.insert(0, {"kind": "note", "text": f"Title: “{left.title}” → “{right.title}”"})
     context = {"guide": to_schema(guide), "revisions": revisions, "older": older_number, "newer": newer, "diff": diff}
     return await page(request, db, "guides/revisions", context, title=f"Revisions of {guide.title}")
-
-
-def _diff(old: str, new: str) -> list[dict[str, str]]:
-    """Line diff for people: removed and added lines, with a little context, no patch syntax."""
-    lines: list[dict[str, str]] = []
-    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=2):
-        if line.startswith(("---", "+++")):
-            continue
-        if line.startswith("@@"):
-            lines.append({"kind": "hunk", "text": "…"})
-        elif line.startswith("+"):
-            lines.append({"kind": "added", "text": line[1:]})
-        elif line.startswith("-"):
-            lines.append({"kind": "removed", "text": line[1:]})
-        else:
-            lines.append({"kind": "context", "text": line[1:]})
-    return lines
 
 
 def _guide_fields(data: dict[str, str]) -> dict[str, Any]:

@@ -221,8 +221,11 @@ def test_reads_give_what_the_writes_gave(client, admin, people, community):
     """Reads select columns and build the schema from them; writes return the loaded Guide. Same JSON, same ETag."""
     author = people.make("author")
     join(client, admin, community, author)
-    body = {"summary": "Why and how", "tags": ["Onboarding", "people"], "derived_from": "https://example.org/g"}
-    created = _create(client, author, community, **body)
+    elsewhere = {"slug": f"e-{community['slug']}", "name": "Elsewhere"}
+    assert client.post("/api/v1/communities", json=elsewhere, headers=admin.auth).status_code == 201
+    upstream = _create(client, admin, elsewhere).json()  # what the guide adapts, known here as adaptations must be
+    body = {"summary": "Why and how", "tags": ["Onboarding", "people"], "derived_from": upstream["uri"]}
+    created = _create(client, author, community, status="published", **body)
     edited = client.patch(
         f"/api/v1/guides/{created.json()['id']}", json={"title": "Onboarding, again", "summary_of_change": "t"},
         headers={**author.auth, "If-Match": created.headers["etag"]},

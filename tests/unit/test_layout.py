@@ -15,7 +15,7 @@ MAX_LINES = 400
 OWNERS = {
     "accounts": {"User", "ApiToken", "OIDCIdentity", "WebSession"},
     "communities": {"Community", "Membership"},
-    "guides": {"Guide", "GuideRevision"},
+    "guides": {"Guide", "GuideRevision", "GuideUpstream"},
     "mentorship": {"MentorshipOffer", "MentorshipRequest"},
     "registration": {"Invite"},
 }
@@ -23,7 +23,7 @@ OWNERS = {
 ROW_NAMES = {
     "accounts": {"user", "token", "identity", "web_session"},
     "communities": {"community", "membership"},
-    "guides": {"guide", "revision"},
+    "guides": {"guide", "revision", "upstream"},
     "mentorship": {"offer", "request"},
     "registration": {"invite"},
 }

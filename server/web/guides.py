@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from litestar import Request, get, post
@@ -17,6 +16,7 @@ from server.db import fetch_all
 from server.errors import ProblemError, forbidden, not_found
 from server.etags import make_etag
 from server.guides import rules, schemas
+from server.guides.diffs import line_diff
 from server.guides.queries import PUBLISHED_GUIDE, GuideView, guide_view, to_schema
 from server.guides.service import GuideService
 from server.markdown import render
@@ -206,28 +206,11 @@ async def guide_revisions(
     if revisions and older_number != newer:
         left = await service.revision(guide.id, older_number, principal)
         right = await service.revision(guide.id, newer, principal)
-        diff = _diff(left.body_markdown, right.body_markdown)
+        diff = line_diff(left.body_markdown, right.body_markdown)
         if left.title != right.title:
             diff.insert(0, {"kind": "note", "text": f"Title: “{left.title}” → “{right.title}”"})
     context = {"guide": to_schema(guide), "revisions": revisions, "older": older_number, "newer": newer, "diff": diff}
     return await page(request, db, "guides/revisions", context, title=f"Revisions of {guide.title}")
-
-
-def _diff(old: str, new: str) -> list[dict[str, str]]:
-    """Line diff for people: removed and added lines, with a little context, no patch syntax."""
-    lines: list[dict[str, str]] = []
-    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=2):
-        if line.startswith(("---", "+++")):
-            continue
-        if line.startswith("@@"):
-            lines.append({"kind": "hunk", "text": "…"})
-        elif line.startswith("+"):
-            lines.append({"kind": "added", "text": line[1:]})
-        elif line.startswith("-"):
-            lines.append({"kind": "removed", "text": line[1:]})
-        else:
-            lines.append({"kind": "context", "text": line[1:]})
-    return lines
 
 
 def _guide_fields(data: dict[str, str]) -> dict[str, Any]:

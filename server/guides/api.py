@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.accounts.deps import provide_principal, require, require_writer
 from server.accounts.security import Principal
 from server.guides import schemas
+from server.guides.diffs import unified_diff
 from server.guides.queries import GuideReads, etag, to_schema
 from server.guides.service import GuideService
 from server.openapi_docs import READ, WRITE, problems
@@ -96,3 +97,15 @@ class GuideController(Controller):
         self, guide_id: UUID, number: int, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> schemas.RevisionDetail:
         return await GuideService(db, settings).revision(guide_id, number, principal)
+
+    @get(
+        "/api/v1/guides/{guide_id:uuid}/revisions/{older:int}/diff/{newer:int}", operation_id="diffGuideRevisions",
+        summary="A unified diff of a guide's body between two of its revisions", responses=problems(404),
+    )  # fmt: skip
+    async def diff_revisions(
+        self, guide_id: UUID, older: int, newer: int, db: AsyncSession, settings: Settings,
+        principal: Principal | None,
+    ) -> schemas.RevisionDiff:  # fmt: skip
+        left, right = await GuideService(db, settings).revision_pair(guide_id, older, newer, principal)
+        diff = unified_diff(left.body_markdown, right.body_markdown, f"revision {older}", f"revision {newer}")
+        return schemas.RevisionDiff(from_=older, to=newer, diff=diff)

@@ -20,3 +20,13 @@ def line_diff(old: str, new: str) -> list[dict[str, str]]:
         else:
             lines.append({"kind": "context", "text": line[1:]})
     return lines
+
+
+def unified_diff(old: str, new: str, old_label: str, new_label: str) -> str:
+    """The patch text tools read (`patch`, `git apply`), three lines of context, newline-terminated lines."""
+    return "".join(difflib.unified_diff(_lines(old), _lines(new), fromfile=old_label, tofile=new_label, n=3))
+
+
+def _lines(text: str) -> list[str]:
+    # Every line ends with a newline, the last included, so a text without a final newline still diffs line by line.
+    return [line + "\n" for line in text.splitlines()]

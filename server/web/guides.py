@@ -204,8 +204,7 @@ async def guide_revisions(
     older_number = older or max(1, newer - 1)
     diff: list[dict[str, str]] = []
     if revisions and older_number != newer:
-        left = await service.revision(guide.id, older_number, principal)
-        right = await service.revision(guide.id, newer, principal)
+        left, right = await service.revision_pair(guide.id, older_number, newer, principal)
         diff = line_diff(left.body_markdown, right.body_markdown)
         if left.title != right.title:
             diff.insert(0, {"kind": "note", "text": f"Title: “{left.title}” → “{right.title}”"})

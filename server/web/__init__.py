@@ -20,6 +20,7 @@ from server.settings import Settings
 from server.web.auth import auth_handlers
 from server.web.communities import community_handlers
 from server.web.errors import WEB_EXCEPTION_HANDLERS
+from server.web.feeds import feed_handlers
 from server.web.filters import register_filters
 from server.web.guides import guide_handlers
 from server.web.mentorship import mentorship_handlers
@@ -44,6 +45,8 @@ NOT_BROWSER_PATHS = [
     r"^/schema",
     r"^/healthz$",
     r"^/readyz$",
+    # Feeds are public and the same for everyone: no session is read for them, nor a CSRF cookie set.
+    r"^/feeds/",
 ]
 
 web_router = Router(
@@ -56,6 +59,7 @@ web_router = Router(
         *auth_handlers,
         *oidc_handlers,
         *settings_handlers,
+        *feed_handlers,
     ],
     exception_handlers=WEB_EXCEPTION_HANDLERS,
     include_in_schema=False,

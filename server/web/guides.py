@@ -25,6 +25,7 @@ from server.refs import split_ref
 from server.settings import Settings
 from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
 from server.web.errors import signed_in
+from server.web.feeds import guide_feeds
 from server.web.forms import build, field_errors, form_data, labels
 
 
@@ -83,7 +84,7 @@ async def guide_show(ref: str, guide_slug: str, request: Request[Any, Any, Any])
             guide = await _find(db, settings, ref, guide_slug, viewer)
             shown = to_schema(guide)
             can_edit = await _may_edit(db, settings, viewer, guide)
-    context = {"guide": shown, "can_edit": can_edit, "ref": ref}
+    context = {"guide": shown, "can_edit": can_edit, "ref": ref, "feeds": guide_feeds(shown, settings.host)}
     return await page(request, None, "guides/show", context, title=shown.title)
 
 
@@ -208,7 +209,11 @@ async def guide_revisions(
         diff = line_diff(left.body_markdown, right.body_markdown)
         if left.title != right.title:
             diff.insert(0, {"kind": "note", "text": f"Title: “{left.title}” → “{right.title}”"})
-    context = {"guide": to_schema(guide), "revisions": revisions, "older": older_number, "newer": newer, "diff": diff}
+    shown = to_schema(guide)
+    context = {
+        "guide": shown, "revisions": revisions, "older": older_number, "newer": newer, "diff": diff,
+        "feeds": guide_feeds(shown, settings.host)[:1],
+    }  # fmt: skip
     return await page(request, db, "guides/revisions", context, title=f"Revisions of {guide.title}")
 
 

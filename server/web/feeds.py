@@ -263,9 +263,8 @@ def _revision_entry(
     entry.title(f"Revision {revision.number}: {change}")
     entry.updated(_aware(revision.created_at))
     entry.published(_aware(revision.created_at))
-    compare = (
-        f"?from={before.number}&to={revision.number}" if before else f"?from={revision.number}&to={revision.number}"
-    )
+    # Each revision's changes on the revisions page; the first has nothing before it, so the history itself.
+    compare = f"?from={before.number}&to={revision.number}" if before else ""
     entry.link(href=f"{settings.base_url}{page}/revisions{compare}", rel="alternate", type="text/html")
     entry.author(name=revision.author.display_name, uri=revision.author.uri)
     parts = [f"<p>{escape(revision.title)}</p>"]

@@ -6,9 +6,11 @@ import asyncio
 import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
+from pathlib import Path
 
 import feedparser
 import pytest
+from lxml import etree
 
 from server.accounts.schemas import RemotePerson
 from server.communities.schemas import RemoteCommunity
@@ -22,6 +24,7 @@ from tests.support.html import assert_safe, elements
 
 ATOM_NS = "{http://www.w3.org/2005/Atom}"
 PEER = "peer.example"
+ATOM_SCHEMA = etree.RelaxNG(etree.parse(str(Path(__file__).parents[1] / "fixtures" / "atom.rng")))
 
 
 def _guide(client, person, community, **fields) -> dict:  # type: ignore[no-untyped-def]
@@ -44,6 +47,9 @@ def _parsed(response):  # type: ignore[no-untyped-def]
     assert response.headers["content-type"] == "application/atom+xml; charset=utf-8"
     feed = feedparser.parse(response.content)
     assert not feed.bozo, feed.get("bozo_exception")
+    # RFC 4287's own schema, stricter than a reader: feedparser forgives what it can.
+    document = etree.fromstring(response.content)
+    assert ATOM_SCHEMA.validate(document), ATOM_SCHEMA.error_log
     assert feed.version == "atom10"
     return feed
 

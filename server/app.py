@@ -36,6 +36,7 @@ from server.instance import healthz, instance, readyz
 from server.jobs import Worker
 from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
+from server.ratelimit import Limiter
 from server.search.api import SearchController
 from server.search.indexing import Indexer
 from server.settings import Settings
@@ -137,6 +138,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
     )
     app.state.settings = settings
     app.state.key_fetches = KeyFetches()  # one memory of key fetches per process (see key_fetches.py)
+    app.state.limiter = Limiter(settings.rate_limits)  # one count of the rate limits per process (ratelimit.py)
     # Object ids that people open in a browser answer with these pages (federation sits beside the web, not above).
     app.state.people_pages = {"community": community_page, "offer": offer_page}
     return app

@@ -78,7 +78,12 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
     _bootstrap_admin(settings)
     app = create_app(settings, run_worker=not no_worker)
     click.echo(f"Kith {settings.instance_name!r} serving on {settings.base_url}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    # X-Forwarded-For (its rightmost hop that is not a trusted proxy) and X-Forwarded-Proto are believed only
+    # from the proxies the operator names: from anyone else they would let a client pick its own address.
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        proxy_headers=True, forwarded_allow_ips=list(settings.trusted_proxies),
+    )  # fmt: skip
 
 
 def _refuse_example_secrets(settings: Settings) -> None:

@@ -16,6 +16,7 @@ _DESCRIPTIONS = {
     412: "If-Match does not match the current ETag",
     413: "Request body larger than 1 MB",
     422: "Validation failed; `errors` lists the fields",
+    429: "Rate limited; `Retry-After` gives the seconds to wait",
     500: "Unexpected server error",
     503: "Not ready",
 }

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from limits import parse
 
 
 class ConfigError(Exception):
@@ -25,6 +27,20 @@ class OIDCProvider:
 
 
 @dataclass(frozen=True)
+class RateLimits:
+    """How often each action that is cheap to abuse may happen, in the notation of the `limits` package
+    ("5/minute", "20 per hour", "30/15minutes"). Set in kith.toml's [limits] table or KITH_LIMIT_<NAME>."""
+
+    sign_in_account: str = "10/15minutes"  # failed sign-ins per account name, from any address
+    sign_in_address: str = "30/15minutes"  # failed sign-ins per client address, whatever the name
+    token_create: str = "20/hour"  # API tokens a person creates
+    registration: str = "5/hour"  # sign-ups per client address
+    search: str = "120/minute"  # searches per person, or per client address for strangers
+    preview: str = "120/minute"  # markdown previews per person or client address
+    inbox: str = "300/second"  # activities accepted per peer host
+
+
+@dataclass(frozen=True)
 class Settings:
     base_url: str = "http://127.0.0.1:8000"
     instance_name: str = "Kith"
@@ -37,6 +53,9 @@ class Settings:
     # Private ranges outbound connections may reach, as CIDR strings; none by default (see server/outbound.py).
     allowed_private_networks: tuple[str, ...] = ()
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
+    # Addresses or networks of reverse proxies whose X-Forwarded-For names the client (see `kith serve`).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    rate_limits: RateLimits = RateLimits()
 
     # Settings never change after construction (frozen; `replace` builds a new object), so what they derive
     # is computed once: pages ask for the host dozens of times a request.
@@ -83,6 +102,7 @@ _KEYS: dict[str, tuple[str, str | None]] = {
     "peers": ("KITH_PEERS", "federation"),
     "pull_interval_seconds": ("KITH_PULL_INTERVAL_SECONDS", "federation"),
     "allowed_private_networks": ("KITH_ALLOWED_PRIVATE_NETWORKS", "federation"),
+    "trusted_proxies": ("KITH_TRUSTED_PROXIES", None),
 }
 
 
@@ -92,16 +112,18 @@ def load_settings(config_path: str | Path | None = None, env: dict[str, str] | N
     config_path = config_path or env.get("KITH_CONFIG")
     raw: dict[str, object] = {}
     oidc_raw: object = []
+    limits_raw: object = {}
     if config_path:
-        raw, oidc_raw = _read_toml(Path(config_path))
+        raw, oidc_raw, limits_raw = _read_toml(Path(config_path))
     for key, (var, _table) in _KEYS.items():
-        if var in env and env[var] != "":
+        # An empty KITH_TRUSTED_PROXIES means "trust no proxy", not "unset".
+        if var in env and (env[var] != "" or key == "trusted_proxies"):
             raw[key] = env[var]
-    settings = _build(raw, _parse_oidc(oidc_raw))
+    settings = replace(_build(raw, _parse_oidc(oidc_raw)), rate_limits=_rate_limits(limits_raw, env))
     return _with_database_and_secret(settings)
 
 
-def _read_toml(path: Path) -> tuple[dict[str, object], object]:
+def _read_toml(path: Path) -> tuple[dict[str, object], object, object]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -113,12 +135,12 @@ def _read_toml(path: Path) -> tuple[dict[str, object], object]:
         source = document.get(table, {}) if table else document
         if isinstance(source, dict) and key in source:
             raw[key] = source[key]
-    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth"}
+    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth", "limits"}
     unknown = sorted(set(document) - known)
     if unknown:
         raise ConfigError(f"config: unknown key {unknown[0]!r} in {path}")
     auth = document.get("auth", {})
-    return raw, auth.get("oidc", []) if isinstance(auth, dict) else auth
+    return raw, auth.get("oidc", []) if isinstance(auth, dict) else auth, document.get("limits", {})
 
 
 def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
@@ -136,6 +158,8 @@ def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
         values["pull_interval_seconds"] = _positive_int("pull_interval_seconds", raw["pull_interval_seconds"])
     if "allowed_private_networks" in raw:
         values["allowed_private_networks"] = _networks("allowed_private_networks", raw["allowed_private_networks"])
+    if "trusted_proxies" in raw:
+        values["trusted_proxies"] = _networks("trusted_proxies", raw["trusted_proxies"])
     settings = Settings(**values)  # type: ignore[arg-type]
     if not settings.instance_name.strip():
         raise ConfigError("config: instance_name (KITH_INSTANCE_NAME) must not be empty")
@@ -218,6 +242,28 @@ def _networks(key: str, value: object) -> tuple[str, ...]:
         except ValueError as exc:
             raise ConfigError(f"config: {key} ({_KEYS[key][0]}) has a bad network {item!r}: {exc}") from exc
     return tuple(dict.fromkeys(networks))
+
+
+def _rate_limits(table: object, env: dict[str, str]) -> RateLimits:
+    """[limits] in kith.toml, then KITH_LIMIT_<NAME>; each value must parse as a `limits` rate."""
+    if not isinstance(table, dict):
+        raise ConfigError("config: limits must be a table ([limits])")
+    names = {f.name for f in fields(RateLimits)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"config: unknown key {unknown[0]!r} in [limits]; known: {', '.join(sorted(names))}")
+    values = dict(table)
+    for name in names:
+        if env.get(f"KITH_LIMIT_{name.upper()}"):
+            values[name] = env[f"KITH_LIMIT_{name.upper()}"]
+    for name, value in values.items():
+        try:
+            parse(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"config: limits.{name} (KITH_LIMIT_{name.upper()}) must be a rate like '10/minute', got {value!r}"
+            ) from exc
+    return RateLimits(**values)
 
 
 def _positive_int(key: str, value: object) -> int:

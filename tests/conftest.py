@@ -22,6 +22,7 @@ from server.app import create_app
 from server.db import create_engine, create_sessionmaker
 from server.settings import Settings
 from tests.support import postgres
+from tests.support.limits import ROOMY
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -64,6 +65,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         secret_key="test-secret",
         # Test peers, inboxes and the OpenID provider all listen on loopback.
         allowed_private_networks=("127.0.0.0/8",),
+        rate_limits=ROOMY,
     )
 
 

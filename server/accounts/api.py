@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts import schemas
@@ -11,6 +12,7 @@ from server.accounts.passwords import PasswordService
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
 from server.openapi_docs import WRITE, problems
+from server.ratelimit import limiter_of, password_guesses
 from server.settings import Settings
 
 
@@ -42,14 +44,19 @@ class AccountController(Controller):
         "/tokens",
         operation_id="createToken",
         summary="Create an API token; the secret is shown only here",
-        responses=WRITE,
+        responses={**WRITE, **problems(429)},
     )
     async def create_token(
-        self, data: schemas.TokenCreate, db: AsyncSession, settings: Settings, principal: Principal | None
+        self,
+        request: Request[Any, Any, Any],
+        data: schemas.TokenCreate,
+        db: AsyncSession,
+        settings: Settings,
+        principal: Principal | None,
     ) -> schemas.TokenCreated:
-        return await AccountService(db, settings).create_token(
-            require(principal), data.name, data.scope, data.expires_at
-        )
+        principal = require(principal)
+        limiter_of(request).check("token_create", principal.username)
+        return await AccountService(db, settings).create_token(principal, data.name, data.scope, data.expires_at)
 
     @delete("/tokens/{token_id:uuid}", operation_id="revokeToken", summary="Revoke a token at once", responses=WRITE)
     async def revoke_token(
@@ -70,6 +77,12 @@ class AccountController(Controller):
         responses=problems(401, 403, 409, 422),
     )
     async def change_password(
-        self, data: schemas.PasswordChange, db: AsyncSession, principal: Principal | None
+        self,
+        request: Request[Any, Any, Any],
+        data: schemas.PasswordChange,
+        db: AsyncSession,
+        principal: Principal | None,
     ) -> None:
-        await PasswordService(db).change(require(principal), data.current_password, data.new_password)
+        principal = require(principal)
+        with password_guesses(limiter_of(request), principal.username):
+            await PasswordService(db).change(principal, data.current_password, data.new_password)

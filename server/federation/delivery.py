@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -16,7 +18,7 @@ from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import sign_request
 from server.jobs import claim
 from server.models import Activity, Delivery, Peer
-from server.queues import DELIVERIES, fail, move
+from server.queues import DELIVERIES, MAX_RETRY, fail, move
 from server.settings import Settings, host_of
 
 BATCH = 20
@@ -30,6 +32,7 @@ class Outcome:
     ok: bool
     permanent: bool
     error: str
+    wait: timedelta | None = None  # what the peer asked for in Retry-After
 
 
 def classify(status: int) -> tuple[bool, bool]:
@@ -39,6 +42,22 @@ def classify(status: int) -> tuple[bool, bool]:
     if 400 <= status < 500 and status not in RETRYABLE_4XX:
         return False, True
     return False, False
+
+
+def asked_to_wait(response: httpx.Response) -> timedelta | None:
+    """Retry-After on a 429 or 503, in seconds or as an HTTP date. Capped at the longest backoff: a peer may
+    ask for patience, not for silence."""
+    value = response.headers.get("retry-after", "").strip()
+    if response.status_code not in (429, 503) or not value:
+        return None
+    if value.isdigit():
+        wait = timedelta(seconds=int(value))
+    else:
+        try:
+            wait = parsedate_to_datetime(value) - utcnow()
+        except (TypeError, ValueError):
+            return None
+    return min(max(wait, timedelta(0)), MAX_RETRY)
 
 
 class Deliverer:
@@ -91,7 +110,8 @@ class Deliverer:
         except (httpx.HTTPError, TimeoutError) as exc:
             return Outcome(delivery.id, False, False, f"{exc.__class__.__name__}: {exc}")
         ok, permanent = classify(response.status_code)
-        return Outcome(delivery.id, ok, permanent, "" if ok else f"HTTP {response.status_code}: {response.text[:300]}")
+        error = "" if ok else f"HTTP {response.status_code}: {response.text[:300]}"
+        return Outcome(delivery.id, ok, permanent, error, asked_to_wait(response))
 
     async def _record(self, session: AsyncSession, deliveries: dict, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
@@ -102,6 +122,8 @@ class Deliverer:
                 await _peer_health(session, delivery.peer_host, success=True)
             else:
                 fail(DELIVERIES, delivery, outcome.error, permanent=outcome.permanent)
+                if outcome.wait and delivery.next_attempt_at is not None:
+                    delivery.next_attempt_at = max(delivery.next_attempt_at, utcnow() + outcome.wait)
                 await _peer_health(session, delivery.peer_host, error=outcome.error)
         await session.commit()
 

@@ -89,6 +89,9 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     # Checked before any key fetch: a stranger must not make us send requests anywhere.
     if signer_host not in settings.peer_hosts:
         raise ProblemError(403, f"{signer_host or 'the signer'} is not a peer of this instance.")
+    # Per peer host, counted only once the signature verifies: a stranger naming a peer's key cannot spend
+    # that peer's allowance. A peer over it is turned away before verifying, and retries after Retry-After.
+    state.limiter.refuse_if_spent("inbox", signer_host)
     try:
         verified = await verify_request(
             request.method, _path_with_query(request), request.headers, body, KeyStore(db, settings, state),
@@ -99,6 +102,7 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     # The allowlist was checked against the keyId we read; it must be the key that was verified.
     if verified.key_id != key_id:
         raise ProblemError(401, "Signature rejected: more than one keyId in the signature headers.")
+    state.limiter.check("inbox", signer_host)
     payload = _parse(body)
     # An activity id names its origin: a peer may only send its own, or it could shadow another's by id.
     if host_of(payload["id"]) != signer_host:

@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from server.errors import ProblemError, invalid
 from server.openapi_docs import problems
 from server.pagination import link_header
+from server.ratelimit import client_address, limiter_of
 from server.search import QueryError, SearchItem, SearchService
 from server.search.indexing import index_path, searchable
 from server.settings import Settings
@@ -64,7 +65,7 @@ class SearchController(Controller):
         "/api/v1/search",
         operation_id="search",
         summary="Search guides and offers, local and federated, with highlights and facets",
-        responses=problems(503),
+        responses=problems(429, 503),
     )
     async def search(
         self,
@@ -80,6 +81,8 @@ class SearchController(Controller):
         limit: int = Parameter(default=20, ge=1, le=100),
         cursor: str | None = None,
     ) -> Response[SearchPage]:
+        # By address: an API search needs no token, and looking one up would cost every search a query.
+        limiter_of(request).check("search", client_address(request))
         if not searchable(index_path(settings)):
             raise ProblemError(
                 503, "The search index is being built; try again in a moment.", headers={"Retry-After": "5"}

@@ -1,9 +1,7 @@
-"""Local sign-in and sign-out, with a small in-memory limit on guessing."""
+"""Local sign-in and sign-out; failed sign-ins are limited per account name and per client address."""
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
 from typing import Any
 from uuid import UUID
 
@@ -13,55 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.service import AccountService
 from server.accounts.sessions import SessionService
-from server.errors import ProblemError
+from server.ratelimit import client_address, limiter_of
 from server.settings import Settings
 from server.web.core import SESSION_SECRET, current_viewer, flash, page, safe_next, see_other, session_of
 from server.web.forms import form_data
-
-WINDOW_SECONDS = 300.0
-MAX_FAILURES_PER_NAME = 5
-MAX_FAILURES_PER_ADDRESS = 20
-
-
-class SignInLimiter:
-    """Failed attempts per (address, username) and per address, in a sliding window.
-
-    In memory and per process: enough to make guessing slow; a restart forgets, which is acceptable here.
-    """
-
-    def __init__(self, clock: Any = time.monotonic) -> None:
-        self.clock = clock
-        self.failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        stamps = self.failures[key]
-        horizon = self.clock() - WINDOW_SECONDS
-        while stamps and stamps[0] < horizon:
-            stamps.popleft()
-        return stamps
-
-    def retry_after(self, address: str, username: str) -> int:
-        """Seconds to wait, or 0 when another attempt is allowed."""
-        for key, limit in (((address, username), MAX_FAILURES_PER_NAME), ((address, ""), MAX_FAILURES_PER_ADDRESS)):
-            stamps = self._recent(key)
-            if len(stamps) >= limit:
-                return max(1, int(stamps[0] + WINDOW_SECONDS - self.clock()) + 1)
-        return 0
-
-    def failed(self, address: str, username: str) -> None:
-        now = self.clock()
-        self.failures[(address, username)].append(now)
-        self.failures[(address, "")].append(now)
-
-    def succeeded(self, address: str, username: str) -> None:
-        self.failures.pop((address, username), None)
-
-
-def limiter_of(request: Request[Any, Any, Any]) -> SignInLimiter:
-    state = request.app.state
-    if getattr(state, "sign_in_limiter", None) is None:
-        state.sign_in_limiter = SignInLimiter()
-    return state.sign_in_limiter  # type: ignore[no-any-return]
 
 
 async def sign_in(request: Request[Any, Any, Any], db: AsyncSession, user_id: UUID) -> None:
@@ -91,16 +44,16 @@ async def login_submit(request: Request[Any, Any, Any], db: AsyncSession, settin
     data = await form_data(request)
     username = data.get("username", "").strip().lower()
     target = safe_next(data.get("next"))
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request)
     limiter = limiter_of(request)
-    wait = limiter.retry_after(address, username)
-    if wait:
-        raise ProblemError(
-            429, f"Too many failed sign-in attempts. Try again in {wait} seconds.", headers={"Retry-After": str(wait)}
-        )
+    # Refused before the password is even checked, right or wrong: the point is that guessing stops. Per
+    # account across all addresses (guessing one password from many machines), per address across all names.
+    limiter.refuse_if_spent("sign_in_address", address)
+    limiter.refuse_if_spent("sign_in_account", username)
     user = await AccountService(db, settings).authenticate(username, data.get("password", ""))
     if user is None:
-        limiter.failed(address, username)
+        limiter.hit("sign_in_address", address)
+        limiter.hit("sign_in_account", username)
         context = {
             "next": target,
             "providers": settings.oidc,
@@ -108,7 +61,7 @@ async def login_submit(request: Request[Any, Any, Any], db: AsyncSession, settin
             "errors": {"form": "That username and password do not match."},
         }
         return await page(request, db, "account/login", context, status_code=400, title="Sign in")
-    limiter.succeeded(address, username)
+    limiter.forget("sign_in_account", username)
     await sign_in(request, db, user.id)
     flash(request, f"Welcome back, {user.display_name or user.username}.")
     return see_other(target)

@@ -21,6 +21,7 @@ from server.guides.queries import PUBLISHED_GUIDE, GuideView, guide_view, to_sch
 from server.guides.service import GuideService
 from server.markdown import render
 from server.models import Guide
+from server.ratelimit import limiter_of, person_or_address
 from server.refs import split_ref
 from server.settings import Settings
 from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
@@ -108,6 +109,7 @@ async def guide_create(
     community = await CommunityService(db, settings).get_local(ref)
     data = await form_data(request)
     if data.get("action") == "preview":
+        limiter_of(request).check("preview", person_or_address(request, viewer.username))
         context = _editor_context(ref, data, community=community, preview_html=render(data.get("body_markdown", "")))
         return await page(request, db, "guides/edit", context, title="New guide")
     try:
@@ -154,6 +156,7 @@ async def guide_update(
     current = to_schema(guide)
     base = _editor_context(ref, data, guide=current, community=guide.community)
     if data.get("action") == "preview":
+        limiter_of(request).check("preview", person_or_address(request, viewer.username))
         context = {**base, "preview_html": render(data.get("body_markdown", ""))}
         return await page(request, db, "guides/edit", context, title=f"Edit {guide.title}")
     # The revision the editor started from: if someone saved since, the service refuses (412).
@@ -181,6 +184,8 @@ async def guide_preview(request: Request[Any, Any, Any], db: AsyncSession) -> Te
     data = await form_data(request)
     if not is_fragment_request(request):
         return see_other("/")
+    viewer = await current_viewer(request, db)
+    limiter_of(request).check("preview", person_or_address(request, viewer.username if viewer else None))
     return await fragment(
         request, db, "partials/guides/_preview.html", {"preview_html": render(data.get("body_markdown", ""))}
     )

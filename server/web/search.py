@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.models import Guide
+from server.ratelimit import limiter_of, person_or_address
 from server.search import QueryError
 from server.search.api import search_service
 from server.search.indexing import index_path, searchable
 from server.settings import Settings
-from server.web.core import page
+from server.web.core import current_viewer, page
 from server.web.feeds import tag_feed
 
 PAGE_SIZE = 20
@@ -54,6 +55,8 @@ async def search(
         "feeds": [tag_feed(tag.strip().lower())] if tag and tag.strip() and type != "offer" else [],
     }
     if q.strip() or any(filters.values()):
+        viewer = await current_viewer(request, db)
+        limiter_of(request).check("search", person_or_address(request, viewer.username if viewer else None))
         if searchable(index_path(settings)):
             context.update(await _from_index(state, settings, q, filters, offset))
         else:

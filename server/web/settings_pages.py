@@ -17,6 +17,7 @@ from server.accounts.service import AccountService
 from server.db import utcnow
 from server.errors import ProblemError, forbidden, invalid, not_found
 from server.federation.peers import peer_statuses, request_sync
+from server.ratelimit import limiter_of, password_guesses
 from server.settings import Settings
 from server.web.core import Viewer, flash, page, see_other
 from server.web.errors import signed_in
@@ -53,6 +54,7 @@ async def tokens(request: Request[Any, Any, Any], db: AsyncSession, settings: Se
 async def token_create(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
     viewer = await _signed_in(request, db)
     data = await form_data(request)
+    limiter_of(request).check("token_create", viewer.username)
     try:
         wanted = build(TokenCreate, {"name": data.get("name", "").strip(), "scope": data.get("scope", "read")})
         expires_at = _expiry(data.get("expires_in_days", ""))
@@ -106,9 +108,10 @@ async def password_change(request: Request[Any, Any, Any], db: AsyncSession) -> 
     try:
         if new != data.get("new_password_again", ""):
             raise invalid("new_password_again", "does not match the new password")
-        await PasswordService(db).change(
-            viewer.principal, data.get("current_password", ""), new, keep_session=viewer.session_id
-        )
+        with password_guesses(limiter_of(request), viewer.username):
+            await PasswordService(db).change(
+                viewer.principal, data.get("current_password", ""), new, keep_session=viewer.session_id
+            )
     except ProblemError as exc:
         if exc.status not in (403, 409, 422):
             raise

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
+from email.utils import format_datetime
 
 import pytest
 from sqlalchemy import select
@@ -22,12 +23,15 @@ from tests.support.server import free_port
 
 class _Inbox(http.server.BaseHTTPRequestHandler):
     status = 202
+    answer_headers: dict[str, str] = {}
     received: list[tuple[str, dict[str, str], bytes]] = []
 
     def do_POST(self) -> None:  # noqa: N802 - the http.server naming
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
         type(self).received.append((self.path, dict(self.headers), body))
         self.send_response(type(self).status)
+        for name, value in type(self).answer_headers.items():
+            self.send_header(name, value)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
@@ -115,6 +119,20 @@ def test_server_error_is_retried_with_backoff(settings, inbox):
     assert delivery.state == "pending" and delivery.attempts == 1
     assert "HTTP 500" in delivery.last_error
     assert delivery.next_attempt_at > utcnow() + timedelta(seconds=20)
+
+
+@pytest.mark.parametrize("retry_after", ["900", "http-date"])
+def test_a_peer_that_answers_429_is_tried_again_no_sooner_than_its_retry_after(settings, inbox, retry_after):
+    url, inbox_cls = inbox
+    if retry_after == "http-date":
+        retry_after = format_datetime(utcnow() + timedelta(seconds=900), usegmt=True)
+    inbox_cls.answer_headers = {"Retry-After": retry_after}
+    try:
+        delivery = asyncio.run(_deliver_once(settings, url, 429, inbox_cls))
+    finally:
+        inbox_cls.answer_headers = {}
+    assert delivery.state == "pending" and "HTTP 429" in delivery.last_error
+    assert delivery.next_attempt_at > utcnow() + timedelta(seconds=800)  # not the first backoff's 30 s
 
 
 def test_gone_is_permanent(settings, inbox):

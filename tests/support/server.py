@@ -26,6 +26,8 @@ from types import TracebackType
 
 import httpx
 
+from tests.support.limits import ROOMY_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 LOOPBACK_NETWORK = "127.0.0.0/8"
@@ -85,6 +87,7 @@ class KithServer:
             "KITH_ADMIN_PASSWORD": self.admin_password,
             # Peers in tests are other servers on loopback, which Kith refuses to reach unless told.
             "KITH_ALLOWED_PRIVATE_NETWORKS": LOOPBACK_NETWORK,
+            **ROOMY_ENV,
             **(env or {}),
         }
         self._process: subprocess.Popen[bytes] | None = None

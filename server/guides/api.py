@@ -12,6 +12,7 @@ from server.accounts.deps import provide_principal, require, require_writer
 from server.accounts.security import Principal
 from server.errors import conflict
 from server.guides import schemas
+from server.guides.diffs import unified_diff
 from server.guides.queries import GuideReads, etag
 from server.guides.service import GuideService
 from server.openapi_docs import READ, WRITE, problems
@@ -137,3 +138,15 @@ class GuideController(Controller):
         self, guide_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> schemas.UpstreamChange:
         return await GuideService(db, settings).dismiss_upstream(require_writer(principal), guide_id)
+
+    @get(
+        "/api/v1/guides/{guide_id:uuid}/revisions/{older:int}/diff/{newer:int}", operation_id="diffGuideRevisions",
+        summary="A unified diff of a guide's body between two of its revisions", responses=problems(404),
+    )  # fmt: skip
+    async def diff_revisions(
+        self, guide_id: UUID, older: int, newer: int, db: AsyncSession, settings: Settings,
+        principal: Principal | None,
+    ) -> schemas.RevisionDiff:  # fmt: skip
+        left, right = await GuideService(db, settings).revision_pair(guide_id, older, newer, principal)
+        diff = unified_diff(left.body_markdown, right.body_markdown, f"revision {older}", f"revision {newer}")
+        return schemas.RevisionDiff(from_=older, to=newer, diff=diff)

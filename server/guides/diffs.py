@@ -1,5 +1,5 @@
-"""Differences between two texts of a guide, for people reading them: the revisions page and an adaptation's
-upstream notice show the same lines."""
+"""Differences between two texts of a guide: for people to read on a page (the revisions page and an
+adaptation's upstream notice show the same lines), and as a unified diff for the API."""
 
 from __future__ import annotations
 
@@ -28,3 +28,13 @@ def from_unified(diff: Iterable[str]) -> list[dict[str, str]]:
         else:
             lines.append({"kind": "context", "text": line[1:]})
     return lines
+
+
+def unified_diff(old: str, new: str, old_label: str, new_label: str) -> str:
+    """The patch text tools read (`patch`, `git apply`), three lines of context, newline-terminated lines."""
+    return "".join(difflib.unified_diff(_lines(old), _lines(new), fromfile=old_label, tofile=new_label, n=3))
+
+
+def _lines(text: str) -> list[str]:
+    # Every line ends with a newline, the last included, so a text without a final newline still diffs line by line.
+    return [line + "\n" for line in text.splitlines()]

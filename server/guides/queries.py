@@ -52,6 +52,7 @@ def to_schema(guide: Guide) -> schemas.Guide:
 # `communities` (apply_origin_filters, author=, drafts_visible_to) stay uncorrelated.
 _author = aliased(User, name="author")
 _community = aliased(Community, name="community")
+JOINED_COMMUNITY = _community  # for reads elsewhere that filter on the community `joined` names
 _AUTHOR = ("author_username", "author_display_name", "author_uri", "author_instance")
 _COMMUNITY = (
     "community_slug", "community_name", "community_instance", "community_uri", "community_url", "community_color"

@@ -144,6 +144,14 @@ class RevisionDetail(msgspec.Struct):
     summary_of_change: str
 
 
+class RevisionDiff(msgspec.Struct):
+    """Revision `from` against revision `to` of a guide's body, as a unified diff (empty when it did not change)."""
+
+    from_: int = msgspec.field(name="from")
+    to: int
+    diff: str
+
+
 class RemoteGuide(msgspec.Struct, frozen=True):
     """A guide of another instance, as its origin describes it; `GuideService.apply_remote` keeps our copy."""
 

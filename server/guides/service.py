@@ -67,6 +67,20 @@ class GuideService:
             raise not_found(f"Revision {number}")
         return revision_detail(revision)
 
+    async def revision_pair(
+        self, guide_id: UUID, older: int, newer: int, principal: Principal | None
+    ) -> tuple[schemas.RevisionDetail, schemas.RevisionDetail]:
+        """Two revisions to compare, read together; a 404 names the first number the guide does not have."""
+        guide = await self.get(guide_id, principal)
+        rows = await self.session.scalars(
+            select(GuideRevision).where(GuideRevision.guide_id == guide.id, GuideRevision.number.in_({older, newer}))
+        )
+        found = {r.number: r for r in rows}
+        for number in (older, newer):
+            if number not in found:
+                raise not_found(f"Revision {number}")
+        return revision_detail(found[older]), revision_detail(found[newer])
+
     # permissions
 
     async def _may_edit(self, principal: Principal | None, guide: Guide) -> bool:

@@ -21,6 +21,7 @@ from server.web.adapt import adapt_handlers
 from server.web.auth import auth_handlers
 from server.web.communities import community_handlers
 from server.web.errors import WEB_EXCEPTION_HANDLERS
+from server.web.feeds import feed_handlers
 from server.web.filters import register_filters
 from server.web.guides import guide_handlers
 from server.web.invite_pages import invite_handlers
@@ -47,6 +48,8 @@ NOT_BROWSER_PATHS = [
     r"^/schema",
     r"^/healthz$",
     r"^/readyz$",
+    # Feeds are public and the same for everyone: no session is read for them, nor a CSRF cookie set.
+    r"^/feeds/",
 ]
 
 web_router = Router(
@@ -62,6 +65,7 @@ web_router = Router(
         *settings_handlers,
         *signup_handlers,
         *invite_handlers,
+        *feed_handlers,
     ],
     exception_handlers=WEB_EXCEPTION_HANDLERS,
     include_in_schema=False,

@@ -19,6 +19,7 @@ from server.settings import Settings
 from server.web.cards import guide_card, guide_cards_query, offer_card, offer_cards_query
 from server.web.core import Viewer, app_engine, current_viewer, flash, page, see_other
 from server.web.errors import signed_in
+from server.web.feeds import community_feed_of, instance_feed
 from server.web.forms import build, field_errors, form_data
 
 HOME_GUIDES = 10
@@ -55,6 +56,7 @@ async def home(request: Request[Any, Any, Any]) -> Template:
         "offers": offers[:HOME_OFFERS],
         "next_cursor": next_cursor,
         "cursor": cursor,
+        "feeds": [instance_feed(settings)],
     }
     return await page(request, None, "home/home", context, title=settings.instance_name)
 
@@ -101,6 +103,7 @@ async def community_page(
         "next_cursor": next_cursor,
         "cursor": cursor,
         "errors": {},
+        "feeds": [community_feed_of(community, settings.host)],
     }
     return await page(request, db, "community/show", context, title=community.name, at_object_id=True)
 

@@ -17,6 +17,7 @@ from server.web.core import Viewer, current_viewer, is_fragment_request
 log = logging.getLogger("kith.web")
 
 _HEADLINES = {
+    400: "Something in that address needs a look",
     401: "Please sign in",
     403: "That is not yours to do",
     404: "We could not find that page",
@@ -113,4 +114,9 @@ def negotiated(api_handlers: dict[Any, Any]) -> dict[Any, Any]:
         return handle
 
     web_for = {ProblemError: _from_problem, HTTPException: _from_http, Exception: _unexpected}
-    return {kind: pick(handler, web_for.get(kind, _unexpected)) for kind, handler in api_handlers.items()}
+
+    def web_handler(kind: Any) -> Any:
+        # The API may answer a subclass on its own (a validation error); a page answers it as its nearest base.
+        return next((web_for[base] for base in getattr(kind, "__mro__", ()) if base in web_for), _unexpected)
+
+    return {kind: pick(handler, web_handler(kind)) for kind, handler in api_handlers.items()}

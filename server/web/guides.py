@@ -26,6 +26,7 @@ from server.refs import split_ref
 from server.settings import Settings
 from server.web.core import Viewer, app_engine, current_viewer, flash, fragment, is_fragment_request, page, see_other
 from server.web.errors import signed_in
+from server.web.feeds import guide_feeds
 from server.web.forms import build, field_errors, form_data, labels
 from server.web.upstream import adapt_context
 
@@ -89,6 +90,7 @@ async def guide_show(ref: str, guide_slug: str, request: Request[Any, Any, Any])
         "guide": shown,
         "can_edit": can_edit,
         "ref": ref,
+        "feeds": guide_feeds(shown, settings.host),
         **await adapt_context(request, shown, viewer, can_edit),
     }
     return await page(request, None, "guides/show", context, title=shown.title)
@@ -219,12 +221,15 @@ async def guide_revisions(
     older_number = older or max(1, newer - 1)
     diff: list[dict[str, str]] = []
     if revisions and older_number != newer:
-        left = await service.revision(guide.id, older_number, principal)
-        right = await service.revision(guide.id, newer, principal)
+        left, right = await service.revision_pair(guide.id, older_number, newer, principal)
         diff = line_diff(left.body_markdown, right.body_markdown)
         if left.title != right.title:
             diff.insert(0, {"kind": "note", "text": f"Title: “{left.title}” → “{right.title}”"})
-    context = {"guide": to_schema(guide), "revisions": revisions, "older": older_number, "newer": newer, "diff": diff}
+    shown = to_schema(guide)
+    context = {
+        "guide": shown, "revisions": revisions, "older": older_number, "newer": newer, "diff": diff,
+        "feeds": guide_feeds(shown, settings.host)[:1],
+    }  # fmt: skip
     return await page(request, db, "guides/revisions", context, title=f"Revisions of {guide.title}")
 
 

@@ -20,6 +20,7 @@ from server.search.api import search_service
 from server.search.indexing import index_path, searchable
 from server.settings import Settings
 from server.web.core import current_viewer, page
+from server.web.feeds import tag_feed
 
 PAGE_SIZE = 20
 FACET_NAMES = ("type", "community", "instance", "tag")
@@ -50,6 +51,8 @@ async def search(
         "offset": offset,
         "next_offset": None,
         "fallback": False,
+        # A search by tag for guides is the page a tag's feed follows.
+        "feeds": [tag_feed(tag.strip().lower())] if tag and tag.strip() and type != "offer" else [],
     }
     if q.strip() or any(filters.values()):
         viewer = await current_viewer(request, db)

@@ -130,6 +130,8 @@ def known_path_values(method: str, path: str, seed: Seed) -> dict[str, Any]:
         "token_id": seed.spare_token_id,
         "username": seed.leaver,
         "number": 1,
+        "older": 1,
+        "newer": 1,
     }
 
 

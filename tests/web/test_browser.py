@@ -290,3 +290,35 @@ def test_api_reference_renders_from_this_instance_under_its_policy(browser: Brow
     assert not elsewhere, elsewhere
     assert f"{kith.base_url}/static/js/redoc-2.5.4.standalone.js" in fetched
     assert not CSP_REFUSALS, CSP_REFUSALS
+
+
+@pytest.mark.parametrize("js", [True, False], ids=["with-javascript", "without-javascript"])
+def test_any_two_revisions_compare_and_are_photographed(
+    browser: Browser, kith: KithServer, journey: dict[str, str], js: bool
+) -> None:
+    """A third revision, then revision 1 against 3 picked on the revisions page, with htmx or a plain submit."""
+    assert journey, "runs after the journey, which writes the guide and its second revision"
+    writer = person(browser, kith, "mira", js=js)
+    writer.goto(journey["guide"] + "/revisions")
+    if not writer.get_by_label("Compare to revision 3").count():
+        writer.goto(journey["guide"] + "/edit")
+        writer.get_by_label("Text (Markdown)").fill(
+            "Start with *brown* leaves and a few green ones.\n\nKeep it as moist as a wrung sponge.\n\nTurn it weekly."
+        )
+        writer.get_by_label("What changed?").fill("greens and turning")
+        writer.get_by_role("button", name="Save", exact=True).click()
+        expect(writer.locator(".prose")).to_contain_text("Turn it weekly")
+        writer.goto(journey["guide"] + "/revisions")
+    writer.get_by_label("Compare from revision 1").check()
+    writer.get_by_label("Compare to revision 3").check()
+    writer.get_by_role("button", name="Compare").click()
+    expect(writer.get_by_role("heading", name="Changes from revision 1 to 3")).to_be_visible()
+    expect(writer.locator("#diff del")).to_contain_text(["Start with *brown* leaves.", "Keep it moist."])
+    expect(writer.locator("#diff ins").last).to_contain_text("Turn it weekly.")
+    expect(writer).to_have_url(re.compile(r"/revisions\?(from=1&to=3|to=3&from=1)$"))  # htmx orders them its way
+    if js:
+        for size, viewport in VIEWPORTS.items():
+            writer.set_viewport_size(viewport)
+            writer.screenshot(path=str(SCREENSHOTS / f"revisions-compare-{size}.png"), full_page=True)
+    writer.context.close()
+    assert not CSP_REFUSALS, CSP_REFUSALS

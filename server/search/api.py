@@ -32,6 +32,8 @@ class SearchPage(msgspec.Struct):
     next_cursor: str | None
     facets: Facets
     suggestion: str | None
+    # True when the items are for `suggestion` (a respelling) rather than the query as typed.
+    corrected: bool = False
 
 
 def search_service(state: State, settings: Settings) -> SearchService:
@@ -103,5 +105,6 @@ class SearchController(Controller):
                 **{name: dict(results.facets.get(name, {})) for name in ("type", "community", "instance", "tag")}
             ),
             suggestion=results.suggestion,
+            corrected=results.corrected,
         )
         return Response(page, headers=link_header(request, settings.base_url, next_cursor))

@@ -45,6 +45,7 @@ async def search(
         "total": 0,
         "facets": {},
         "suggestion": None,
+        "corrected": False,
         "error": None,
         "offset": offset,
         "next_offset": None,
@@ -71,6 +72,7 @@ async def _from_index(state: State, settings: Settings, q: str, filters: dict[st
         "total": results.total,
         "facets": {name: results.facets.get(name, {}) for name in FACET_NAMES},
         "suggestion": results.suggestion,
+        "corrected": results.corrected,
         "next_offset": next_offset if next_offset < results.total else None,
     }
 

@@ -57,6 +57,8 @@ class SearchResults(msgspec.Struct, kw_only=True):
     {value: count}; `suggestion` is a respelled query when the query found
     nothing or little, and `corrected` says that the results are for the
     suggestion (joined by the few for the query as typed, ranked above them).
+    `relaxed` says that no document held every word, and the results hold
+    some of them, those with more of them first.
     """
 
     items: list[SearchItem]
@@ -64,6 +66,7 @@ class SearchResults(msgspec.Struct, kw_only=True):
     facets: dict[str, dict[str, int]]
     suggestion: str | None = None
     corrected: bool = False
+    relaxed: bool = False
 
 
 class SearchService:
@@ -250,6 +253,9 @@ def _run(
             other_matches = engine.matches(searcher, other, filter_q)
             if other_matches.total >= max(1, matches.total * RARE_RATIO):
                 query, matches, corrected = other, other_matches, True
+    relaxed = False
+    if query is not None and not matches.total and (some := _some_words(query)) is not None:
+        query, matches, relaxed = some, engine.matches(searcher, some, filter_q), True
     count = matches.total
     facets = matches.facets()
     items: list[SearchItem] = []
@@ -265,7 +271,23 @@ def _run(
             _hit(searcher.stored_fields(docnum), score, terms, scored=query is not None)
             for score, docnum in ranked[offset : offset + limit]
         ]
-    return SearchResults(items=items, total=count, facets=facets, suggestion=suggestion, corrected=corrected)
+    return SearchResults(
+        items=items, total=count, facets=facets, suggestion=suggestion, corrected=corrected, relaxed=relaxed
+    )
+
+
+def _some_words(q: wq.Query) -> wq.Query | None:
+    """For a query of several required words, one that requires any of them (exclusions kept), else None.
+
+    Like a search engine dropping words a question holds but no document does ("how to handle conflict
+    between contributors"): BM25 adds up the words a document matches, so those with more come first.
+    """
+    if not isinstance(q, wq.And):
+        return None
+    words = [sub for sub in q.subqueries if not isinstance(sub, wq.Not)]
+    if len(words) < 2:
+        return None
+    return wq.And([wq.Or(words), *(sub for sub in q.subqueries if isinstance(sub, wq.Not))]).normalize()
 
 
 def _hit(stored: dict[str, Any], score: float, terms: dict[str, set[str]], *, scored: bool) -> SearchItem:

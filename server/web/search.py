@@ -46,6 +46,7 @@ async def search(
         "facets": {},
         "suggestion": None,
         "corrected": False,
+        "relaxed": False,
         "error": None,
         "offset": offset,
         "next_offset": None,
@@ -73,6 +74,7 @@ async def _from_index(state: State, settings: Settings, q: str, filters: dict[st
         "facets": {name: results.facets.get(name, {}) for name in FACET_NAMES},
         "suggestion": results.suggestion,
         "corrected": results.corrected,
+        "relaxed": results.relaxed,
         "next_offset": next_offset if next_offset < results.total else None,
     }
 

@@ -101,3 +101,15 @@ def test_corrections_and_relaxations_are_said(judged: tuple[TestClient, dict]) -
     assert page["relaxed"] is True and "conflict" in ranked[:3]
     _, page = _ranked(client, keys, "code of conduct")
     assert page["corrected"] is False and page["relaxed"] is False and page["suggestion"] is None
+
+
+def test_the_page_says_what_it_searched(judged: tuple[TestClient, dict]) -> None:
+    client, _ = judged
+    page = client.get("/search", params={"q": "mentorhsip"})
+    assert page.status_code == 200
+    assert "Showing results for" in page.text and "Starting a mentorship programme" in page.text
+    relaxed = client.get("/search", params={"q": "how to handle conflict between contributors"})
+    assert "Nothing holds every word" in relaxed.text
+    # Stray syntax is searched as words, never an error.
+    stray = client.get("/search", params={"q": '"(the readme'}, headers={"HX-Request": "true"})
+    assert stray.status_code == 200 and "The art of the README" in stray.text and "could not be read" not in stray.text

@@ -120,7 +120,8 @@ def _items(text: str) -> list[Item]:
         if text[i] == " ":
             i += 1
             continue
-        negated = text[i] == "-" and i + 1 < n and text[i + 1] not in ' -"' or text.startswith('-"', i)
+        # "-word" and '-"a phrase"' exclude; a lone "-" or "--" is punctuation.
+        negated = (text[i] == "-" and i + 1 < n and text[i + 1] not in ' -"') or text.startswith('-"', i)
         if negated:
             i += 1
         name = None
@@ -165,7 +166,7 @@ def _clauses(items: list[Item]) -> list[Clause]:
         else:
             clauses.append(Clause([item], negated))
         pending_not = join_or = False
-    if not any(not clause.negated for clause in clauses) and not any(c.negated for c in clauses):
+    if not clauses:
         # Nothing but operators ("OR", "NOT"): they were meant as words.
         return [Clause([Item("words", item.text, item.start)]) for item in items]
     return clauses

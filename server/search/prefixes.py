@@ -17,7 +17,15 @@ _PREFIX_SCAN = 400
 
 
 def expand_prefixes(q: wq.Query, reader: IndexReader) -> wq.Query:
-    """q with each `Prefix` replaced by its most frequent terms in the index (or nothing)."""
+    """q with each `Prefix` replaced by its most frequent terms in the index (or nothing).
+
+    A last word that is itself in the index is taken as typed: its prefix is dropped unexpanded. That
+    costs a finished word nothing, and a word being typed (`jupy`) is rarely one the index holds.
+    """
+    if isinstance(q, wq.Or) and any(isinstance(sub, wq.Prefix) for sub in q.subqueries):
+        typed = [sub for sub in q.subqueries if not isinstance(sub, wq.Prefix)]
+        if any(isinstance(sub, wq.Term) and (sub.fieldname, sub.text) in reader for sub in typed):
+            return any_of(typed) or wq.NullQuery
     if isinstance(q, wq.Prefix):
         return _expanded(q, reader)
     if q.is_leaf():

@@ -37,8 +37,8 @@ QUERIES = [
     "seed OR tulip^2",
     "garden NOT water",
     "NOT water",
-    "soil ANDMAYBE bee",
-    "soil ANDNOT bee",
+    "soil -bee",
+    "soil NOT bee",
     "title:tulip (bee OR rain)",
     "title:tulip^3 body:rain",
     "(bee rain)^2 OR sun",
@@ -202,6 +202,8 @@ def test_service_pages_match_whoosh_with_offsets_and_filters(index: Path, search
                 full = _whoosh_page(searcher, query, build_filter(**filters), 10_000)
                 for offset in (0, 7):
                     page = svc.search(text, limit=7, offset=offset, **filters)
+                    if page.corrected or page.relaxed:
+                        continue  # another query than the one compared (few or no results as typed)
                     expected = full[offset : offset + 7]
                     got = [(item.score, item.id) for item in page.items]
                     want = [(score, searcher.stored_fields(d)["id"]) for score, d in expected]

@@ -58,6 +58,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 import httpx
 from whoosh.collectors import TopCollector
@@ -66,9 +67,18 @@ from whoosh.searching import Searcher
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the project's `server` and `tests.support` importable
 
-from server.search import SearchDocument, SearchService, index_ok, rebuild  # noqa: E402
+from server.search import (  # noqa: E402
+    IndexWriterQueue,
+    SearchDocument,
+    SearchIndex,
+    SearchService,
+    index_ok,
+    rebuild,
+)
+from server.search.prefixes import expand_prefixes  # noqa: E402
 from server.search.query import parse_query  # noqa: E402
 from server.search.storage import open_generation, read_current  # noqa: E402
+from tests.search.relevance.corpus import GUIDES, JUDGMENTS, ndcg_at_10, success_at_3  # noqa: E402
 from tests.support.server import KithServer  # noqa: E402
 
 SEED = 4
@@ -232,7 +242,7 @@ def describe(latencies: Sequence[float]) -> str:
 
 async def endpoint_latencies(
     base_url: str, queries: Sequence[str], warmup: Sequence[str]
-) -> tuple[list[float], list[int], list[list[str]]]:
+) -> tuple[list[float], list[int], list[list[str] | None]]:
     """Open-loop: request i leaves at start + i/RATE; latency is from that scheduled time to the full answer."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT, trust_env=False) as api:
@@ -240,7 +250,7 @@ async def endpoint_latencies(
             (await api.get("/api/v1/search", params={"q": q})).raise_for_status()
         latencies: list[float] = [0.0] * len(queries)
         totals: list[int] = [0] * len(queries)
-        pages: list[list[str]] = [[] for _ in queries]
+        pages: list[list[str] | None] = [[] for _ in queries]
 
         async def one(i: int, scheduled: float) -> None:
             response = await api.get("/api/v1/search", params={"q": queries[i]})
@@ -249,7 +259,8 @@ async def endpoint_latencies(
                 raise RuntimeError(f"q={queries[i]!r}: {response.status_code} {response.text[:300]}")
             answer = response.json()
             totals[i] = answer["total"]
-            pages[i] = [item["id"] for item in answer["items"]]
+            # A respelled or relaxed answer searched another query than the raw search: not compared.
+            pages[i] = None if answer["corrected"] or answer["relaxed"] else [item["id"] for item in answer["items"]]
 
         start = time.perf_counter() + 0.05
         tasks = []
@@ -261,6 +272,42 @@ async def endpoint_latencies(
     return latencies, totals, pages
 
 
+def kith_query(searcher: Searcher, q: str) -> Any:
+    """The Whoosh query Kith searches for q: parsed, and the last word's prefix expanded to the index's terms."""
+    parsed = parse_query(q)
+    assert parsed is not None
+    return expand_prefixes(parsed.query, searcher.reader())
+
+
+def relevance(directory: Path) -> tuple[float, float]:
+    """success@3 and nDCG@10 of the judged set (tests/search/relevance) through `SearchService.search`."""
+    index = directory / "relevance"
+    queue = IndexWriterQueue(SearchIndex(index))
+    keys = {}
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    for guide in GUIDES:
+        doc_id = str(uuid.uuid4())
+        keys[doc_id] = guide.key
+        queue.add(
+            SearchDocument(
+                id=doc_id, type="guide", title=guide.title, url=f"http://127.0.0.1/{guide.key}",
+                community=guide.community, instance="127.0.0.1", origin="local", created_at=when, updated_at=when,
+                summary=guide.summary, body=guide.body, tags=list(guide.tags),
+            )
+        )  # fmt: skip
+    queue.flush()
+    service = SearchService(index)
+    try:
+        found, gain = 0, 0.0
+        for query, expected in JUDGMENTS:
+            ranked = [keys[item.id] for item in service.search(query, limit=10).items]
+            found += success_at_3(ranked, expected)
+            gain += ndcg_at_10(ranked, expected)
+    finally:
+        service.close()
+    return found / len(JUDGMENTS), gain / len(JUDGMENTS)
+
+
 def raw_latencies(
     searcher: Searcher, queries: Sequence[str], warmup: Sequence[str]
 ) -> tuple[list[float], list[list[str]]]:
@@ -269,7 +316,7 @@ def raw_latencies(
     The page's ids are read after the clock stops: they are only for checking the endpoint's answers.
     """
     for q in warmup:
-        searcher.search(parse_query(q).query, limit=PAGE)
+        searcher.search(kith_query(searcher, q), limit=PAGE)
     latencies: list[float] = []
     pages: list[list[str]] = []
     start = time.perf_counter() + 0.05
@@ -277,9 +324,7 @@ def raw_latencies(
         scheduled = start + i / RATE
         time.sleep(max(0.0, scheduled - time.perf_counter()))
         began = time.perf_counter()
-        parsed = parse_query(q)
-        assert parsed is not None
-        results = searcher.search(parsed.query, limit=PAGE)
+        results = searcher.search(kith_query(searcher, q), limit=PAGE)
         latencies.append(time.perf_counter() - max(began, scheduled))
         pages.append([searcher.stored_fields(docnum)["id"] for _, docnum in results.top_n])
     return latencies, pages
@@ -300,10 +345,8 @@ def exhaustive_pages(index: Path, queries: Sequence[str]) -> list[list[str]]:
     try:
         with ix.searcher() as searcher:
             for q in queries:
-                parsed = parse_query(q)
-                assert parsed is not None
                 top = TopCollector(limit=PAGE, replace=0)
-                searcher.search_with_collector(parsed.query, top)
+                searcher.search_with_collector(kith_query(searcher, q), top)
                 pages.append([searcher.stored_fields(docnum)["id"] for _, docnum in top.results().top_n])
     finally:
         ix.close()
@@ -470,6 +513,9 @@ async def run(count: int, profile: bool, keep: Path | None, writes: int) -> int:
           flush=True)  # fmt: skip
     server = KithServer(worker=False, startup_timeout=60.0)  # owns a temp data dir, removed by close()
     try:
+        judged = relevance(server.data_dir)
+        print(f"  judged set ({len(JUDGMENTS)} queries, {len(GUIDES)} guides): success@3 {judged[0]:.3f}, "
+              f"nDCG@10 {judged[1]:.3f}", flush=True)  # fmt: skip
         index = server.data_dir / "search"
         build_rate = prepare_index(index, keep, corpus, count)
 
@@ -492,8 +538,11 @@ async def run(count: int, profile: bool, keep: Path | None, writes: int) -> int:
         cpu_after = cpu_seconds(server.pid)
         memory = {field: proc_status(server.pid, field) for field in ("VmHWM", "VmRSS", "RssAnon", "RssFile")}
         print(f"  GET /api/v1/search         {describe(endpoint)}", flush=True)
-        differ = [i for i, (a, b) in enumerate(zip(pages, raw_pages, strict=True)) if a != b]
-        print(f"  pages that differ from the raw search's top {PAGE}: {len(differ)} of {len(pages)}", flush=True)
+        other = sum(1 for page in pages if page is None)
+        differ = [i for i, (a, b) in enumerate(zip(pages, raw_pages, strict=True)) if a is not None and a != b]
+        print(f"  answers respelled or relaxed (few or no results as typed; not compared): {other}", flush=True)
+        compared = len(pages) - other
+        print(f"  pages that differ from the raw search's top {PAGE}: {len(differ)} of {compared}", flush=True)
         server.stop()
         if differ:
             exact = exhaustive_pages(index, [queries[i] for i in differ])
@@ -512,7 +561,7 @@ async def run(count: int, profile: bool, keep: Path | None, writes: int) -> int:
             server.stop()
     finally:
         server.close()
-    report(count, build_rate, raw, endpoint, totals, wall, cpu_before, cpu_after, memory, written)
+    report(count, build_rate, raw, endpoint, totals, wall, cpu_before, cpu_after, memory, written, judged)
     return 0
 
 
@@ -527,6 +576,7 @@ def report(
     cpu_after: float | None,
     memory: dict[str, float | None],
     written: Sequence[float],
+    judged: tuple[float, float],
 ) -> None:
     p95_endpoint, p95_raw = percentile(endpoint, 95) * 1000, percentile(raw, 95) * 1000
     ratio = p95_endpoint / p95_raw
@@ -547,6 +597,7 @@ def report(
     if rss is not None:
         print(f"server RSS after the run {rss:.0f} MB (anonymous {anon or 0:.0f} MB, file-backed {mapped or 0:.0f} MB)")
     rows = [
+        (f"judged set success@3 / nDCG@10 ({len(JUDGMENTS)} q)", f"{judged[0]:.3f} / {judged[1]:.3f}", ""),
         (
             "index build (server.search.rebuild)",
             f"{build_rate:,.0f} docs/s" if build_rate is not None else "reused, not measured",

@@ -33,6 +33,10 @@ class SearchPage(msgspec.Struct):
     next_cursor: str | None
     facets: Facets
     suggestion: str | None
+    # True when the items are for `suggestion` (a respelling) rather than the query as typed.
+    corrected: bool = False
+    # True when no entry holds every word of the query and the items hold some of them.
+    relaxed: bool = False
 
 
 def search_service(state: State, settings: Settings) -> SearchService:
@@ -106,5 +110,7 @@ class SearchController(Controller):
                 **{name: dict(results.facets.get(name, {})) for name in ("type", "community", "instance", "tag")}
             ),
             suggestion=results.suggestion,
+            corrected=results.corrected,
+            relaxed=results.relaxed,
         )
         return Response(page, headers=link_header(request, settings.base_url, next_cursor))

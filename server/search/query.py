@@ -1,36 +1,44 @@
-"""Turning user input into Whoosh queries, or a readable `QueryError`.
+"""Turning what people type into Whoosh queries: web-search syntax, never a syntax error.
 
-The syntax is Whoosh's: words (all required), "phrases", AND/OR/NOT,
-parentheses, `field:value` and `word^2` boosts. Wildcards, regexes, fuzzy
-terms and ranges are not offered: they expand to arbitrarily many terms and
-are the usual way to make a search engine slow on purpose.
+The language, as the search page and the README describe it:
+
+- words: a result contains every word (in any form: stemmed, accents folded), except common words
+  such as "the", "of" or "how", which are not required; a query of nothing but common words is searched
+  as a phrase. The last word also matches words it begins (`jupy` finds JupyterHub) unless a space
+  follows it;
+- `"a phrase"`: these words in this order, common words included;
+- `-word`, `-"a phrase"`, `NOT word`: results without it;
+- `a OR b`: either (OR binds its neighbours: `python OR julia notebooks` is (python or julia) and
+  notebooks); `AND` may be written and changes nothing;
+- `field:value` or `field:"two words"` for the fields in QUERY_FIELDS (`tag:`, `community:`,
+  `instance:`, ...).
+
+Anything else (a stray quote or bracket, an unknown `name:`, an operator with nothing beside it) is
+searched as words. Only input that cannot be searched at all is a `QueryError`: control characters,
+more than MAX_QUERY_LENGTH characters, nothing but punctuation. Wildcards, regexes and ranges are not
+offered: they expand to arbitrarily many terms and are the usual way to make a search engine slow on
+purpose (the last word's prefix is expanded to at most a few terms, see `prefixes.py`).
+
+Words are analyzed with the index's own analysis (`engine.analysis`), so a query never requires a term
+the index cannot hold.
 """
 
 from __future__ import annotations
 
-import copy
-import functools
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from whoosh import query as wq
-from whoosh.qparser import (
-    BoostPlugin,
-    FieldsPlugin,
-    GroupPlugin,
-    MultifieldPlugin,
-    OperatorsPlugin,
-    PhrasePlugin,
-    QueryParser,
-    syntax,
-)
 
+from .engine.analysis import fold, is_stop_word, word_terms, words
 from .schema import DEFAULT_FIELDS, SCHEMA
 
 MAX_QUERY_LENGTH = 500
-MAX_NESTING = 10
+# A prefix shorter than this is not expanded (one letter begins too many words to mean anything).
+MIN_PREFIX = 2
 
 # Singular spellings people naturally type, mapped to the index's fields.
 FIELD_ALIASES = {"tag": "tags", "topic": "topics", "language": "languages"}
@@ -49,17 +57,15 @@ QUERY_FIELDS = (
     "instance",
     "origin",
 )
-# Shown in the "needs a value" message.
-_FIELD_EXAMPLES = {
-    "type": "guide",
-    "origin": "remote",
-    "community": "gardening",
-    "instance": "kith.example.org",
-    "language": "es",
-    "languages": "es",
-}
+TEXT_FIELDS = ("title", "summary", "body")
+KEYWORD_FIELDS = ("tags", "topics", "languages")
+PREFIX_FIELDS = (*TEXT_FIELDS, "tags", "topics")
+# Fields whose typed words take part in spelling suggestions.
+SPELLED_FIELDS = (None, *TEXT_FIELDS, "tags", "topics")
 # Tab and newlines are ordinary whitespace in a pasted query.
 _WHITESPACE_CONTROLS = frozenset("\t\n\r")
+_OPERATORS = frozenset({"AND", "OR", "NOT"})
+_FIELD_PREFIX = re.compile(r"([^\W\d]\w*):(?=[^\s])")
 
 
 class QueryError(ValueError):
@@ -85,208 +91,240 @@ def clean_text(text: str, *, what: str = "The query") -> str:
     return " ".join(text.split())
 
 
-def _check_balance(text: str) -> None:
-    # Whoosh silently reads an unclosed quote or bracket as part of a word,
-    # which searches for something other than what was typed.
-    if text.count('"') % 2:
-        raise QueryError('Unbalanced quotation marks: close the phrase with a second ".')
-    depth = 0
-    for i, part in enumerate(text.split('"')):
-        if i % 2:  # inside a phrase, brackets are just text
+# Reading the text
+
+
+@dataclass
+class Item:
+    """One thing typed: a run of words, a quoted phrase, or an operator; `start` is where its text starts."""
+
+    kind: str  # "words", "phrase" or "operator"
+    text: str
+    start: int
+    field: str | None = None
+    negated: bool = False
+
+
+@dataclass
+class Clause:
+    """Items of which a result must contain one (or, negated, none)."""
+
+    items: list[Item] = field(default_factory=list)
+    negated: bool = False
+
+
+def _items(text: str) -> list[Item]:
+    out: list[Item] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == " ":
+            i += 1
             continue
-        for ch in part:
-            if ch == "(":
-                depth += 1
-                if depth > MAX_NESTING:
-                    raise QueryError(f"Parentheses are nested too deeply (more than {MAX_NESTING} levels).")
-            elif ch == ")":
-                depth -= 1
-                if depth < 0:
-                    raise QueryError('Unbalanced parentheses: a ")" has no matching "(".')
-    if depth:
-        raise QueryError('Unbalanced parentheses: a "(" is never closed.')
+        # "-word" and '-"a phrase"' exclude; a lone "-" or "--" is punctuation.
+        negated = (text[i] == "-" and i + 1 < n and text[i + 1] not in ' -"') or text.startswith('-"', i)
+        if negated:
+            i += 1
+        name = None
+        match = _FIELD_PREFIX.match(text, i)
+        if match and match.group(1).lower() in QUERY_FIELDS:
+            name = FIELD_ALIASES.get(match.group(1).lower(), match.group(1).lower())
+            i = match.end()
+        if text[i] == '"':
+            close = text.find('"', i + 1)
+            if close != -1:
+                out.append(Item("phrase", text[i + 1 : close], i + 1, name, negated))
+                i = close + 1
+                continue
+            i += 1  # a quote never closed: what follows is plain words
+            if i >= n:
+                continue
+        end = i
+        while end < n and text[end] not in ' "':
+            end += 1
+        chunk = text[i:end]
+        kind = "operator" if chunk in _OPERATORS and not negated and name is None else "words"
+        if chunk:
+            out.append(Item(kind, chunk, i, name, negated))
+        i = end
+    return out
 
 
-_BINARY_OPERATORS = frozenset({"AND", "OR", "ANDNOT", "ANDMAYBE"})
+def _clauses(items: list[Item]) -> list[Clause]:
+    clauses: list[Clause] = []
+    pending_not = join_or = False
+    for item in items:
+        if item.kind == "operator":
+            if item.text == "NOT":
+                pending_not = True
+            elif item.text == "OR":
+                join_or = bool(clauses) and not clauses[-1].negated
+            continue
+        negated = item.negated or pending_not
+        item.negated = negated
+        if join_or and not negated:
+            clauses[-1].items.append(item)
+        else:
+            clauses.append(Clause([item], negated))
+        pending_not = join_or = False
+    if not clauses:
+        # Nothing but operators ("OR", "NOT"): they were meant as words.
+        return [Clause([Item("words", item.text, item.start)]) for item in items]
+    return clauses
 
 
-def _check_operators(text: str) -> None:
-    # Whoosh reads a dangling operator as the word "and"/"not", which finds
-    # nothing useful and hides the mistake.
-    words = text.split()
-    if words[0] in _BINARY_OPERATORS:
-        raise QueryError(f'"{words[0]}" needs a search term before it.')
-    if words[-1] in _BINARY_OPERATORS or words[-1] == "NOT":
-        raise QueryError(f'"{words[-1]}" needs a search term after it.')
+# Building the query
 
 
-def _field_list() -> str:
-    return ", ".join(QUERY_FIELDS)
+def _term_query(name: str, word: str) -> wq.Query:
+    """One typed word in one field: its whole term, or for a compound (DataFrames.jl) all of its parts."""
+    if name in KEYWORD_FIELDS:
+        return wq.Term(name, word.lower())
+    terms = word_terms(word)
+    if len(terms) == 1:
+        return wq.Term(name, terms[0])
+    return wq.Or([wq.Term(name, terms[0]), wq.And([wq.Term(name, t) for t in terms[1:]])])
 
 
-class _StrictFieldsPlugin(FieldsPlugin):
-    """`field:value` where an unknown or valueless field is an error.
-
-    Whoosh's own plugin quietly turns an unknown `name:` back into text; here
-    it is reported so that a typo in a field name does not silently search
-    for the typo.
-    """
-
-    def __init__(self) -> None:
-        # Field names start with a letter, so "10:30" or "::1" stay text.
-        super().__init__(expr=r"(?P<text>[^\W\d]\w*):", remove_unknown=False)
-
-    def do_fieldnames(self, parser: QueryParser, group: syntax.GroupNode) -> syntax.GroupNode:
-        for i, node in enumerate(group):
-            if isinstance(node, syntax.FieldnameNode):
-                self._check_field(node, group[i + 1] if i + 1 < len(group) else None)
-        return super().do_fieldnames(parser, group)
-
-    @staticmethod
-    def _check_field(node: syntax.FieldnameNode, following: syntax.SyntaxNode | None) -> None:
-        typed = node.fieldname
-        name = typed.lower()
-        if name not in QUERY_FIELDS:
-            raise QueryError(
-                f'Unknown field "{typed}". Searchable fields are: {_field_list()}. '
-                "To search for text containing a colon, put it in double quotes."
-            )
-        if following is None or following.is_ws() or isinstance(following, syntax.FieldnameNode):
-            example = _FIELD_EXAMPLES.get(name, "python")
-            raise QueryError(f'The field "{typed}" needs a value right after the colon, e.g. {name}:{example}.')
-        node.fieldname = FIELD_ALIASES.get(name, name)
+def _word_query(name: str | None, word: str, *, prefix: bool = False) -> wq.Query:
+    names = DEFAULT_FIELDS if name is None else (name,)
+    parts: list[wq.Query] = [_term_query(f, word) for f in names]
+    if prefix:
+        folded = fold(word)
+        # Text fields hold stems: "readme" is indexed as "readm", so its stem is the prefix there when the
+        # word begins with it.
+        stem = word_terms(word)[0]
+        stem = stem if folded.startswith(stem) else folded
+        parts += [wq.Prefix(f, stem if f in TEXT_FIELDS else folded) for f in names if f in PREFIX_FIELDS]
+    return parts[0] if len(parts) == 1 else wq.Or(parts)
 
 
-def make_parser() -> QueryParser:
-    """A parser over the default fields with only the safe plugins."""
-    plugins = [
-        _StrictFieldsPlugin(),
-        PhrasePlugin(),
-        GroupPlugin(),
-        OperatorsPlugin(),
-        BoostPlugin(),
-        MultifieldPlugin(list(DEFAULT_FIELDS)),
+def _exact_value(name: str, text: str) -> wq.Query | None:
+    # Stored keywords have commas replaced by spaces and spaces collapsed.
+    value = " ".join(text.lower().replace(",", " ").split())
+    return wq.Term(name, value) if value else None
+
+
+def _phrase_query(name: str | None, text: str) -> wq.Query | None:
+    if name is not None and name not in TEXT_FIELDS:
+        return _exact_value(name, text)
+    typed = [w for w in words(text) if word_terms(w)]
+    if not typed:
+        return None
+    if len(typed) == 1:
+        return _word_query(name, typed[0])
+    terms = [word_terms(w)[0] for w in typed]
+    parts: list[wq.Query] = [wq.Phrase(f, terms) for f in (TEXT_FIELDS if name is None else (name,))]
+    if name is None:
+        parts += [q for f in ("tags", "topics") if (q := _exact_value(f, text))]
+    return parts[0] if len(parts) == 1 else wq.Or(parts)
+
+
+def _content_words(item: Item) -> list[str]:
+    return [w for w in words(item.text) if word_terms(w) and not is_stop_word(w)]
+
+
+def _item_query(item: Item, *, prefix: bool) -> wq.Query | None:
+    if item.kind == "phrase":
+        return _phrase_query(item.field, item.text)
+    if item.field is not None and item.field not in TEXT_FIELDS:
+        return _exact_value(item.field, item.text)
+    content = _content_words(item)
+    if not content:
+        return None
+    queries = [
+        _word_query(item.field, w, prefix=prefix and i == len(content) - 1 and _prefixable(w))
+        for i, w in enumerate(content)
     ]
-    return QueryParser(None, SCHEMA, plugins=plugins)
+    return queries[0] if len(queries) == 1 else wq.And(queries)
 
 
-def walk(q: wq.Query) -> Iterator[wq.Query]:
-    """Every node of a query tree, depth first."""
-    yield q
-    if not q.is_leaf():
-        for child in q.children():
-            yield from walk(child)
+def _prefixable(word: str) -> bool:
+    return len(word) >= MIN_PREFIX and word.isalnum() and len(word_terms(word)) == 1
 
 
-def _first_error(q: wq.Query) -> str | None:
-    for node in walk(q):
-        error = getattr(node, "error", None)
-        if error:
-            return str(error)
-    return None
-
-
-def _unpositional_phrases(q: wq.Query) -> wq.Query:
-    """Replace phrases on fields without positions by an AND of their words.
-
-    A quoted phrase is searched in every default field, including the keyword
-    fields, which keep no positions; Whoosh would refuse the whole search.
-    """
-    if isinstance(q, wq.Phrase):
-        field = SCHEMA[q.fieldname]
-        if not field.format.supports("positions"):
-            return wq.And([wq.Term(q.fieldname, w, boost=q.boost) for w in q.words])
-        return q
-    if q.is_leaf():
-        return q
-    return q.apply(_unpositional_phrases)
-
-
-def _parse(text: str) -> wq.Query:
-    try:
-        q = make_parser().parse(text)
-    except QueryError:
-        raise
-    except RecursionError as exc:
-        raise QueryError("The query is nested too deeply.") from exc
-    except Exception as exc:  # the parser has no documented error types
-        raise QueryError("The query could not be understood; check its syntax.") from exc
-    error = _first_error(q)
-    if error:
-        raise QueryError(f"The query could not be understood: {error}.")
-    return q
-
-
-# Text of plain words (letters and digits), none of them an operator: what most searches are.
-_PLAIN_WORDS = re.compile(r"[^\W_]+(?: [^\W_]+)*")
-_OPERATOR_WORDS = _BINARY_OPERATORS | {"NOT"}
-
-
-@functools.lru_cache(maxsize=4096)
-def _word_query(word: str) -> wq.Query:
-    """One plain word as the parser reads it on its own (shared: never changed, only copied)."""
-    return _unpositional_phrases(_parse(word)).normalize()
-
-
-def _shifted(q: wq.Query, by: int) -> wq.Query:
-    """A copy of q with its character positions moved `by` characters on."""
-    q = copy.copy(q) if q.is_leaf() else q.apply(lambda child: _shifted(child, by))
-    if getattr(q, "startchar", None) is not None and getattr(q, "endchar", None) is not None:
-        q.startchar += by
-        q.endchar += by
-    return q
-
-
-def _plain_query(text: str) -> wq.Query | None:
-    """The query for text of plain words, or None for anything else.
-
-    The parser reads such text as the AND of its words, each read as if alone; parsing costs more
-    than a search's ranking, and a few thousand words make up most queries, so each word's query is
-    remembered and only its positions are moved to where the word stands (the spelling suggestion
-    reads them).
-    """
-    if not _PLAIN_WORDS.fullmatch(text):
+def any_of(queries: list[wq.Query]) -> wq.Query | None:
+    if not queries:
         return None
-    words = text.split(" ")
-    if not _OPERATOR_WORDS.isdisjoint(words):
-        return None
-    parts: list[wq.Query] = []
-    at = 0
-    for word in words:
-        parts.append(_shifted(_word_query(word), at))
-        at += len(word) + 1
-    return wq.And(parts).normalize()
+    return queries[0] if len(queries) == 1 else wq.Or(queries)
+
+
+class TypedWord(NamedTuple):
+    """A word of the query a spelling suggestion may replace: where it is, and the field it is searched in."""
+
+    start: int
+    end: int
+    word: str
+    field: str | None
 
 
 class ParsedQuery(NamedTuple):
-    """A parsed query and the cleaned text its character positions refer to."""
+    """A query as Whoosh reads it (with `Prefix` nodes for `expand_prefixes`), and what was typed."""
 
     text: str
     query: wq.Query
+    words: tuple[TypedWord, ...]
+    prefix: bool
 
 
-def parse_query(text: str | None) -> ParsedQuery | None:
+def _typed_words(clauses: list[Clause]) -> Iterator[TypedWord]:
+    for clause in clauses:
+        if clause.negated:
+            continue
+        for item in clause.items:
+            if item.field not in SPELLED_FIELDS:
+                continue
+            if item.field in KEYWORD_FIELDS:
+                yield TypedWord(item.start, item.start + len(item.text), item.text, item.field)
+                continue
+            for match in re.finditer(r"\S+", item.text):
+                for word in words(match.group()):
+                    if not is_stop_word(word):
+                        at = item.start + match.start() + match.group().find(word)
+                        yield TypedWord(at, at + len(word), word, item.field)
+
+
+def parse_query(text: str | None, *, prefix: bool = True) -> ParsedQuery | None:
     """Parse a user query; None (no query at all) means "match every document".
 
-    Raises QueryError for anything that cannot be searched as written,
-    including a blank string: an empty search box is a mistake to report,
-    while browsing by filters alone is asked for explicitly with None.
+    `prefix`: the last word also matches the words it begins (off when the person typed a space after it).
+    Raises QueryError for a blank query (an empty search box is a mistake to report, while browsing by
+    filters alone is asked for explicitly with None) and for one with nothing searchable in it.
     """
     if text is None:
         return None
+    prefix = prefix and not text[-1:].isspace()
     cleaned = clean_text(text)
     if not cleaned:
         raise QueryError("The query is empty: type something to search for.")
-    q = _plain_query(cleaned)
-    if q is None:
-        _check_balance(cleaned)
-        _check_operators(cleaned)
-        q = _unpositional_phrases(_parse(cleaned)).normalize()
-    if isinstance(q, type(wq.NullQuery)):
-        raise QueryError(
-            "There is nothing to search for: the query has only operators, punctuation or very common words."
-        )
-    return ParsedQuery(cleaned, q)
+    items = _items(cleaned)
+    # Only what is typed last is still being typed.
+    last = items[-1] if items and items[-1].kind == "words" else None
+    clauses = _clauses(items)
+    positive = [c for c in clauses if not c.negated]
+    only_common = all(
+        i.kind == "words" and i.field is None and not _content_words(i) for c in positive for i in c.items
+    )
+    if positive and only_common:
+        # Nothing but common words ("the who", "to be or not"): search them as they were typed.
+        joined = " ".join(i.text for c in positive for i in c.items)
+        positive = [Clause([Item("phrase", joined, positive[0].items[0].start)])]
+        clauses = positive + [c for c in clauses if c.negated]
+    required = []
+    for clause in positive:
+        alternatives = [q for i in clause.items if (q := _item_query(i, prefix=prefix and i is last and not i.negated))]
+        if (q := any_of(alternatives)) is not None:
+            required.append(q)
+    excluded = any_of([q for c in clauses if c.negated for i in c.items if (q := _item_query(i, prefix=False))])
+    if not required and excluded is None:
+        raise QueryError("There is nothing to search for: the query has only punctuation.")
+    if excluded is not None:
+        # As an And with a Not (not AndNot): Whoosh's AndNot matcher can count deleted documents.
+        required.append(wq.Not(excluded))
+    query: wq.Query = wq.And(required) if len(required) > 1 else required[0]
+    return ParsedQuery(cleaned, query.normalize(), tuple(_typed_words(clauses)), prefix)
+
+
+# Filters
 
 
 def _filter_value(value: str, what: str) -> str:
@@ -304,20 +342,28 @@ def build_filter(
 ) -> wq.Query | None:
     """An exact-match filter on the ID fields and tags, or None for no filter."""
     terms: list[wq.Query] = []
-    for field, value in (
+    for name, value in (
         ("type", type),
         ("community", community),
         ("instance", instance),
         ("origin", None if origin == "all" else origin),
     ):
         if value:
-            terms.append(wq.Term(field, _filter_value(value, field)))
+            terms.append(wq.Term(name, _filter_value(value, name)))
     if tag:
         # Stored tags have commas replaced by spaces, so match the same way.
         terms.append(wq.Term("tags", " ".join(_filter_value(tag, "tag").replace(",", " ").split())))
     if not terms:
         return None
     return terms[0] if len(terms) == 1 else wq.And(terms)
+
+
+def walk(q: wq.Query) -> Iterator[wq.Query]:
+    """Every node of a query tree, depth first."""
+    yield q
+    if not q.is_leaf():
+        for child in q.children():
+            yield from walk(child)
 
 
 def positive_leaves(q: wq.Query) -> Iterator[wq.Query]:
@@ -333,3 +379,6 @@ def positive_leaves(q: wq.Query) -> Iterator[wq.Query]:
     if not q.is_leaf():
         for child in q.children():
             yield from positive_leaves(child)
+
+
+assert set(DEFAULT_FIELDS) <= set(SCHEMA.names())

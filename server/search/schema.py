@@ -17,7 +17,7 @@ from .engine import FastText
 # segment also holds a compact copy of its longer posting lists
 # (`engine/postings.py`); a version 3 index would still be read correctly, only
 # slower, and is rebuilt to get them.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Fields an unqualified query word is looked up in.
 DEFAULT_FIELDS = ("title", "summary", "body", "tags", "topics")

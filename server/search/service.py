@@ -16,14 +16,18 @@ from whoosh.index import Index
 from whoosh.searching import Searcher
 
 from .engine import SearchEngine, empty_facets
+from .prefixes import expand_prefixes
 from .query import ParsedQuery, QueryError, build_filter, parse_query
 from .snippets import snippet_html, terms_by_field
-from .spelling import suggest
+from .spelling import RARE, RARE_RATIO, suggest
 from .storage import current_marker, open_generation, read_current
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 100
+# When a respelled query joins the few results of the query as typed, those are weighted this much more,
+# so that what was typed ranks first.
+TYPED_BOOST = 4.0
 
 # (generation directory, Whoosh TOC generation): changes on swap and on commit.
 _Version = tuple[str, int]
@@ -50,13 +54,19 @@ class SearchResults(msgspec.Struct, kw_only=True):
     """One page of hits, with the total and facets of all filtered matches.
 
     `facets` maps "type", "community", "instance" and "tag" to
-    {value: count}; `suggestion` is a respelled query when nothing matched.
+    {value: count}; `suggestion` is a respelled query when the query found
+    nothing or little, and `corrected` says that the results are for the
+    suggestion (joined by the few for the query as typed, ranked above them).
+    `relaxed` says that no document held every word, and the results hold
+    some of them, those with more of them first.
     """
 
     items: list[SearchItem]
     total: int
     facets: dict[str, dict[str, int]]
     suggestion: str | None = None
+    corrected: bool = False
+    relaxed: bool = False
 
 
 class SearchService:
@@ -228,27 +238,56 @@ def _run(
     limit: int,
     offset: int,
 ) -> SearchResults:
+    query = expand_prefixes(parsed.query, searcher.reader()) if parsed else None
     # Every match, unscored, for the exact total and the facets.
-    matches = engine.matches(searcher, parsed.query if parsed else None, filter_q)
+    matches = engine.matches(searcher, query, filter_q)
+    suggestion = None
+    corrected = False
+    if parsed is not None and matches.total < RARE:
+        suggestion = suggest(searcher.reader(), parsed)
+        respelled = parse_query(suggestion, prefix=parsed.prefix) if suggestion else None
+        if respelled is not None:
+            other = expand_prefixes(respelled.query, searcher.reader())
+            if matches.total:
+                other = wq.Or([query.with_boost(TYPED_BOOST), other])  # type: ignore[union-attr]
+            other_matches = engine.matches(searcher, other, filter_q)
+            if other_matches.total >= max(1, matches.total * RARE_RATIO):
+                query, matches, corrected = other, other_matches, True
+    relaxed = False
+    if query is not None and not matches.total and (some := _some_words(query)) is not None:
+        query, matches, relaxed = some, engine.matches(searcher, some, filter_q), True
     count = matches.total
     facets = matches.facets()
     items: list[SearchItem] = []
     if offset < count:
         # Scores only for the page: the top offset + limit matches (newest first when browsing).
         best = offset + limit
-        if parsed is not None:
-            ranked = engine.ranked(searcher, parsed.query, matches, best)
+        if query is not None:
+            ranked = engine.ranked(searcher, query, matches, best)
         else:
             ranked = engine.newest(searcher, matches, best)
-        terms = terms_by_field(parsed.query if parsed else None)
+        terms = terms_by_field(query)
         items = [
-            _hit(searcher.stored_fields(docnum), score, terms, scored=parsed is not None)
+            _hit(searcher.stored_fields(docnum), score, terms, scored=query is not None)
             for score, docnum in ranked[offset : offset + limit]
         ]
-    suggestion = None
-    if count == 0 and parsed is not None:
-        suggestion = suggest(searcher.reader(), parsed.text, parsed.query)
-    return SearchResults(items=items, total=count, facets=facets, suggestion=suggestion)
+    return SearchResults(
+        items=items, total=count, facets=facets, suggestion=suggestion, corrected=corrected, relaxed=relaxed
+    )
+
+
+def _some_words(q: wq.Query) -> wq.Query | None:
+    """For a query of several required words, one that requires any of them (exclusions kept), else None.
+
+    Like a search engine dropping words a question holds but no document does ("how to handle conflict
+    between contributors"): BM25 adds up the words a document matches, so those with more come first.
+    """
+    if not isinstance(q, wq.And):
+        return None
+    words = [sub for sub in q.subqueries if not isinstance(sub, wq.Not)]
+    if len(words) < 2:
+        return None
+    return wq.And([wq.Or(words), *(sub for sub in q.subqueries if isinstance(sub, wq.Not))]).normalize()
 
 
 def _hit(stored: dict[str, Any], score: float, terms: dict[str, set[str]], *, scored: bool) -> SearchItem:

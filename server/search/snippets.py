@@ -18,8 +18,9 @@ from typing import Any
 
 from whoosh import query as wq
 
+from .engine.analysis import WORD_PATTERN, word_terms
 from .query import positive_leaves
-from .schema import SCHEMA, SNIPPET_FIELDS, SNIPPET_SOURCES
+from .schema import SNIPPET_FIELDS, SNIPPET_SOURCES
 
 SNIPPET_CHARS = 200
 # Context kept before the first and after the last match of a fragment.
@@ -28,18 +29,16 @@ _FRAGMENTS = 2
 # Matches looked for before choosing the fragments.
 _ENOUGH_MATCHES = 8
 _ELLIPSIS = "…"
-# The text analyzer's tokenizer pattern (Whoosh's RegexTokenizer default).
-_WORD = re.compile(r"\w+(?:\.?\w+)*")
+# The text analyzer's words.
+_WORD = re.compile(WORD_PATTERN)
 # Distinct pieces of text remembered with their tokens' indexed forms; cleared when full.
 _MAX_CACHED_WORDS = 100_000
 
-_UNSEEN = object()
 _cache_lock = threading.Lock()
-# Per field: each whitespace-separated piece of text seen so far with its (token, indexed term) pairs,
-# and for each indexed term the pieces holding a token that analyzes to it.
-_pieces: dict[str, dict[str, tuple[tuple[str, str | None], ...]]] = {}
-_by_term: dict[str, dict[str | None, set[str]]] = {}
-_token_terms: dict[str, dict[str, str | None]] = {}
+# Per field: each whitespace-separated piece of text seen so far with its (token, indexed terms) pairs,
+# and for each indexed term the pieces holding a token indexed under it.
+_pieces: dict[str, dict[str, tuple[tuple[str, tuple[str, ...]], ...]]] = {}
+_by_term: dict[str, dict[str, set[str]]] = {}
 
 
 def terms_by_field(q: wq.Query | None) -> dict[str, set[str]]:
@@ -55,36 +54,25 @@ def terms_by_field(q: wq.Query | None) -> dict[str, set[str]]:
     return found
 
 
-def _term_of(field: str, word: str) -> str | None:
-    """The indexed form of one word in field (None for a stop word)."""
-    for token in SCHEMA[field].analyzer(word, mode="query", removestops=False):
-        return token.text
-    return None
-
-
-def _learn(field: str, pieces: set[str]) -> tuple[dict[str, tuple[tuple[str, str | None], ...]], dict]:
+def _learn(field: str, pieces: set[str]) -> tuple[dict[str, tuple[tuple[str, tuple[str, ...]], ...]], dict]:
     """Tokenize and analyze the pieces not seen before in field; the field's two maps."""
     with _cache_lock:
         known = _pieces.setdefault(field, {})
         by_term = _by_term.setdefault(field, {})
-        terms_of = _token_terms.setdefault(field, {})  # a token of many pieces ("word", "Word.") analyzed once
         new = [piece for piece in pieces if piece not in known]  # (set - keys view would walk every key)
         if len(known) + len(new) > _MAX_CACHED_WORDS:
             known.clear()
             by_term.clear()
-            terms_of.clear()
             new = pieces
         for piece in new:
             pairs = []
             # Most pieces are one plain word (the tokenizer's \w is exactly str.isalnum() or "_").
             for token in (piece,) if piece.isalnum() else _WORD.findall(piece):
-                term = terms_of.get(token, _UNSEEN)
-                if term is _UNSEEN:
-                    term = terms_of[token] = _term_of(field, token)
-                pairs.append((token, term))
+                pairs.append((token, word_terms(token)))  # word_terms remembers its words
             known[piece] = tuple(pairs)
-            for _, term in pairs:
-                by_term.setdefault(term, set()).add(piece)
+            for _, terms in pairs:
+                for term in terms:
+                    by_term.setdefault(term, set()).add(piece)
         return known, by_term
 
 
@@ -93,11 +81,17 @@ def _word_char(ch: str) -> bool:
 
 
 def _whole_token(text: str, i: int, j: int) -> bool:
-    """True if text[i:j] is a whole token as _WORD splits text: a maximal run of word characters
-    joined by single dots, so neither a word character nor "word character + dot" touches either end."""
-    if i > 0 and (_word_char(text[i - 1]) or (text[i - 1] == "." and i > 1 and _word_char(text[i - 2]))):
+    """True if text[i:j] is a whole token as _WORD splits text: a maximal run of word characters joined by
+    single dots, with a leading dot where nothing of a word comes before it and a trailing ++ or #."""
+    if i > 0 and (_word_char(text[i - 1]) or (text[i - 1] == "." and (i < 2 or text[i - 2] not in ".+#"))):
+        return False
+    if text[i] == "." and i > 0 and text[i - 1] in ".+#":
         return False
     n = len(text)
+    if text[j - 1] in "+#":
+        return True  # the suffix ends a token whatever follows
+    if j < n and (text[j] == "#" or text.startswith("++", j)):
+        return False
     return not (j < n and (_word_char(text[j]) or (text[j] == "." and j + 1 < n and _word_char(text[j + 1]))))
 
 
@@ -129,7 +123,7 @@ def _matches(field: str, text: str, terms: set[str]) -> list[tuple[int, int]]:
     hits = [piece for term in terms for piece in tuple(by_term.get(term, ())) if piece in pieces]
     if not hits:
         return []
-    tokens = {token for piece in hits for token, term in known[piece] if term in terms}
+    tokens = {token for piece in hits for token, indexed in known[piece] if not terms.isdisjoint(indexed)}
     # Found with str.find: a pattern compiled for each page's tokens would cost more than the search.
     return _token_spans(text, tokens)
 

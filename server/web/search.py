@@ -47,6 +47,8 @@ async def search(
         "total": 0,
         "facets": {},
         "suggestion": None,
+        "corrected": False,
+        "relaxed": False,
         "error": None,
         "offset": offset,
         "next_offset": None,
@@ -77,6 +79,8 @@ async def _from_index(state: State, settings: Settings, q: str, filters: dict[st
         "total": results.total,
         "facets": {name: results.facets.get(name, {}) for name in FACET_NAMES},
         "suggestion": results.suggestion,
+        "corrected": results.corrected,
+        "relaxed": results.relaxed,
         "next_offset": next_offset if next_offset < results.total else None,
     }
 

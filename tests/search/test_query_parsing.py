@@ -1,68 +1,100 @@
-"""Plain-word queries built from remembered words (query._plain_query) against the parser's own reading."""
+"""The web-search query language (query.parse_query): what each piece of syntax becomes."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
 from whoosh import query as wq
 
-from server.search.query import (
-    QueryError,
-    _parse,
-    _plain_query,
-    _unpositional_phrases,
-    clean_text,
-    parse_query,
-    walk,
-)
-
-WORDS = [
-    "tulip", "tulips", "gardening", "garden", "Garden", "GARDEN", "the", "a", "of", "is", "running", "ran",
-    "über", "naïve", "café", "2024", "x11", "c3po", "seed", "seeds", "compost", "and", "or", "not", "to",
-]  # fmt: skip
+from server.search.query import QueryError, parse_query, positive_leaves, walk
 
 
-def _parser_reading(text: str) -> wq.Query:
-    return _unpositional_phrases(_parse(clean_text(text))).normalize()
+def _query(text: str, **kwargs: bool) -> wq.Query:
+    parsed = parse_query(text, **kwargs)
+    assert parsed is not None
+    return parsed.query
 
 
-def _shape(q: wq.Query) -> list[tuple[object, ...]]:
-    """Every node with what the search and the spelling suggestion read of it."""
-    return [
-        (type(n).__name__, getattr(n, "fieldname", None), getattr(n, "text", None), n.boost)
-        + (getattr(n, "startchar", None), getattr(n, "endchar", None))
-        for n in walk(q)
-    ]
+def _required_terms(q: wq.Query) -> set[str]:
+    return {str(leaf.text) for leaf in positive_leaves(q) if isinstance(leaf, wq.Term) and leaf.fieldname == "title"}
 
 
-def test_plain_words_are_read_as_the_parser_reads_them() -> None:
-    rng = random.Random(3)
-    checked = 0
-    for _ in range(2000):
-        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5)))
-        assert _plain_query(clean_text(text)) is not None, text
-        expected = _parser_reading(text)
-        if isinstance(expected, type(wq.NullQuery)):
-            with pytest.raises(QueryError):
-                parse_query(text)
-            continue
-        parsed = parse_query(text)
-        assert parsed is not None
-        assert parsed.query == expected, text
-        assert _shape(parsed.query) == _shape(expected), text
-        checked += 1
-    assert checked > 1500
+def _excluded_terms(q: wq.Query) -> set[str]:
+    return {
+        str(leaf.text)
+        for node in walk(q)
+        if isinstance(node, wq.Not)
+        for leaf in walk(node.query)
+        if isinstance(leaf, wq.Term) and leaf.fieldname == "title"
+    }
+
+
+def test_common_words_are_not_required() -> None:
+    assert _required_terms(_query("how to write the README ", prefix=False)) == {"write", "readm"}
+
+
+def test_a_query_of_only_common_words_is_a_phrase() -> None:
+    phrases = [n for n in walk(_query("to be or not to be")) if isinstance(n, wq.Phrase)]
+    assert phrases and phrases[0].words == ["to", "be", "or", "not", "to", "be"]
+
+
+def test_quoted_phrase_keeps_its_common_words_in_order() -> None:
+    phrases = [n for n in walk(_query('"code of conduct"')) if isinstance(n, wq.Phrase)]
+    assert {tuple(p.words) for p in phrases} == {("code", "of", "conduct")}
+
+
+@pytest.mark.parametrize("text", ["jupyterhub -gpu", "jupyterhub NOT gpu", 'jupyterhub -"gpu"'])
+def test_minus_and_not_exclude(text: str) -> None:
+    q = _query(text)
+    assert _excluded_terms(q) == {"gpu"}
+    assert "jupyterhub" in _required_terms(q)
+
+
+def test_or_joins_its_neighbours() -> None:
+    q = _query("python OR julia notebooks ", prefix=False)
+    assert isinstance(q, wq.And) and len(q.subqueries) == 2
+    assert _required_terms(q.subqueries[0]) == {"python", "julia"}
+
+
+def test_fields() -> None:
+    q = _query('tag:"Open Source" community:Julia instance:kith.example.org title:testing')
+    leaves = {(leaf.fieldname, leaf.text) for leaf in positive_leaves(q)}
+    assert {("tags", "open source"), ("community", "julia"), ("instance", "kith.example.org")} <= leaves
+    assert ("title", "test") in leaves and ("body", "test") not in leaves
+
+
+def test_the_last_word_is_also_a_prefix_unless_a_space_follows() -> None:
+    assert any(isinstance(n, wq.Prefix) and n.text == "jupy" for n in walk(_query("jupy")))
+    assert not any(isinstance(n, wq.Prefix) for n in walk(_query("jupy ")))
+    # Only what is typed last: an exclusion typed last is not a prefix, nor is the word before it.
+    assert not any(isinstance(n, wq.Prefix) for n in walk(_query("jupyterhub -gp")))
+
+
+def test_compounds_and_symbols_are_searched_as_typed() -> None:
+    assert "c++" in _required_terms(_query("C++ extensions"))
+    assert {"dataframes.jl", "datafram", "jl"} <= _required_terms(_query("DataFrames.jl "))
+    assert {"3", "python"} <= _required_terms(_query("python 3"))
 
 
 @pytest.mark.parametrize(
-    "text",
-    ["tulip AND seed", "tulip OR seed", "NOT seed", "seed ANDNOT tulip", "title:tulip", '"tulip seed"',
-     "tulip^2", "(tulip seed)", "tulip-seed", "c++", "snake_case", "tulip  seed"],
-)  # fmt: skip
-def test_anything_else_goes_through_the_parser(text: str) -> None:
-    if text != "tulip  seed":  # clean_text makes one space of two: plain words after all
-        assert _plain_query(clean_text(text)) is None
-    parsed = parse_query(text)
-    assert parsed is not None
-    assert _shape(parsed.query) == _shape(_parser_reading(text))
+    "text", ['"unbalanced', "(rust", "rust)", "nosuchfield:x", "title:", "AND", "OR", "NOT", "a OR", "x^2 [a TO b]"]
+)
+def test_stray_syntax_is_searched_as_words(text: str) -> None:
+    assert _query(text) is not None
+
+
+@pytest.mark.parametrize("text", ["", "   ", "*", "(((", "a\x00b", "x" * 501])
+def test_unsearchable_input_is_a_query_error(text: str) -> None:
+    with pytest.raises(QueryError):
+        parse_query(text)
+
+
+def test_random_input_parses_or_is_a_query_error() -> None:
+    pieces = [*"ab \"()*:?~^[]{}-+!\\/'#.", "AND ", "OR ", "NOT ", "tag:", "title:", "xyz:", " ", "é", "the "]
+    rng = random.Random(17)
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 20)))
+        with contextlib.suppress(QueryError):
+            parse_query(text)

@@ -21,6 +21,7 @@ from server.search.engine.arrays import RankArrays
 from server.search.engine.matches import MatchSets, match_bits
 from server.search.engine.postings import open_postings_file
 from server.search.engine.ranking import Unsupported, top_k
+from server.search.prefixes import expand_prefixes
 from server.search.query import build_filter, parse_query
 from server.search.storage import open_generation, read_current
 
@@ -36,8 +37,8 @@ QUERIES = [
     "seed OR tulip^2",
     "garden NOT water",
     "NOT water",
-    "soil ANDMAYBE bee",
-    "soil ANDNOT bee",
+    "soil -bee",
+    "soil NOT bee",
     "title:tulip (bee OR rain)",
     "title:tulip^3 body:rain",
     "(bee rain)^2 OR sun",
@@ -134,13 +135,19 @@ def _assert_same(mine: list[tuple[float, int]], theirs: list[tuple[float, int]],
         assert a == pytest.approx(b, rel=1e-9, abs=0.0), what
 
 
-def _ranked(searcher: Searcher, text: str, filters: dict[str, str], k: int) -> list[tuple[float, int]]:
+def _query(searcher: Searcher, text: str) -> wq.Query:
+    """The query the service runs for text (the last word's prefix expanded to the index's terms)."""
     parsed = parse_query(text)
     assert parsed is not None
+    return expand_prefixes(parsed.query, searcher.reader())
+
+
+def _ranked(searcher: Searcher, text: str, filters: dict[str, str], k: int) -> list[tuple[float, int]]:
+    query = _query(searcher, text)
     arrays = RankArrays()
     sets = MatchSets(postings=arrays.postings)
-    matches = match_bits(searcher, sets, parsed.query, build_filter(**filters))
-    return top_k(searcher, arrays, sets, parsed.query, matches, k)
+    matches = match_bits(searcher, sets, query, build_filter(**filters))
+    return top_k(searcher, arrays, sets, query, matches, k)
 
 
 def test_index_has_several_segments_with_deletions(searcher: Searcher) -> None:
@@ -166,11 +173,10 @@ def test_pages_and_scores_are_whooshs(
         monkeypatch.setattr(wq.Or, "matcher_type", wq.Or.DEFAULT_MATCHER)
     monkeypatch.setattr(ranking, "DENSE_RATIO", dense_ratio)
     for text in QUERIES:
-        parsed = parse_query(text)
-        assert parsed is not None
+        query = _query(searcher, text)
         for k in (1, 5, 20, 1000):
             mine = _ranked(searcher, text, filters, k)
-            theirs = _whoosh_page(searcher, parsed.query, build_filter(**filters), k)
+            theirs = _whoosh_page(searcher, query, build_filter(**filters), k)
             _assert_same(mine, theirs, f"{text!r} {filters} k={k}")
 
 
@@ -179,9 +185,7 @@ def test_scores_are_bit_for_bit_whooshs(searcher: Searcher, dense_ratio: int, mo
     # The additions follow Whoosh's tree, so even ties between documents come out as Whoosh has them.
     monkeypatch.setattr(ranking, "DENSE_RATIO", dense_ratio)
     for text in QUERIES:
-        parsed = parse_query(text)
-        assert parsed is not None
-        assert _ranked(searcher, text, {}, 1000) == _whoosh_page(searcher, parsed.query, None, 1000), text
+        assert _ranked(searcher, text, {}, 1000) == _whoosh_page(searcher, _query(searcher, text), None, 1000), text
 
 
 def test_phrases_are_not_scored_here(searcher: Searcher) -> None:
@@ -193,12 +197,13 @@ def test_service_pages_match_whoosh_with_offsets_and_filters(index: Path, search
     svc = SearchService(index)
     try:
         for text in [*QUERIES[:12], '"rain rain"', 'seed "garden water"']:
-            parsed = parse_query(text)
-            assert parsed is not None
+            query = _query(searcher, text)
             for filters in FILTERS[:3]:
-                full = _whoosh_page(searcher, parsed.query, build_filter(**filters), 10_000)
+                full = _whoosh_page(searcher, query, build_filter(**filters), 10_000)
                 for offset in (0, 7):
                     page = svc.search(text, limit=7, offset=offset, **filters)
+                    if page.corrected or page.relaxed:
+                        continue  # another query than the one compared (few or no results as typed)
                     expected = full[offset : offset + 7]
                     got = [(item.score, item.id) for item in page.items]
                     want = [(score, searcher.stored_fields(d)["id"]) for score, d in expected]
@@ -213,9 +218,8 @@ def test_array_cache_stays_within_its_byte_bound(searcher: Searcher) -> None:
     arrays = RankArrays(max_bytes=8_000)
     sets = MatchSets(postings=arrays.postings)
     for text in QUERIES:
-        parsed = parse_query(text)
-        assert parsed is not None
-        top_k(searcher, arrays, sets, parsed.query, match_bits(searcher, sets, parsed.query, None), 10)
+        query = _query(searcher, text)
+        top_k(searcher, arrays, sets, query, match_bits(searcher, sets, query, None), 10)
         assert arrays.nbytes <= 8_000
     arrays.retain(set())
     assert arrays.nbytes == 0

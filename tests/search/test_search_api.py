@@ -128,7 +128,9 @@ def test_did_you_mean(live, admin, community):
     )  # fmt: skip
     eventually(lambda: _search(live, q="documentation")["total"] >= 1)
     result = _search(live, q="documentaton")
-    assert result["total"] == 0 and result["suggestion"] == "documentation"
+    assert result["suggestion"] == "documentation" and result["corrected"] is True
+    assert result["total"] >= 1 and result["items"][0]["title"] == "Documentation workflow"
+    assert _search(live, q="documentation")["corrected"] is False
 
 
 @pytest.mark.parametrize(

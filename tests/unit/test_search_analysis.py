@@ -26,7 +26,7 @@ SAMPLES = [
     "...!!! --- ***",
     "The quick brown fox jumps over the lazy dog.",
     "the THE The tHe a an of",  # only stop words
-    "a b c d e fox",  # single letters are dropped, positions of what follows still count
+    "a b c d e fox R C",  # single letters are indexed too
     "fox the fox a fox",  # repeated terms with stop words between them
     "Café résumé naïve coöperate Ångström façade Œuvre STRAẞE",  # accents folded before stemming
     "running runs ran runner easily fairly generously",  # stems
@@ -41,6 +41,7 @@ SAMPLES = [
     "tabs\tand\nnewlines\r\nand\u00a0no-break\u2009spaces",
     "mixed.dots.in.words end. start .lead trail.",
     "1 22 333 a1 b22 _ __ ___",
+    "C++ C# F# .NET node.js DataFrames.jl JupyterHub HTMLParser Python 3.12 python3 x++y a#b ..net",
 ]
 
 
@@ -88,7 +89,8 @@ def test_fast_text_queries_use_the_same_analyzer() -> None:
     fast = FastText()
 
     assert fast.analyzer == text_analyzer()
-    assert list(fast.process_text("The Cafés running")) == ["cafe", "run"]
+    assert list(fast.process_text("The Cafés running")) == ["the", "cafe", "run"]
+    assert list(fast.process_text("DataFrames.jl")) == ["dataframes.jl", "datafram", "data", "frame", "jl"]
 
 
 def test_fast_text_falls_back_for_sequences_and_options() -> None:

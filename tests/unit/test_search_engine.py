@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
 import uuid
@@ -398,13 +397,14 @@ def test_reader_follows_commits_checking_at_most_every_interval(tmp_path: Path) 
 # Suggestions
 
 
-def test_suggestion_for_a_misspelled_word(service: SearchService) -> None:
+def test_a_misspelled_word_is_searched_as_its_correction(service: SearchService) -> None:
     results = service.search("onbording")
-    assert results.total == 0
-    assert results.suggestion == "onboarding"
+    assert results.suggestion == "onboarding" and results.corrected
+    assert "Onboarding new members" in titles(results)
     assert service.search("mentorng beginers").suggestion == "mentoring beginners"
     assert service.search("tag:pythn").suggestion == "tag:python"
     assert service.search("onboarding").suggestion is None
+    assert not service.search("onboarding").corrected
 
 
 # Hostile input
@@ -463,14 +463,10 @@ def test_hostile_queries_give_results_or_query_error(service: SearchService, que
 @pytest.mark.parametrize(
     ("query", "words"),
     [
-        ('"unbalanced', "quotation"),
         ("*", "nothing to search"),
+        ("(((", "nothing to search"),
         ("x" * 10_000, "too long"),
         ("\x00", "control character"),
-        ("nosuchfield:x", 'Unknown field "nosuchfield"'),
-        ("title:", '"title" needs a value'),
-        ("(((", "parentheses"),
-        ("NOT", "needs a search term"),
         ("   ", "empty"),
     ],
 )
@@ -481,11 +477,9 @@ def test_query_errors_say_what_is_wrong(service: SearchService, query: str, word
 
 @pytest.mark.parametrize("name", [*QUERY_FIELDS, "id", "status", "url", "created_at"])
 def test_every_field_name_with_and_without_value(service: SearchService, name: str) -> None:
+    # A field name with no value, or one that is no field, is searched as a word.
     for query in (f"{name}:", f"{name}: x", f"{name}:x", f'{name}:"x y"', f"{name}:(x OR y)"):
-        with contextlib.suppress(QueryError):
-            service.search(query)
-    with pytest.raises(QueryError):
-        service.search(f"{name}:")
+        assert isinstance(service.search(query), SearchResults)
 
 
 def test_random_queries_never_raise_anything_else(service: SearchService) -> None:
@@ -624,7 +618,7 @@ def test_service_without_an_index_returns_nothing_but_still_validates(tmp_path: 
     assert (results.items, results.total) == ([], 0)
     assert set(results.facets) == {"type", "community", "instance", "tag"}
     with pytest.raises(QueryError):
-        svc.search('"unbalanced')
+        svc.search("\x00")
     # Once the worker creates and fills the index, the same service finds it.
     index_docs(tmp_path / "not-yet", [make_doc("Anything")])
     svc.refresh()
@@ -706,7 +700,7 @@ def test_total_and_facets_are_exact_across_segments_and_deletions(
         ("seed OR tulip", {}),
         ("garden NOT water", {}),
         ('"rain rain"', {}),
-        ("soil ANDMAYBE bee", {}),
+        ("soil -bee", {}),
         ("title:tulip (bee OR rain)", {}),
         ("tag:alpha", {}),
         ("water", {"type": "offer"}),
@@ -760,20 +754,21 @@ def test_snippet_matches_are_the_tokens_the_analyzer_would_mark() -> None:
     # Snippets find matches by set operations over whitespace-separated pieces and a pattern of the
     # matching tokens; the spans must be those of walking every token through the analyzer.
     from server.search import snippets
+    from server.search.engine.analysis import word_terms
 
     def token_by_token(text: str, terms: set[str]) -> list[tuple[int, int]]:
         spans = []
         for m in snippets._WORD.finditer(text):
-            if snippets._term_of("body", m.group()) in terms:
+            if not terms.isdisjoint(word_terms(m.group())):
                 spans.append(m.span())
         return spans[:8]
 
     rng = random.Random(3)
     parts = ["garden", "Gardens", "gardening.", "e.g", "café", "cafe", "..", ",", "_", "x1", "rain.", "(rains)",
-             "über", "a.b.c", "b", "The", "\u00a0", "\t", "—", "Über-garden"]  # fmt: skip
+             "c++", "C#", "über", "a.b.c", "b", "The", "\u00a0", "\t", "—", "Über-garden"]  # fmt: skip
     for _ in range(3000):
         text = "".join(rng.choice(parts) + rng.choice(["", " ", ".", "-", "\n"]) for _ in range(rng.randint(1, 30)))
-        for terms in ({"garden"}, {"rain", "b"}, {"cafe"}, {"e.g", "c"}, {"x1"}, {"uber"}):
+        for terms in ({"garden"}, {"rain", "b"}, {"cafe"}, {"e.g", "c"}, {"x1"}, {"uber"}, {"c++", "c#"}):
             assert snippets._matches("body", text, terms) == token_by_token(text, terms), (text, terms)
 
 

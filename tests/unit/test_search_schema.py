@@ -68,7 +68,7 @@ def test_an_index_written_with_indexed_dates_is_rebuilt(tmp_path: Path) -> None:
     (gen / "SCHEMA").write_text("2\n")
     (path / "CURRENT").write_text("gen-000001\n")
 
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     assert not index_ok(path)
     index = SearchIndex(path)
     assert index.needs_rebuild

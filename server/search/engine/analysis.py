@@ -1,39 +1,106 @@
-"""English text analysis for the index, computed without Whoosh's token stream when indexing.
+"""English text analysis, shared by the index and the query side, computed a word at a time.
 
-Whoosh's analyzer chain (tokenizer | lowercase | accent folding | stop words | stemmer) passes one `Token`
-object per word through five generators, and the format then groups the tokens per term: that was the bulk
-of the CPU time spent indexing a guide. Every filter of the chain works on one word at a time, so a word's
-term depends on the word alone and can be cached; `FastText.index` finds the words with one regex call,
-looks each up in a bounded cache, and groups positions per term, producing exactly the postings the chain
-would (the same terms, frequencies, weights, positions and field lengths; `tests/unit/test_search_analysis.py`
-compares both). Queries still go through the chain itself (`FastText.analyzer`).
+A word is what people type as one: `DataFrames.jl`, `C++`, `C#`, `.NET`, `3.12`, `R`. Each word is
+lowercased and accent-folded and gives its whole form plus the parts it is made of (`dataframes.jl`,
+`dataframes`, `jl`, `data`, `frames`; `jupyterhub`, `jupyter`, `hub`; `3.12`, `3`, `12`), all at the
+word's position, so a search for any of them finds it and a phrase still reads the words in order.
+Alphabetic terms are stemmed (English). Nothing is dropped: stop words and one-letter words are indexed,
+so a quoted phrase or a query of only stop words can be searched; the query side (`query.py`) decides
+which words a match must contain, with `word_terms` and `is_stop_word` from here.
+
+Whoosh's analyzer chain passes one `Token` object per word through a stream of generators; `FastText.index`
+instead finds the words with one regex call, looks each up in a bounded cache and groups positions per
+term, producing exactly the postings `KithAnalyzer` gives Whoosh (`tests/unit/test_search_analysis.py`
+compares both).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 from pickle import dumps
 from typing import Any
 
 from whoosh import fields
-from whoosh.analysis import CharsetFilter, CompositeAnalyzer, LowercaseFilter, RegexTokenizer, StemFilter, StopFilter
-from whoosh.analysis.filters import STOP_WORDS
-from whoosh.analysis.tokenizers import default_pattern
+from whoosh.analysis import Analyzer, Token
+from whoosh.analysis.filters import STOP_WORDS as WHOOSH_STOP_WORDS
 from whoosh.lang import stemmer_for_language
 from whoosh.support.charset import accent_map
 from whoosh.system import pack_uint
 
 STEM_LANG = "en"
-MIN_WORD = 2  # StopFilter's default minsize: shorter words are not indexed
 # Distinct words remembered by each field type; past this the cache starts over (real text has far fewer
 # distinct words than this, so it rarely does).
 CACHE_WORDS = 100_000
 
-# The tokenizer's pattern without its capturing group, so that `findall` returns whole matches.
-_WORDS = re.compile(default_pattern.pattern.replace("(\\.?", "(?:\\.?"), default_pattern.flags)
-if _WORDS.groups:  # pragma: no cover - a different Whoosh whose pattern this does not know how to rewrite
-    raise ImportError("cannot derive a group-free word pattern from Whoosh's tokenizer pattern")
+# A word: `.net` (a leading dot only where no word or dot comes before it), or word characters joined by
+# single dots (`3.12`, `dataframes.jl`), optionally ending in `++` or `#` (`c++`, `c#`, `f#`).
+WORD_PATTERN = r"(?:(?<![\w.+#])\.)?\w+(?:\.\w+)*(?:\+\+|#)?"
+_WORDS = re.compile(WORD_PATTERN)
+# Pieces of a word between its punctuation, and the camel-case, letter and digit runs within a piece.
+_PIECES = re.compile(r"[^\W_]+")
+_RUNS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
+
+# Words a query does not require (a question's filler: "how do I write a code of conduct"); they are
+# still indexed, and count inside a quoted phrase or in a query made of nothing else.
+STOP_WORDS = frozenset(WHOOSH_STOP_WORDS) | frozenset(
+    [
+        "about",
+        "after",
+        "all",
+        "also",
+        "am",
+        "any",
+        "but",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "each",
+        "get",
+        "getting",
+        "had",
+        "has",
+        "how",
+        "i",
+        "into",
+        "its",
+        "me",
+        "my",
+        "our",
+        "should",
+        "so",
+        "some",
+        "than",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "those",
+        "through",
+        "too",
+        "use",
+        "using",
+        "very",
+        "was",
+        "way",
+        "ways",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "why",
+        "would",
+    ]
+)
 
 _MISSING = object()
 _UNPICKLED = frozenset({"_terms", "_spellings", "_separate_spelling", "_weights"})
@@ -42,19 +109,104 @@ _UNPICKLED = frozenset({"_terms", "_spellings", "_separate_spelling", "_weights"
 _SHARED = 1024
 
 
-def text_analyzer() -> CompositeAnalyzer:
-    """English stemming with accent folding (the chain queries are analyzed with).
+def fold(text: str) -> str:
+    """Lowercase and accent-folded, as every indexed term is."""
+    return text.lower().translate(accent_map)
 
-    Folding runs before stop words and stemming so that "café" and "cafe",
-    or "résumés" and "resumes", reduce to the same stem.
+
+def word_forms(word: str) -> tuple[str, ...]:
+    """The folded, unstemmed forms a word is indexed under: the whole word first, then its parts.
+
+    Empty for a "word" with no letter or digit (a lone `_`).
     """
-    return (
-        RegexTokenizer(default_pattern)
-        | LowercaseFilter()
-        | CharsetFilter(accent_map)
-        | StopFilter(STOP_WORDS, minsize=MIN_WORD)
-        | StemFilter(lang=STEM_LANG)
-    )
+    whole = fold(word)
+    if (whole.isalpha() or whole.isdigit()) and (word.islower() or word[1:].islower() or word.isupper()):
+        return (whole,)  # most words: one plain run of letters or digits
+    if word.endswith(("++", "#")):
+        return (whole,)  # a language's name: C++ is not C
+    # Accents are taken off first with the case kept (accent_map also lowercases some letters), so that
+    # camel case can still be seen.
+    plain = "".join(ch for ch in unicodedata.normalize("NFKD", word) if not unicodedata.combining(ch))
+    pieces = _PIECES.findall(plain)
+    if not pieces:
+        return ()
+    forms = [whole]
+    for piece in pieces:
+        forms.append(fold(piece))
+        forms.extend(fold(run) for run in _RUNS.findall(piece))
+    return tuple(dict.fromkeys(forms))
+
+
+_stem = stemmer_for_language(STEM_LANG)
+
+
+def _stemmed(form: str) -> str:
+    return _stem(form) if form.isalpha() else form
+
+
+@lru_cache(maxsize=16_384)
+def word_terms(word: str) -> tuple[str, ...]:
+    """The terms a word is indexed under (stemmed `word_forms`): the whole word's term first."""
+    return tuple(dict.fromkeys(_stemmed(form) for form in word_forms(word)))
+
+
+def words(text: str) -> list[str]:
+    """The words of a text, in order."""
+    return _WORDS.findall(text)
+
+
+def is_stop_word(word: str) -> bool:
+    return fold(word) in STOP_WORDS
+
+
+class KithAnalyzer(Analyzer):
+    """The analysis above as a Whoosh analyzer: what queries, highlighting and Whoosh's own paths use.
+
+    Every term of a word has the word's position; `no_morph=True` (spelling word lists) skips stemming.
+    """
+
+    is_morph = True
+
+    def has_morph(self) -> bool:
+        return True
+
+    def __call__(
+        self,
+        value: str,
+        positions: bool = False,
+        chars: bool = False,
+        keeporiginal: bool = False,
+        removestops: bool = True,
+        start_pos: int = 0,
+        start_char: int = 0,
+        tokenize: bool = True,
+        mode: str = "",
+        no_morph: bool = False,
+        **kwargs: Any,
+    ) -> Iterator[Token]:
+        analyze = word_forms if no_morph else word_terms
+        pos = start_pos
+        for match in _WORDS.finditer(value) if tokenize else [re.match(r".*", value, re.S)]:
+            assert match is not None
+            terms = analyze(match.group())
+            if not terms:
+                continue
+            for term in terms:
+                values: dict[str, Any] = {"text": term, "boost": 1.0, "stopped": False}
+                if keeporiginal:
+                    values["original"] = match.group()
+                if positions:
+                    values["pos"] = pos
+                if chars:
+                    values["startchar"] = start_char + match.start()
+                    values["endchar"] = start_char + match.end()
+                yield Token(positions, chars, removestops=removestops, mode=mode, **{**kwargs, **values})
+            pos += 1
+
+
+def text_analyzer() -> KithAnalyzer:
+    """The analyzer of the text fields (title, summary, body), on both sides."""
+    return KithAnalyzer()
 
 
 class _WordCache:
@@ -83,17 +235,10 @@ class _WordCache:
         return found
 
 
-def _folded(word: str) -> str | None:
-    text = word.lower().translate(accent_map)
-    if len(text) < MIN_WORD or text in STOP_WORDS:
-        return None
-    return text
-
-
 class FastText(fields.TEXT):
-    """A TEXT field (positions, the chain above) whose `index` skips the token stream.
+    """A TEXT field (positions, `KithAnalyzer`) whose `index` skips the token stream.
 
-    The analyzer is always `text_analyzer()`: `index` reproduces that chain and no other. Values other than
+    The analyzer is always `text_analyzer()`: `index` reproduces it and no other. Values other than
     a plain string, and calls with analyzer options, go through Whoosh's own path.
     """
 
@@ -102,14 +247,8 @@ class FastText(fields.TEXT):
         self._setup()
 
     def _setup(self) -> None:
-        stem = stemmer_for_language(STEM_LANG)
-
-        def term(word: str) -> bytes | None:
-            folded = _folded(word)
-            return None if folded is None else stem(folded).encode("utf-8")
-
-        self._terms = _WordCache(term)
-        self._spellings = _WordCache(_folded)
+        self._terms = _WordCache(lambda word: tuple(term.encode("utf-8") for term in word_terms(word)))
+        self._spellings = _WordCache(word_forms)
         self._separate_spelling = super().separate_spelling()
         # Weight = frequency x field boost, the float objects shared by every posting with that frequency.
         self._weights = [n * self.format.field_boost for n in range(_SHARED)]
@@ -133,32 +272,27 @@ class FastText(fields.TEXT):
     def spellable_words(self, value: Any) -> Iterator[str]:
         if type(value) is not str:
             return super().spellable_words(value)
-        words = self._spellings.lookup(_WORDS.findall(value))
-        return iter(sorted({word for word in words if word is not None}))
+        forms = self._spellings.lookup(_WORDS.findall(value))
+        return iter(sorted({form for word in forms for form in word}))
 
 
-def postings(terms: list[bytes | None], weights: list[float]) -> list[tuple[bytes, int, float, bytes]]:
+def postings(terms: list[tuple[bytes, ...]], weights: list[float]) -> list[tuple[bytes, int, float, bytes]]:
     """(term, frequency, weight, encoded positions) per distinct term, as `formats.Positions.word_values`.
 
-    `terms` has one entry per word of the text, None for a word that is not indexed; `weights[n]` is the
-    weight of a term found n times. Like StopFilter with `renumber`, the first indexed word keeps its
-    position among all words and the later ones follow it without gaps.
+    `terms` has the terms of each word of the text (none for a word that is not indexed, which takes no
+    position); `weights[n]` is the weight of a term found n times.
     """
-    start = 0
-    for term in terms:
-        if term is not None:
-            break
-        start += 1
     positions: dict[bytes, list[int]] = {}
-    pos = start
-    for term in terms[start:]:
-        if term is None:
+    pos = 0
+    for word in terms:
+        if not word:
             continue
-        where = positions.get(term)
-        if where is None:
-            positions[term] = [pos]
-        else:
-            where.append(pos)
+        for term in word:
+            where = positions.get(term)
+            if where is None:
+                positions[term] = [pos]
+            else:
+                where.append(pos)
         pos += 1
     out = []
     boost = weights[1]

@@ -62,9 +62,12 @@ async def probe(client: httpx.AsyncClient, stop: asyncio.Event, latencies: list[
     """The API as a reader sees it: one guide list every PROBE_INTERVAL until told to stop."""
     while not stop.is_set():
         started = time.perf_counter()
-        response = await client.get("/api/v1/guides", params={"limit": 20})
-        latencies.append(time.perf_counter() - started)
-        response.raise_for_status()
+        try:
+            ok = (await client.get("/api/v1/guides", params={"limit": 20})).status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        # A failed read counts as the slowest there could be: the reader got nothing.
+        latencies.append(time.perf_counter() - started if ok else float("inf"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), PROBE_INTERVAL)
 
@@ -151,7 +154,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def describe(latencies: list[float]) -> str:
     ms = [value * 1000 for value in latencies]
-    return f"p50 {statistics.median(ms):.1f} ms, p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms ({len(ms)})"
+    median, p99, worst = statistics.median(ms), percentile(ms, 0.99), max(ms)
+    return f"p50 {median:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms ({len(ms)} reads)"
 
 
 def main() -> None:
@@ -179,6 +183,10 @@ def main() -> None:
         print(f"sent {count} activities in {elapsed:.1f} s ({count / elapsed:.0f}/s); answers {statuses}")
         print(f"API during the soak:     {describe(during)}")
         print(f"p99 during / idle:       {percentile(during, 0.99) / percentile(idle, 0.99):.2f}")
+        failed_reads = sum(1 for value in during if value == float("inf"))
+        if failed_reads:
+            print(f"API reads that failed during the soak: {failed_reads}; the server's log ends with:")
+            print("\n".join(kith.log().splitlines()[-15:]))
         settled = wait_for_guides(kith.base_url, count, timeout=600)
         print(f"all {count} applied {settled:.1f} s after the last was sent")
         counts = asyncio.run(applied_once(kith.database_url, peer))

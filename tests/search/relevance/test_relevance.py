@@ -23,6 +23,7 @@ from tests.search.relevance.corpus import (
     ndcg_at_10,
     success_at_3,
 )
+from tests.support.limits import ROOMY
 from tests.support.wait import eventually
 
 SUCCESS_AT_3 = 0.9
@@ -41,6 +42,7 @@ def judged(
             data_dir=directory / "data",
             database_url=url,
             secret_key="test-secret",
+            rate_limits=ROOMY,  # 67 queries, twice over, from one test client
         )
         admin = People(settings).make("admin", admin=True)
         with TestClient(app=create_app(settings, run_worker=True), base_url=settings.base_url) as client:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from server.federation import signatures
 from tests.support import postgres
 from tests.support.fake_peer import FakePeer
 from tests.support.server import KithServer
@@ -96,19 +95,6 @@ def test_another_actors_key_cannot_speak_for_a_person_of_the_same_peer(world, si
     assert f"Said for ana by {signer}" not in world.titles(world.honest)
 
 
-def _weak_key() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 LIES = ["served as html", "redirected to another host", "owned by someone else", "a 1024-bit key"]
 
 
@@ -128,7 +114,7 @@ def test_a_key_is_believed_only_from_its_own_actor_document_on_its_own_host(worl
             "publicKeyPem": liar.public_pem,
         })  # fmt: skip
     else:
-        private_pem, public_pem = _weak_key()
+        private_pem, public_pem = signatures.generate_keypair(bits=1024)
         liar.actor(path, "Person", public_pem=public_pem)
     author = {"id": f"{liar.base_url}{path}", "type": "Person", "preferredUsername": "liar", "name": "Liar"}
     activity = _guide_from(liar, author, f"Believed: {lie}")

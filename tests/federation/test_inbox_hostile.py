@@ -1154,22 +1154,6 @@ def test_a_key_is_fetched_again_only_after_the_window_and_once_for_requests_side
     assert asyncio.run(fetches.fetch("k3", "peer.test", lambda: load("PEM"))) == "PEM"
 
 
-def _weak_keypair() -> tuple[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
 @pytest.mark.parametrize(
     "case",
     ["vouched", "not-activitypub", "owned-by-another", "another-id", "redirected-away", "weak-rsa"],
@@ -1177,7 +1161,7 @@ def _weak_keypair() -> tuple[str, str]:
 def test_a_key_is_taken_only_from_its_own_actor_document(settings, case):
     peered = replace(settings, peers=(PEER, OTHER))
     person = f"{PEER}/u/keyholder-{uuid.uuid4().hex[:8]}"
-    private, public = _weak_keypair() if case == "weak-rsa" else keypair(PEER)
+    private, public = signatures.generate_keypair(bits=1024) if case == "weak-rsa" else keypair(PEER)
     document = {
         "@context": [AS_CONTEXT, "https://w3id.org/security/v1"], "id": person, "type": "Person",
         "inbox": f"{person}/inbox",

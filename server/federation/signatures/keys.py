@@ -15,9 +15,10 @@ from server.federation.signatures.message import SignatureError, host_of
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
-def generate_keypair() -> tuple[str, str]:
-    """A new RSA-2048 key pair as (private PKCS#8 PEM, public SubjectPublicKeyInfo PEM)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def generate_keypair(bits: int = 2048) -> tuple[str, str]:
+    """A new RSA key pair as (private PKCS#8 PEM, public SubjectPublicKeyInfo PEM); tests make weaker ones to see
+    them refused."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -3,7 +3,6 @@ edits arriving as news, merging them with and without conflicts, and the origin'
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import postgres
+from tests.federation.test_two_instances import _databases
 from tests.support.server import KithServer, free_port
 from tests.support.wait import eventually
 from tests.web.conftest import csrf_token
@@ -45,15 +44,6 @@ class Side:
         url = f"{self.api}/guides/{guide['id']}"
         etag = httpx.get(url, headers=self.auth, timeout=10).headers["etag"]
         return httpx.patch(url, json=fields, headers={**self.auth, "If-Match": etag}, timeout=10)
-
-
-@contextlib.contextmanager
-def _databases(backend: str) -> Iterator[tuple[str | None, str | None]]:
-    if backend == "sqlite":
-        yield None, None
-        return
-    with postgres.fresh_database() as a_url, postgres.fresh_database() as b_url:
-        yield a_url, b_url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -38,6 +38,7 @@ class RateLimits:
     search: str = "120/minute"  # searches per person, or per client address for strangers
     preview: str = "120/minute"  # markdown previews per person or client address
     inbox: str = "300/second"  # activities accepted per peer host
+    messages: str = "30/minute"  # private messages a person writes on mentorship requests
 
 
 @dataclass(frozen=True)

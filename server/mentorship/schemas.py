@@ -12,7 +12,7 @@ from server.guides.schemas import Markdown, Origin, Title
 
 Format = Literal["one_to_one", "group"]
 OfferStatus = Literal["open", "closed"]
-RequestState = Literal["pending", "accepted", "declined", "withdrawn"]
+RequestState = Literal["sending", "pending", "accepted", "declined", "refused", "withdrawn", "failed"]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
 Topics = Annotated[list[Label], msgspec.Meta(min_length=1, max_length=20)]
 Languages = Annotated[list[Label], msgspec.Meta(max_length=20)]
@@ -75,17 +75,26 @@ class RequestCreate(msgspec.Struct):
 
 class OfferSummary(msgspec.Struct):
     id: UUID
+    uri: str
     title: str
     url: str
     mentor: PersonRef
+    instance: str
 
 
 class MentorshipRequest(msgspec.Struct):
     id: UUID
+    # The id both instances know the request by; its page, for the two parties, is `url`.
+    uri: str
+    url: str
     state: RequestState
+    # Why it was refused, declined or could not be delivered; empty otherwise.
+    reason: str
     message: str
     offer: OfferSummary
     requester: PersonRef
+    # Made on this instance; false when a person of a peer asked for one of this instance's offers.
+    local: bool
     created_at: datetime
     updated_at: datetime
 
@@ -93,6 +102,49 @@ class MentorshipRequest(msgspec.Struct):
 class RequestPage(msgspec.Struct):
     items: list[MentorshipRequest]
     next_cursor: str | None
+
+
+MessageBody = Annotated[str, msgspec.Meta(min_length=1, max_length=10_000)]
+
+
+class MessageCreate(msgspec.Struct, forbid_unknown_fields=True):
+    body_markdown: MessageBody
+
+
+class Message(msgspec.Struct):
+    id: UUID
+    uri: str
+    author: PersonRef
+    body_markdown: str
+    body_html: str
+    created_at: datetime
+
+
+class MessagePage(msgspec.Struct):
+    items: list[Message]
+    next_cursor: str | None
+
+
+class RemoteRequest(msgspec.Struct, frozen=True):
+    """A request made on a peer for one of our offers, as the requester's instance describes it."""
+
+    uri: str
+    activity_uri: str
+    offer_uri: str
+    requester: RemotePerson
+    message: str
+    published: datetime | None = None
+
+
+class RemoteMessage(msgspec.Struct, frozen=True):
+    """A message of a request's thread written on a peer."""
+
+    uri: str
+    request_uri: str
+    author_uri: str
+    body_markdown: str
+    body_html: str
+    published: datetime | None = None
 
 
 class RemoteOffer(msgspec.Struct, frozen=True):

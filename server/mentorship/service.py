@@ -45,12 +45,16 @@ def to_schema(offer: MentorshipOffer) -> schemas.Offer:
     )  # fmt: skip
 
 
-def request_schema(request: MentorshipRequest) -> schemas.MentorshipRequest:
+def request_schema(request: MentorshipRequest, settings: Settings) -> schemas.MentorshipRequest:
     offer = request.offer
     return schemas.MentorshipRequest(
-        id=request.id, state=request.state, message=request.message,  # type: ignore[arg-type]
-        offer=schemas.OfferSummary(id=offer.id, title=offer.title, url=offer.url, mentor=person_ref(offer.mentor)),
-        requester=person_ref(request.requester), created_at=request.created_at,
+        id=request.id, uri=request.uri, url=f"{settings.base_url}/mentorship/requests/{request.id}",
+        state=request.state, reason=request.reason, message=request.message,  # type: ignore[arg-type]
+        offer=schemas.OfferSummary(
+            id=offer.id, uri=offer.uri, title=offer.title, url=offer.url, mentor=person_ref(offer.mentor),
+            instance=offer.instance,
+        ),
+        requester=person_ref(request.requester), local=request.local, created_at=request.created_at,
         updated_at=request.updated_at,
     )  # fmt: skip
 

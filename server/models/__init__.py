@@ -4,7 +4,8 @@ from server.models.accounts import ApiToken, Membership, User
 from server.models.communities import Community
 from server.models.federation import Activity, ActorKey, DeletedObject, Delivery, InboxItem, Job, Peer
 from server.models.guides import Guide, GuideRevision, GuideUpstream
-from server.models.mentorship import MentorshipOffer, MentorshipRequest
+from server.models.mentorship import MentorshipMessage, MentorshipOffer, MentorshipRequest
+from server.models.notifications import Notification
 from server.models.oidc import OIDCIdentity
 from server.models.registration import Invite
 from server.models.sessions import WebSession
@@ -23,8 +24,10 @@ __all__ = [
     "Invite",
     "Job",
     "Membership",
+    "MentorshipMessage",
     "MentorshipOffer",
     "MentorshipRequest",
+    "Notification",
     "OIDCIdentity",
     "Peer",
     "User",

@@ -47,15 +47,45 @@ class MentorshipOffer(Base):
 
 
 class MentorshipRequest(Base):
+    """A person's request for a seat. Stored on the requester's instance and on the offer's, under one `uri` (the
+    requester's instance names it): the offer's instance decides, the requester's mirrors what it was told."""
+
     __tablename__ = "mentorship_requests"
+    __table_args__ = (Index("ix_mentorship_requests_requester_state", "requester_id", "state"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    uri: Mapped[str] = mapped_column(String(2048), unique=True)
     offer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mentorship_offers.id", ondelete="CASCADE"), index=True)
     requester_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
     message: Mapped[str] = mapped_column(Text, default="")
+    # sending (to the offer's instance), pending, accepted, declined (by the mentor), refused (by the offer's
+    # rules: full, closed, a duplicate, gone), withdrawn, failed (could not be delivered).
     state: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    # Made on this instance (the requester is ours); otherwise a peer's person asked for one of our offers.
+    local: Mapped[bool] = mapped_column(default=True)
+    # The Offer activity that carried it across, which the answers refer to.
+    activity_uri: Mapped[str | None] = mapped_column(String(2048), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     offer: Mapped[MentorshipOffer] = relationship(lazy="joined", innerjoin=True)
     requester: Mapped[User] = relationship(lazy="joined", innerjoin=True)
+
+
+class MentorshipMessage(Base):
+    """A private message on a request, between the requester and the mentor only."""
+
+    __tablename__ = "mentorship_messages"
+    __table_args__ = (Index("ix_mentorship_messages_thread", "request_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    uri: Mapped[str] = mapped_column(String(2048), unique=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("mentorship_requests.id", ondelete="CASCADE"))
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    body_markdown: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    local: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    author: Mapped[User] = relationship(lazy="joined", innerjoin=True)

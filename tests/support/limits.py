@@ -16,6 +16,7 @@ ROOMY = RateLimits(
     search="100000/minute",
     preview="100000/minute",
     inbox="100000/second",
+    messages="100000/minute",
 )
 
 # The same, as a server process reads them.

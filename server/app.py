@@ -34,8 +34,12 @@ from server.guides.api import GuideController
 from server.headers import security_headers
 from server.instance import healthz, instance, readyz
 from server.jobs import Worker
+from server.mentorship import events as request_events
 from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
+from server.notifications import service as notifications
+from server.notifications.api import NotificationController
+from server.notifications.mail import MailJobs
 from server.ratelimit import Limiter
 from server.registration.api import InviteController, RegistrationController
 from server.search.api import SearchController
@@ -54,6 +58,8 @@ MAX_BODY_BYTES = 1_000_000
 changes.subscribe(publish)
 changes.subscribe(guides.delete_with_community)
 changes.subscribe(mentorship.delete_with_community)
+# Each step of a mentorship request tells the local people it concerns (server/notifications/).
+request_events.listen(notifications.on_request_event)
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -81,6 +87,7 @@ def build_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
             InboxProcessor(settings, sessions, client),
             PeerJobs(settings, sessions, client),
             Indexer(settings, sessions),
+            MailJobs(settings, sessions),
         ]
     )
 
@@ -115,6 +122,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             CommunityController,
             GuideController,
             MentorshipController,
+            NotificationController,
             AccountController,
             RegistrationController,
             InviteController,

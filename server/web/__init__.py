@@ -26,6 +26,7 @@ from server.web.filters import register_filters
 from server.web.guides import guide_handlers
 from server.web.invite_pages import invite_handlers
 from server.web.mentorship import mentorship_handlers
+from server.web.notifications import notification_handlers
 from server.web.oidc import oidc_handlers
 from server.web.search import search_handlers
 from server.web.settings_pages import settings_handlers
@@ -59,6 +60,7 @@ web_router = Router(
         *guide_handlers,
         *adapt_handlers,
         *mentorship_handlers,
+        *notification_handlers,
         *search_handlers,
         *auth_handlers,
         *oidc_handlers,

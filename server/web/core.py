@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from server.accounts.security import Principal
 from server.accounts.sessions import SessionService
 from server.models import User
+from server.notifications.service import header_count
 
 # The cookie's key for the sign-in secret (see server/accounts/sessions.py); the cookie holds nothing else of note.
 SESSION_SECRET = "sid"
@@ -132,7 +133,13 @@ async def page(
         "flashes": take_flashes(request),
         "current_path": request.url.path,
     }
-    template = f"partials/{area}/_{leaf}.html" if is_fragment_request(request) else f"pages/{area}/{leaf}.html"
+    if is_fragment_request(request):
+        template = f"partials/{area}/_{leaf}.html"
+    else:
+        template = f"pages/{area}/{leaf}.html"
+        # Only a whole page has the header that shows it.
+        if viewer is not None:
+            full_context["unread_notifications"] = await header_count(app_engine(request), viewer.user_id)
     return Template(
         template_name=template, context=full_context, status_code=status_code,
         headers={"Vary": "Accept, HX-Request" if at_object_id else "HX-Request"},

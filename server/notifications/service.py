@@ -7,7 +7,7 @@ from uuid import UUID
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import noload
+from sqlalchemy.orm import raiseload
 
 from server.accounts.security import Principal
 from server.accounts.service import person_ref
@@ -57,7 +57,7 @@ def describe(kind: str, actor: str | None, offer_title: str, reason: str = "") -
     if kind == "withdrawn":
         return f"{actor or 'Someone'} withdrew their request for {offer}."
     if kind == "message":
-        return f"{actor or 'Someone'} wrote about your request for {offer}." if actor else f"New message on {offer}."
+        return f"{actor or 'Someone'} sent a message about {offer}."
     if kind in ("accepted", "declined"):
         return f"{actor} {kind} your request for {offer}." if actor else f"Your request for {offer} was {kind}."
     if kind == "refused":
@@ -144,9 +144,9 @@ class NotificationService:
         if unread:
             query = query.where(Notification.read_at.is_(None))
         # The API names the request by its id alone; the page needs its offer's title.
-        query = query.options(noload(Notification.message))
+        query = query.options(raiseload(Notification.message))
         if not with_request:
-            query = query.options(noload(Notification.request))
+            query = query.options(raiseload(Notification.request))
         rows = list((await self.session.scalars(keyset(query, Notification, limit, cursor))).unique())
         return split_page(rows, limit)
 
@@ -178,7 +178,7 @@ class NotificationService:
         notification = await self.session.scalar(
             select(Notification)
             .where(Notification.id == notification_id, Notification.user_id == principal.user_id)
-            .options(noload(Notification.request), noload(Notification.message), noload(Notification.actor))
+            .options(raiseload(Notification.request), raiseload(Notification.message), raiseload(Notification.actor))
         )
         if notification is None or notification.request_id is None:
             raise not_found("Notification")

@@ -76,7 +76,7 @@ async def on_request_event(session: AsyncSession, settings: Settings, event: Req
     parties = {"mentor": request.offer.mentor, "requester": request.requester}
     excluded = {event.by.id} if event.by is not None else set()
     if event.message is not None:
-        excluded.add(event.message.author.id)
+        excluded.add(event.message.author_id)
     told: set[UUID] = set()
     for role in _STEPS.get(event.step, ()):
         person = parties[role]

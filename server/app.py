@@ -20,6 +20,7 @@ from server.api_reference import RedocPage, reference_router
 from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
 from server.errors import API_EXCEPTION_HANDLERS, reject_nul_characters
+from server.federation import private
 from server.federation.api import FederationController
 from server.federation.delivery import Deliverer
 from server.federation.discovery import federation_router
@@ -34,7 +35,7 @@ from server.guides.api import GuideController
 from server.headers import security_headers
 from server.instance import healthz, instance, readyz
 from server.jobs import Worker
-from server.mentorship import events as request_events
+from server.mentorship import events
 from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
 from server.notifications import service as notifications
@@ -58,8 +59,10 @@ MAX_BODY_BYTES = 1_000_000
 changes.subscribe(publish)
 changes.subscribe(guides.delete_with_community)
 changes.subscribe(mentorship.delete_with_community)
-# Each step of a mentorship request tells the local people it concerns (server/notifications/).
-request_events.listen(notifications.on_request_event)
+# Each step of a mentorship request goes to the other party's instance when that is a peer (private.py), and
+# tells the local people it concerns (server/notifications/).
+events.listen(private.on_request_event)
+events.listen(notifications.on_request_event)
 
 
 def openapi_config() -> OpenAPIConfig:

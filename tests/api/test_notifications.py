@@ -1,8 +1,10 @@
 """Notifications: who is told of each step of a mentorship request, reading and marking them through the API, and
 the mail each one sends through a local SMTP server (aiosmtpd), never a real one.
 
-The steps are recorded here as the request service records them: the rows written and the event recorded in one
-transaction, so these tests hold whatever path (API, web, a peer's inbox) leads to a step.
+The exchange goes through the request API. Steps it cannot make on one instance (an answer or a delivery failure
+from a peer, a remote person asking) are recorded here as the request service records them: the rows written and
+the event recorded in one transaction. Steps with a remote party are told to the notifications alone, since
+carrying them to a peer needs one (tests/federation has that).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from server.mentorship import events
 from server.mentorship.events import RequestEvent, Step
 from server.models import Job, MentorshipMessage, MentorshipRequest, Notification, User
 from server.notifications.mail import MailJobs
+from server.notifications.service import on_request_event
 from server.settings import Settings
 from tests.api.test_registration_mail import Inbox
 from tests.conftest import People, Person, join
@@ -65,33 +68,40 @@ def make_offer(client: TestClient, admin: Person, community: dict, mentor: Perso
     return str(response.json()["id"])
 
 
-def ask(settings: Settings, offer_id: str, requester: str) -> uuid.UUID:
-    """`requester` asks for a seat: the request is stored and `asked` recorded, as the request service does."""
+async def _record(session: AsyncSession, settings: Settings, event: RequestEvent, notifications_only: bool) -> None:
+    if notifications_only:
+        await on_request_event(session, settings, event)
+    else:
+        await events.record(session, settings, event)
+
+
+def ask(settings: Settings, offer_id: str, requester: str, *, notifications_only: bool = False) -> uuid.UUID:
+    """`requester` (local or remote) asks for a seat: the request is stored and `asked` recorded."""
 
     async def work(session: AsyncSession) -> uuid.UUID:
         person = await _person(session, requester)
         request_id = uuid.uuid4()
         request = MentorshipRequest(
             id=request_id, uri=f"{settings.base_url}/mentorship/requests/{request_id}",
-            offer_id=uuid.UUID(offer_id), requester_id=person.id, message="May I join?",
+            offer_id=uuid.UUID(offer_id), requester_id=person.id, message="May I join?", local=person.local,
         )  # fmt: skip
         session.add(request)
         await session.flush()
         await session.refresh(request, ["offer", "requester"])
-        await events.record(session, settings, RequestEvent("asked", request, person))
+        await _record(session, settings, RequestEvent("asked", request, person), notifications_only)
         return request_id
 
     return in_session(settings, work)
 
 
 def step(
-    settings: Settings, request_id: uuid.UUID, what: Step, by: str | None, *, state: str | None = None,
-    body: str | None = None,
+    settings: Settings, request_id: uuid.UUID | str, what: Step, by: str | None, *, state: str | None = None,
+    body: str | None = None, notifications_only: bool = False,
 ) -> None:  # fmt: skip
     """Record a later step of a request: an answer (with its new `state`), a withdrawal, a message (`body`)."""
 
     async def work(session: AsyncSession) -> None:
-        request = await session.get(MentorshipRequest, request_id)
+        request = await session.get(MentorshipRequest, uuid.UUID(str(request_id)))
         assert request is not None
         person = await _person(session, by) if by else None
         if state is not None:
@@ -102,12 +112,12 @@ def step(
             message_id = uuid.uuid4()
             message = MentorshipMessage(
                 id=message_id, uri=f"{settings.base_url}/mentorship/messages/{message_id}", request_id=request.id,
-                author_id=person.id, body_markdown=body, body_html=f"<p>{body}</p>",
+                author_id=person.id, body_markdown=body, body_html=f"<p>{body}</p>", local=person.local,
             )  # fmt: skip
             session.add(message)
             await session.flush()
             await session.refresh(message, ["author"])
-        await events.record(session, settings, RequestEvent(what, request, person, message))
+        await _record(session, settings, RequestEvent(what, request, person, message), notifications_only)
 
     in_session(settings, work)
 
@@ -132,79 +142,102 @@ def unread(client: TestClient, person: Person) -> int:
     return len(notifications(client, person, unread="true", limit=100))
 
 
-def test_each_step_tells_the_other_party_and_never_the_one_who_did_it(client, settings, people, admin, community):
+def api_ask(client: TestClient, offer_id: str, requester: Person) -> str:
+    response = client.post(
+        f"/api/v1/mentorship/offers/{offer_id}/requests", json={"message": "May I join?"}, headers=requester.auth
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def api_do(client: TestClient, request_id: str, action: str, person: Person) -> None:
+    response = client.post(f"/api/v1/mentorship/requests/{request_id}/{action}", headers=person.auth)
+    assert response.status_code == 200, response.text
+
+
+def api_write(client: TestClient, request_id: str, person: Person, body: str) -> None:
+    response = client.post(
+        f"/api/v1/mentorship/requests/{request_id}/messages", json={"body_markdown": body}, headers=person.auth
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_unread_counts_move_as_the_exchange_goes_on(client, settings, people, admin, community):
     mentor, requester = people.make("mentor"), people.make("asker")
     offer_id = make_offer(client, admin, community, mentor)
-    request_id = ask(settings, offer_id, requester.username)
+    request_id = api_ask(client, offer_id, requester)
 
     [asked] = notifications(client, mentor)
     assert asked["kind"] == "request" and asked["read"] is False
     assert asked["subject"] == {
-        "type": "mentorship_request", "id": str(request_id),
+        "type": "mentorship_request", "id": request_id,
         "url": f"{settings.base_url}/mentorship/requests/{request_id}",
     }  # fmt: skip
     assert asked["actor"]["username"] == requester.username and asked["actor"]["instance"] == settings.host
-    assert notifications(client, requester) == []
+    assert notifications(client, requester) == []  # never the person who did it
 
-    step(settings, request_id, "received", requester.username, state="pending")
-    assert unread(client, mentor) == 1 and unread(client, requester) == 0
-
-    step(settings, request_id, "accepted", mentor.username, state="accepted")
+    api_do(client, request_id, "accept", mentor)
     [accepted] = notifications(client, requester)
     assert accepted["kind"] == "accepted" and accepted["actor"]["username"] == mentor.username
+    assert unread(client, mentor) == 1 and unread(client, requester) == 1
 
-    step(settings, request_id, "message", requester.username, body="When do we start?")
-    step(settings, request_id, "message", mentor.username, body="Monday.")
+    api_write(client, request_id, requester, "When do we start?")
+    api_write(client, request_id, mentor, "Monday.")
     assert [n["kind"] for n in notifications(client, mentor)] == ["message", "request"]
     assert [n["kind"] for n in notifications(client, requester)] == ["message", "accepted"]
     assert notifications(client, mentor)[0]["actor"]["username"] == requester.username
 
-    step(settings, request_id, "withdrawn", requester.username, state="withdrawn")
+    api_do(client, request_id, "withdraw", requester)
     assert [n["kind"] for n in notifications(client, mentor)] == ["withdrawn", "message", "request"]
     assert unread(client, mentor) == 3 and unread(client, requester) == 2
 
+    declined = api_ask(client, offer_id, requester)
+    api_do(client, declined, "decline", mentor)
+    assert notifications(client, requester)[0]["kind"] == "declined" and unread(client, mentor) == 4
 
-def test_answers_without_an_actor_and_refusals_reach_the_requester(client, settings, people, admin, community):
+
+def test_answers_from_elsewhere_reach_the_requester(client, settings, people, admin, community):
+    """What a peer's answers and a failed delivery record on the requester's side; `received` tells nobody."""
     mentor, requester = people.make("mentor"), people.make("asker")
     offer_id = make_offer(client, admin, community, mentor)
-    failed = ask(settings, offer_id, requester.username)
+    received = api_ask(client, offer_id, requester)
+    step(settings, received, "received", mentor.username, state="pending")
+    failed = api_ask(client, make_offer(client, admin, community, mentor, "Go"), requester)
     step(settings, failed, "failed", None, state="failed")
-    refused = ask(settings, offer_id, requester.username)
-    step(settings, refused, "refused", None, state="refused")
-    declined = ask(settings, offer_id, requester.username)
-    step(settings, declined, "declined", mentor.username, state="declined")
+    refused = api_ask(client, make_offer(client, admin, community, mentor, "Zig"), requester)
+    step(settings, refused, "refused", mentor.username, state="refused")
     told = notifications(client, requester)
-    assert [(n["kind"], n["subject"]["id"]) for n in told] == [
-        ("declined", str(declined)), ("refused", str(refused)), ("failed", str(failed)),
-    ]  # fmt: skip
-    assert [n["actor"] is None for n in told] == [False, True, True]
+    assert [(n["kind"], n["subject"]["id"]) for n in told] == [("refused", refused), ("failed", failed)]
+    assert told[0]["actor"]["username"] == mentor.username and told[1]["actor"] is None
+    assert unread(client, mentor) == 3  # the three requests, nothing more
 
 
 def test_remote_people_are_told_by_their_own_instance(client, settings, people, admin, community):
     mentor = people.make("mentor")
     offer_id = make_offer(client, admin, community, mentor)
     stranger = remote_person(settings)
-    request_id = ask(settings, offer_id, stranger)
+    request_id = ask(settings, offer_id, stranger, notifications_only=True)
     [asked] = notifications(client, mentor)
     assert asked["actor"]["username"] == stranger and asked["actor"]["instance"] == "elsewhere.example"
 
-    step(settings, request_id, "accepted", mentor.username, state="accepted")
-    step(settings, request_id, "message", mentor.username, body="Welcome!")
+    step(settings, request_id, "accepted", mentor.username, state="accepted", notifications_only=True)
+    step(settings, request_id, "message", mentor.username, body="Welcome!", notifications_only=True)
+    step(settings, request_id, "message", stranger, body="Thanks!", notifications_only=True)
 
     async def rows_for_stranger(session: AsyncSession) -> int:
-        return len(list(await session.scalars(select(Notification).join(User, Notification.user_id == User.id)
-                                              .where(User.username == stranger))))  # fmt: skip
+        told = select(Notification).join(User, Notification.user_id == User.id).where(User.username == stranger)
+        return len(list(await session.scalars(told)))
 
     assert in_session(settings, rows_for_stranger) == 0
-    assert unread(client, mentor) == 1
+    assert [n["kind"] for n in notifications(client, mentor)] == ["message", "request"]
 
 
 def test_marking_read_by_ids_and_all_touches_only_my_own(client, settings, people, admin, community):
     mentor, requester, other = people.make("mentor"), people.make("asker"), people.make("other")
     offer_id = make_offer(client, admin, community, mentor)
-    request_id = ask(settings, offer_id, requester.username)
+    request_id = api_ask(client, offer_id, requester)
     for body in ("one", "two", "three"):
-        step(settings, request_id, "message", requester.username, body=body)
+        api_write(client, request_id, requester, body)
     mine = notifications(client, mentor)
     assert len(mine) == 4 and unread(client, mentor) == 4
 
@@ -230,9 +263,9 @@ def test_marking_read_by_ids_and_all_touches_only_my_own(client, settings, peopl
 def test_the_list_pages_newest_first_with_a_cursor(client, settings, people, admin, community):
     mentor, requester = people.make("mentor"), people.make("asker")
     offer_id = make_offer(client, admin, community, mentor)
-    request_id = ask(settings, offer_id, requester.username)
+    request_id = api_ask(client, offer_id, requester)
     for n in range(4):
-        step(settings, request_id, "message", requester.username, body=f"message {n}")
+        api_write(client, request_id, requester, f"message {n}")
     seen: list[dict] = []
     cursor = None
     pages = 0
@@ -339,9 +372,9 @@ def test_one_mail_per_notification_to_a_confirmed_address(mailing):
     confirm_email(settings, mentor.username, "mentor@example.org")
     confirm_email(settings, requester.username, "asker@example.org", confirmed=False)
 
-    request_id = ask(settings, offer_id, requester.username)
-    step(settings, request_id, "accepted", mentor.username, state="accepted")  # the requester's address: unconfirmed
-    step(settings, request_id, "message", requester.username, body="Thank you!\nSee you Monday.")
+    request_id = api_ask(client, offer_id, requester)
+    api_do(client, request_id, "accept", mentor)  # the requester's address is not confirmed: no mail
+    api_write(client, request_id, requester, "Thank you!\nSee you Monday.")
     # Queued with the notifications, never sent in the writer's request.
     assert len(mail_jobs(settings)) == 2 and inbox.messages == []
 
@@ -369,7 +402,7 @@ def test_a_mail_server_that_is_down_is_tried_again_later(mailing):
     community = client.post("/api/v1/communities", json={"slug": "down", "name": "Down"}, headers=admin.auth).json()
     offer_id = make_offer(client, admin, community, mentor)
     confirm_email(settings, mentor.username, "mentor@example.org")
-    ask(settings, offer_id, requester.username)
+    api_ask(client, offer_id, requester)
 
     down = replace(settings, smtp_port=free_port())
     assert run_mail_jobs(down) == 1
@@ -377,3 +410,4 @@ def test_a_mail_server_that_is_down_is_tried_again_later(mailing):
     assert job.state == "pending" and job.attempts == 1 and job.last_error
     assert job.next_attempt_at > utcnow()
     assert unread(client, mentor) == 1  # the notification stands
+    assert inbox.messages == []

@@ -6,7 +6,7 @@ import re
 
 from litestar.testing import TestClient
 
-from tests.api.test_notifications import NOTIFICATIONS, ask, make_offer, step
+from tests.api.test_notifications import NOTIFICATIONS, api_ask, api_do, api_write, make_offer
 from tests.conftest import Person
 from tests.web.conftest import sign_in, submit
 
@@ -26,12 +26,12 @@ def ids(client: TestClient, person: Person) -> list[str]:
 
 
 def test_the_header_counts_what_is_unread_and_the_page_lists_it(
-    client, visitor, settings, people, admin, community
+    client, visitor, people, admin, community
 ):  # fmt: skip
     mentor, requester = people.make("mentor"), people.make("asker")
     offer_id = make_offer(client, admin, community, mentor, title="Pottery <basics>")
-    request_id = ask(settings, offer_id, requester.username)
-    step(settings, request_id, "message", requester.username, body="Is Monday fine?")
+    request_id = api_ask(client, offer_id, requester)
+    api_write(client, request_id, requester, "Is Monday fine?")
 
     assert 'class="count"' not in visitor.get("/").text  # nobody signed in
     sign_in(visitor, mentor.username)
@@ -58,11 +58,11 @@ def test_the_header_counts_what_is_unread_and_the_page_lists_it(
     assert 'class="badge badge-new"' not in visitor.get("/notifications").text
 
 
-def test_marking_one_read_from_the_page(client, visitor, settings, people, admin, community):
+def test_marking_one_read_from_the_page(client, visitor, people, admin, community):
     mentor, requester = people.make("mentor"), people.make("asker")
     offer_id = make_offer(client, admin, community, mentor)
-    request_id = ask(settings, offer_id, requester.username)
-    step(settings, request_id, "withdrawn", requester.username, state="withdrawn")
+    request_id = api_ask(client, offer_id, requester)
+    api_do(client, request_id, "withdraw", requester)
     newest, oldest = ids(client, mentor)
     sign_in(visitor, mentor.username)
     assert visitor.post("/notifications/read", data={"id": oldest}).status_code == 403  # no CSRF token
@@ -75,11 +75,11 @@ def test_marking_one_read_from_the_page(client, visitor, settings, people, admin
 
 
 def test_only_their_person_opens_a_notification_and_strangers_sign_in_first(
-    client, visitor, settings, people, admin, community
+    client, visitor, people, admin, community
 ):  # fmt: skip
     mentor, requester = people.make("mentor"), people.make("asker")
     offer_id = make_offer(client, admin, community, mentor)
-    ask(settings, offer_id, requester.username)
+    api_ask(client, offer_id, requester)
     [notification] = ids(client, mentor)
 
     anonymous = visitor.get("/notifications", follow_redirects=False)

@@ -40,26 +40,33 @@ def kith() -> Iterator[KithServer]:
 
 def exchange(kith: KithServer) -> None:
     """Mira's offer gets two requests (one from another instance), a message and a withdrawal; the oldest is read."""
-    mira = httpx.Client(
-        base_url=f"{kith.base_url}/api/v1", headers={"Authorization": f"Bearer {kith.token('mira', 'write')}"}
-    )
+
+    def api(user: str) -> httpx.Client:
+        token = kith.token(user, "write")
+        return httpx.Client(base_url=f"{kith.base_url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+
+    mira, ola = api("mira"), api("ola")
     body = {"title": "Wheel throwing for beginners", "description_markdown": "Clay, water, patience.",
             "topics": ["pottery"], "format": "group", "capacity": 4}  # fmt: skip
     offer = mira.post("/communities/potters/mentorship/offers", json=body)
     assert offer.status_code == 201, offer.text
+    offer_id = offer.json()["id"]
+    asked = ola.post(f"/mentorship/offers/{offer_id}/requests", json={"message": "I have never touched clay."})
+    assert asked.status_code == 201, asked.text
+    # Someone from another instance: their steps are recorded as the inbox would, for the notifications alone.
     settings = Settings(
         base_url=kith.base_url, database_url=kith.database_url.replace("sqlite:///", "sqlite+aiosqlite:///", 1),
         secret_key="unused",
     )  # fmt: skip
-    offer_id = offer.json()["id"]
-    ola = ask(settings, offer_id, "ola")
     far = remote_person(settings, "clay.example")
-    theirs = ask(settings, offer_id, far)
-    step(settings, ola, "message", "ola", body="Could I bring my own clay?")
-    step(settings, theirs, "withdrawn", far, state="withdrawn")
+    theirs = ask(settings, offer_id, far, notifications_only=True)
+    wrote = ola.post(f"/mentorship/requests/{asked.json()['id']}/messages", json={"body_markdown": "Own clay?"})
+    assert wrote.status_code == 201, wrote.text
+    step(settings, theirs, "withdrawn", far, state="withdrawn", notifications_only=True)
     items = mira.get("/me/notifications").json()["items"]
     assert mira.post("/me/notifications/read", json={"ids": [items[-1]["id"]]}).json() == {"unread": 3}
     mira.close()
+    ola.close()
 
 
 def _serious_problems(page: Page) -> list[str]:

@@ -88,3 +88,14 @@ def test_only_their_person_opens_a_notification_and_strangers_sign_in_first(
     assert visitor.get(f"/notifications/{notification}", follow_redirects=False).status_code == 404
     assert "Nothing yet." in visitor.get("/notifications").text
     assert client.get(NOTIFICATIONS, params={"unread": "true"}, headers=mentor.auth).json()["items"][0]["read"] is False
+
+
+def test_a_refusal_says_why(client, visitor, people, admin, community):
+    mentor, requester = people.make("mentor"), people.make("asker")
+    offer_id = make_offer(client, admin, community, mentor, title="Glazes")
+    api_ask(client, offer_id, requester)
+    assert client.delete(f"/api/v1/mentorship/offers/{offer_id}", headers=mentor.auth).status_code == 204
+    [refused] = client.get(NOTIFICATIONS, headers=requester.auth).json()["items"]
+    assert refused["kind"] == "refused" and refused["actor"]["username"] == mentor.username
+    sign_in(visitor, requester.username)
+    assert "Your request for “Glazes” was refused: The mentor deleted this offer." in visitor.get("/notifications").text

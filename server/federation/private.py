@@ -70,20 +70,20 @@ async def _send_offer(session: AsyncSession, settings: Settings, request: Mentor
     }
     document = _activity(settings, activity_uri, "Offer", requester.uri, offer.mentor.uri, agreement)
     document["target"] = offer.uri
-    await _deliver(session, settings, document, offer.mentor)
+    await _deliver(session, settings, document, offer.mentor.uri)
 
 
 async def _send_answer(session: AsyncSession, settings: Settings, request: MentorshipRequest, kind: str) -> None:
-    await answer(session, settings, request.offer.mentor, request.requester, request.activity_uri or "", kind,
-                 status=request.state, reason=request.reason)  # fmt: skip
+    await answer(session, settings, request.offer.mentor.uri, request.requester.uri, request.activity_uri or "",
+                 kind, status=request.state, reason=request.reason)  # fmt: skip
 
 
 async def answer(
-    session: AsyncSession, settings: Settings, mentor: User, requester: User, offer_activity: str, kind: str,
+    session: AsyncSession, settings: Settings, mentor: str, requester: str, offer_activity: str, kind: str,
     *, status: str = "", reason: str = "",
 ) -> None:  # fmt: skip
     """Answer an Offer: TentativeAccept, Accept, or Reject with its status and reason."""
-    document = _activity(settings, outbox.new_activity_uri(settings), kind, mentor.uri, requester.uri, offer_activity)
+    document = _activity(settings, outbox.new_activity_uri(settings), kind, mentor, requester, offer_activity)
     if kind == "Reject":
         document["status"] = status if status in ("declined", "refused") else "refused"
         if reason:
@@ -95,7 +95,7 @@ async def _send_undo(session: AsyncSession, settings: Settings, request: Mentors
     requester, mentor = request.requester, request.offer.mentor
     offered = {"id": request.activity_uri, "type": "Offer", "actor": requester.uri, "object": request.uri}
     document = _activity(settings, outbox.new_activity_uri(settings), "Undo", requester.uri, mentor.uri, offered)
-    await _deliver(session, settings, document, mentor)
+    await _deliver(session, settings, document, mentor.uri)
 
 
 async def _send_message(
@@ -116,7 +116,7 @@ async def _send_message(
         "published": mapping.iso(message.created_at),
     }
     document = _activity(settings, outbox.new_activity_uri(settings), "Create", author.uri, other.uri, note)
-    await _deliver(session, settings, document, other)
+    await _deliver(session, settings, document, other.uri)
 
 
 def _activity(settings: Settings, uri: str, kind: str, actor: str, to: str, obj: Any) -> dict[str, Any]:
@@ -131,9 +131,9 @@ def _activity(settings: Settings, uri: str, kind: str, actor: str, to: str, obj:
     }
 
 
-async def _deliver(session: AsyncSession, settings: Settings, document: dict[str, Any], to: User) -> None:
-    """Queue the activity for the inbox of the person's instance: only a configured peer's."""
-    host = host_of(to.uri)
+async def _deliver(session: AsyncSession, settings: Settings, document: dict[str, Any], to: str) -> None:
+    """Queue the activity for the inbox of the person `to`'s instance: only a configured peer's."""
+    host = host_of(to)
     inbox = await session.scalar(select(Peer.inbox_url).where(Peer.host == host, Peer.host.in_(settings.peer_hosts)))
     if inbox is None:
         raise conflict(f"{host} is not a peer of this instance (or has not answered yet); try again later.")
@@ -181,10 +181,10 @@ async def receive_offer(
             raise Refused(exc.detail) from exc
         # The offer's rules said no: the requester's instance hears why.
         mentor = await _mentor_of(session, agreement.in_reply_to)
-        person = await session.scalar(select(User).where(User.uri == requester.uri))
-        if mentor is None or person is None:
+        if mentor is None:
             raise Refused(exc.detail) from exc
-        await answer(session, settings, mentor, person, activity.id, "Reject", status="refused", reason=exc.detail)
+        await answer(session, settings, mentor.uri, activity.actor, activity.id, "Reject", status="refused",
+                     reason=exc.detail)  # fmt: skip
         return f"refused request: {exc.detail}"
     if request is None:
         known = await session.scalar(select(MentorshipRequest).where(MentorshipRequest.uri == agreement.id))

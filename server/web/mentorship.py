@@ -18,7 +18,7 @@ from server.mentorship.service import MentorshipService, to_schema
 from server.ratelimit import limiter_of
 from server.settings import Settings
 from server.web.core import current_viewer, flash, fragment, is_fragment_request, page, safe_next, see_other
-from server.web.errors import signed_in
+from server.web.errors import signed_in, wants_html
 from server.web.forms import build, field_errors, form_data, labels
 
 FORMATS = {"one_to_one": "One to one", "group": "Group"}
@@ -148,6 +148,10 @@ async def request_page(
     draft: str = "", error: str | None = None, status_code: int = 200,
 ) -> Template:  # fmt: skip
     """A request's page: the offer, who asked, where it stands, what the viewer may do, and the thread."""
+    if not wants_html(request) and await current_viewer(request, db) is None:
+        # The page shares its URL with the request's id: a peer or script dereferencing it learns nothing,
+        # not even that signing in would help.
+        raise not_found("Mentorship request")
     viewer = await signed_in(request, db)
     service = RequestService(db, settings)
     found = await service.get(viewer.principal, request_id)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -74,11 +73,12 @@ def exchange(client: TestClient, admin: Person, people, community: dict) -> Exch
     return Exchange(mentor, learner, offer.json(), asked.json())
 
 
-@pytest.fixture
-def browser(web_app, settings: Settings) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
-    """A second browser, for the other party."""
-    with TestClient(app=web_app, base_url=settings.base_url) as other:
-        yield other
+def _as(browser: TestClient, person: Person) -> TestClient:
+    """The same browser, signed in as someone else: a second client on the one app would start its lifespan
+    (and its database pool) a second time."""
+    browser.cookies.clear()
+    sign_in(browser, person.username)
+    return browser
 
 
 def _thread(html: str) -> list[str]:
@@ -89,10 +89,13 @@ def _forms(html: str) -> list[str]:
     return [attrs.get("action", "") for tag, attrs in elements(html) if tag == "form"]
 
 
-def test_the_parties_see_the_request_page_and_nobody_else(visitor, browser, people, exchange):
-    anonymous = visitor.get(exchange.url, follow_redirects=False)
+def test_the_parties_see_the_request_page_and_nobody_else(visitor, people, exchange):
+    anonymous = visitor.get(exchange.url, headers={"Accept": "text/html"}, follow_redirects=False)
     assert anonymous.status_code == 303
     assert anonymous.headers["location"] == f"/login?next={exchange.url}"
+    # The URL is also the request's id: dereferenced by a peer or a script, it is simply not there.
+    for accept in ("application/activity+json", "*/*"):
+        assert visitor.get(exchange.url, headers={"Accept": accept}).status_code == 404
     sign_in(visitor, exchange.learner.username)
     page = visitor.get(exchange.url)
     assert page.status_code == 200 and "<html" in page.text
@@ -102,22 +105,22 @@ def test_the_parties_see_the_request_page_and_nobody_else(visitor, browser, peop
     # The requester may withdraw but not answer; the thread is open once the mentor has the request.
     assert f"{exchange.url}/withdraw" in _forms(page.text) and f"{exchange.url}/accept" not in _forms(page.text)
     assert f"{exchange.url}/messages" in _forms(page.text)
-    sign_in(browser, people.make("stranger").username)
-    stranger = browser.get(exchange.url)
+    _as(visitor, people.make("stranger"))
+    stranger = visitor.get(exchange.url)
     assert stranger.status_code == 404 and exchange.offer["title"] not in stranger.text
-    assert browser.get(f"/mentorship/requests/{uuid.uuid4()}").status_code == 404
+    assert visitor.get(f"/mentorship/requests/{uuid.uuid4()}").status_code == 404
 
 
-def test_a_moderator_of_the_offers_community_reads_but_does_not_write(client, admin, browser, people, community, exchange):
+def test_a_moderator_of_the_offers_community_reads_but_does_not_write(client, admin, visitor, people, community, exchange):
     moderator = people.make("moderator")
     join(client, admin, community, moderator, role="moderator")
-    sign_in(browser, moderator.username)
-    page = browser.get(exchange.url)
+    sign_in(visitor, moderator.username)
+    page = visitor.get(exchange.url)
     assert page.status_code == 200 and "I grow tomatoes" in page.text
     assert not any(action.startswith(exchange.url) for action in _forms(page.text))
 
 
-def test_a_message_posted_without_javascript_comes_back_to_the_page(visitor, browser, exchange):
+def test_a_message_posted_without_javascript_comes_back_to_the_page(visitor, exchange):
     sign_in(visitor, exchange.learner.username)
     posted = submit(
         visitor, exchange.url, f"{exchange.url}/messages", {"body_markdown": "When do we *start*?"},
@@ -126,11 +129,10 @@ def test_a_message_posted_without_javascript_comes_back_to_the_page(visitor, bro
     assert posted.status_code == 303 and posted.headers["location"].startswith(exchange.url + "#message-")
     page = visitor.get(exchange.url)
     assert "<em>start</em>" in page.text and len(_thread(page.text)) == 1
-    sign_in(browser, exchange.mentor.username)
-    answer = submit(browser, exchange.url, f"{exchange.url}/messages", {"body_markdown": "Tuesday."})
+    answer = submit(_as(visitor, exchange.mentor), exchange.url, f"{exchange.url}/messages", {"body_markdown": "Tuesday."})
     assert answer.status_code == 200
-    # Oldest first, on both sides.
-    seen = visitor.get(exchange.url).text
+    # Oldest first, for both parties.
+    seen = _as(visitor, exchange.learner).get(exchange.url).text
     assert seen.index("<em>start</em>") < seen.index("Tuesday.")
     assert _thread(seen) == _thread(answer.text)
 
@@ -209,7 +211,7 @@ def test_the_mentor_accepts_or_declines_from_the_request_page(client, visitor, p
     assert again.status_code == 303 and again.headers["location"] == "/mentorship/requests"
 
 
-def test_a_failed_request_offers_send_again_only_to_the_requester(visitor, browser, settings, exchange):
+def test_a_failed_request_offers_send_again_only_to_the_requester(visitor, settings, exchange):
     _set_state(settings, exchange.request["id"], "failed", "peer.example could not be reached.")
     sign_in(visitor, exchange.learner.username)
     page = visitor.get(exchange.url)
@@ -217,24 +219,23 @@ def test_a_failed_request_offers_send_again_only_to_the_requester(visitor, brows
     assert f"{exchange.url}/retry" in _forms(page.text) and f"{exchange.url}/withdraw" not in _forms(page.text)
     listing = visitor.get("/mentorship/requests")
     assert f"{exchange.url}/retry" in _forms(listing.text)
-    sign_in(browser, exchange.mentor.username)
-    assert f"{exchange.url}/retry" not in _forms(browser.get(exchange.url).text)
+    mentor_page = _as(visitor, exchange.mentor).get(exchange.url)
+    assert f"{exchange.url}/retry" not in _forms(mentor_page.text)
     # Sending again is the requester's: the mentor is refused and nothing changes.
-    refused = browser.post(f"{exchange.url}/retry", data={"_csrf_token": csrf_token(page.text)})
+    refused = visitor.post(f"{exchange.url}/retry", data={"_csrf_token": csrf_token(mentor_page.text)})
     assert refused.status_code == 403
     assert "Not delivered" in visitor.get(exchange.url).text
 
 
-def test_my_mentorship_links_each_request_to_its_page(visitor, browser, exchange):
+def test_my_mentorship_links_each_request_to_its_page(visitor, exchange):
     sign_in(visitor, exchange.learner.username)
     mine = visitor.get("/mentorship/requests")
     assert any(tag == "a" and attrs.get("href") == exchange.url for tag, attrs in elements(mine.text))
     offer_page = visitor.get(f"/mentorship/offers/{exchange.offer['id']}")
     assert any(tag == "a" and attrs.get("href") == exchange.url for tag, attrs in elements(offer_page.text))
     assert f"/mentorship/offers/{exchange.offer['id']}/requests" not in _forms(offer_page.text)  # already asked
-    sign_in(browser, exchange.mentor.username)
-    queue = browser.get("/mentorship/requests")
+    queue = _as(visitor, exchange.mentor).get("/mentorship/requests")
     assert any(tag == "a" and attrs.get("href") == exchange.url for tag, attrs in elements(queue.text))
-    row = browser.post(f"{exchange.url}/decline", data={"_csrf_token": csrf_token(queue.text)}, headers=HX)
+    row = visitor.post(f"{exchange.url}/decline", data={"_csrf_token": csrf_token(queue.text)}, headers=HX)
     assert row.status_code == 200 and "Declined" in row.text and "<html" not in row.text
     assert any(tag == "a" and attrs.get("href") == exchange.url for tag, attrs in elements(row.text))

@@ -36,6 +36,7 @@ from server.headers import security_headers
 from server.instance import healthz, instance, readyz
 from server.jobs import Worker
 from server.mentorship import events
+from server.mentorship import requests as mentorship_requests
 from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
 from server.ratelimit import Limiter
@@ -56,6 +57,7 @@ MAX_BODY_BYTES = 1_000_000
 changes.subscribe(publish)
 changes.subscribe(guides.delete_with_community)
 changes.subscribe(mentorship.delete_with_community)
+changes.subscribe(mentorship_requests.refuse_with_deleted_offer)
 # Each step of a mentorship request goes to the other party's instance when that is a peer (private.py).
 events.listen(private.on_request_event)
 

@@ -12,6 +12,7 @@ from uuid import UUID
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.db import new_id, utcnow
@@ -384,3 +385,17 @@ class RequestService:
         if len(text.encode()) > MAX_MESSAGE_BYTES:
             raise invalid("body_markdown", f"must be at most {MAX_MESSAGE_BYTES // 1024} KB")
         return {"body_markdown": text, "body_html": render(text)}
+
+
+async def refuse_with_deleted_offer(session: AsyncSession, settings: Settings, change: changes.Change) -> None:
+    """A deleted local offer answers whoever still waits for it: their requests are refused, with the reason."""
+    if change.kind != "offer" or change.verb != "Delete" or not change.local:
+        return
+    waiting = await session.scalars(
+        select(MentorshipRequest).where(
+            MentorshipRequest.offer_id == change.entry_id, MentorshipRequest.state.in_(WAITING_STATES)
+        )
+    )
+    for request in list(waiting):
+        request.state, request.reason, request.updated_at = "refused", "The mentor deleted this offer.", utcnow()
+        await events.record(session, settings, events.RequestEvent("refused", request, request.offer.mentor))

@@ -136,7 +136,9 @@ async def request_decide(
         }
         return await fragment(request, db, "partials/mentorship/_request_row.html", context)
     item = service.schema(changed)
-    done = f"Your request is on its way to {item.offer.instance} again." if action == "retry" else f"Request {item.state}."
+    done = f"Request {item.state}."
+    if action == "retry":
+        done = f"Your request is on its way to {item.offer.instance} again."
     flash(request, error or done, "error" if error else "info")
     # The request page says where to come back to; the lists come back to where the form was.
     back = safe_next(data.get("next"), "") or safe_back(request, "/mentorship/requests")
@@ -179,7 +181,9 @@ async def request_page(
 
 
 @get("/mentorship/requests/{request_id:uuid}", name="request_page")
-async def request_detail(request_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
+async def request_detail(
+    request_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template:
     return await request_page(request, db, settings, request_id)
 
 
@@ -279,5 +283,12 @@ async def offer_create(
 
 
 mentorship_handlers = [
-    offers, offer_request, my_requests, request_detail, request_message, request_decide, offer_new, offer_create,
+    offers,
+    offer_request,
+    my_requests,
+    request_detail,
+    request_message,
+    request_decide,
+    offer_new,
+    offer_create,
 ]

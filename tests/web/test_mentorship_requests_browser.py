@@ -102,10 +102,12 @@ def test_ask_on_b_answer_on_a_and_talk_across(browser: Browser, pair: tuple[Kith
             "availability": "Tuesday evenings, CET",
         },
     )  # fmt: skip
-    copy = eventually(
-        lambda: next((o for o in Api(b).get("/mentorship/offers", origin="remote")["items"] if o["uri"] == offer["uri"]), None),
-        timeout=ARRIVAL, message="the offer did not reach B",
-    )  # fmt: skip
+
+    def copy_on_b() -> dict[str, Any] | None:
+        remote = Api(b).get("/mentorship/offers", origin="remote")["items"]
+        return next((o for o in remote if o["uri"] == offer["uri"]), None)
+
+    copy = eventually(copy_on_b, timeout=ARRIVAL, message="the offer did not reach B")
     problems: list[str] = []
 
     # On B, B's page of A's offer: the form posts to B, which sends the request on to A.

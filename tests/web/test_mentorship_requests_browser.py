@@ -113,11 +113,14 @@ def test_ask_on_b_answer_on_a_and_talk_across(browser: Browser, pair: tuple[Kith
     # On B, B's page of A's offer: the form posts to B, which sends the request on to A.
     bo = person(browser, b, "bo")
     bo.set_viewport_size({"width": 1280, "height": 800})
-    bo.goto(f"/mentorship/offers/{copy['id']}")
+    bo.goto("/mentorship")
+    bo.locator("#offer-list").get_by_role("link", name="Julia for newcomers").click()
+    expect(bo).to_have_url(re.compile(f"/mentorship/offers/{copy['id']}$"))
     expect(bo.get_by_role("heading", name="Julia for newcomers")).to_be_visible()
     bo.get_by_label(re.compile("A few words to the mentor")).fill("I write Python at work and want to try Julia.")
     bo.get_by_role("button", name="Send request").click()
     expect(bo.get_by_role("status").filter(has_text=f"Your request is on its way to {a.host}")).to_be_visible()
+    problems += _photograph(bo, "mentorship-offer-b-asked")
     bo.get_by_role("link", name=re.compile("Open the request")).click()
     expect(bo).to_have_url(re.compile(r"/mentorship/requests/[0-9a-f-]+$"))
     b_request = bo.url
@@ -133,6 +136,9 @@ def test_ask_on_b_answer_on_a_and_talk_across(browser: Browser, pair: tuple[Kith
     mia.get_by_role("button", name="Accept").click()
     expect(mia.locator(".state-words")).to_contain_text("Accepted")
     a_request = mia.url
+    mia.goto("/mentorship/requests")
+    expect(mia.locator(".request", has_text=f"@bo@{b.host}").locator(".state")).to_have_text("accepted")
+    problems += _photograph(mia, "mentorship-queue-a")
 
     # B hears the answer.
     bo.goto(b_request)

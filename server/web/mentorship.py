@@ -229,8 +229,6 @@ def readable(exc: ProblemError) -> str:
     """The error as a sentence about the message, not about a field name."""
     if exc.status == 422 and exc.errors:
         return f"Your message {exc.errors[0].message}."
-    if exc.status == 429:
-        return "You have written many messages in a short time; please wait a minute before the next one."
     return exc.detail
 
 

@@ -195,6 +195,7 @@ async def request_message(
     data = await form_data(request)
     body = data.get("body_markdown", "")
     service = RequestService(db, settings)
+    message, error = None, None
     try:
         limiter_of(request).check("messages", str(viewer.user_id))
         message = await service.post_message(viewer.principal, request_id, body)
@@ -208,21 +209,16 @@ async def request_message(
             return await request_page(
                 request, db, settings, request_id, draft=body, error=error, status_code=exc.status
             )
-        # htmx swaps only 2xx answers: the form comes back with the error and the text kept, as a 200.
-        found = await service.get(viewer.principal, request_id)
-        context = {
-            "item": service.schema(found), "message": None, "draft": body, "error": error,
-            "is_requester": viewer.user_id == found.requester_id,
-        }  # fmt: skip
-        return await fragment(request, db, "partials/mentorship/_message_posted.html", context)
-    if is_fragment_request(request):
-        found = await service.get(viewer.principal, request_id)
-        context = {
-            "item": service.schema(found), "message": message_schema(message), "draft": "", "error": None,
-            "is_requester": viewer.user_id == found.requester_id,
-        }  # fmt: skip
-        return await fragment(request, db, "partials/mentorship/_message_posted.html", context)
-    return see_other(f"/mentorship/requests/{request_id}#message-{message.id}")
+    if not is_fragment_request(request):
+        assert message is not None
+        return see_other(f"/mentorship/requests/{request_id}#message-{message.id}")
+    # htmx swaps only 2xx answers, so an error comes back as a 200 too: the form with the error and the text kept.
+    found = await service.get(viewer.principal, request_id)
+    context = {
+        "item": service.schema(found), "message": message_schema(message) if message else None,
+        "draft": body if error else "", "error": error, "is_requester": viewer.user_id == found.requester_id,
+    }  # fmt: skip
+    return await fragment(request, db, "partials/mentorship/_message_posted.html", context)
 
 
 def readable(exc: ProblemError) -> str:

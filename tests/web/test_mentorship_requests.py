@@ -246,3 +246,24 @@ def test_my_mentorship_links_each_request_to_its_page(visitor, exchange):
     row = visitor.post(f"{exchange.url}/decline", data={"_csrf_token": csrf_token(queue.text)}, headers=HX)
     assert row.status_code == 200 and "declined" in row.text and "<html" not in row.text
     assert any(tag == "a" and attrs.get("href") == exchange.url for tag, attrs in elements(row.text))
+
+
+def test_an_unreadable_thread_cursor_is_a_clear_error(visitor, exchange):
+    sign_in(visitor, exchange.learner.username)
+    response = visitor.get(exchange.url, params={"cursor": "not-a-cursor"})
+    assert 400 <= response.status_code < 500 and "<html" in response.text
+
+
+def test_a_long_thread_shows_its_newest_messages_and_links_to_earlier_ones(client, visitor, monkeypatch, exchange):
+    monkeypatch.setattr("server.web.mentorship.THREAD_PAGE", 2)
+    for text in ("first", "second", "third"):
+        sent = client.post(
+            f"/api/v1{exchange.url}/messages", json={"body_markdown": text}, headers=exchange.learner.auth
+        )
+        assert sent.status_code == 201, sent.text
+    sign_in(visitor, exchange.learner.username)
+    page = visitor.get(exchange.url).text
+    assert "<p>first</p>" not in page and page.index("<p>second</p>") < page.index("<p>third</p>")
+    earlier = next(attrs["href"] for tag, attrs in elements(page) if tag == "a" and "?cursor=" in attrs.get("href", ""))
+    older = visitor.get(earlier).text
+    assert len(_thread(older)) == 1 and "<p>first</p>" in older

@@ -49,6 +49,7 @@ _MESSAGES = {
     "search": "Too many searches.",
     "preview": "Too many previews.",
     "inbox": "Too many activities from this peer.",
+    "messages": "Too many messages in a short time.",
 }
 
 

@@ -1,4 +1,5 @@
-"""Mentorship pages: offers with filters, an offer with its request form, my requests and a mentor's queue."""
+"""Mentorship pages: offers with filters, an offer with its request form, my requests and a mentor's queue, and
+a request's own page with its private thread."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.communities.service import CommunityService
 from server.errors import ProblemError, not_found
 from server.mentorship import schemas
-from server.mentorship.requests import RequestService
+from server.mentorship.requests import THREAD_STATES, RequestService, message_schema
 from server.mentorship.service import MentorshipService, to_schema
+from server.ratelimit import limiter_of
 from server.settings import Settings
 from server.web.core import current_viewer, flash, fragment, is_fragment_request, page, safe_next, see_other
-from server.web.errors import signed_in
+from server.web.errors import signed_in, wants_html
 from server.web.forms import build, field_errors, form_data, labels
 
 FORMATS = {"one_to_one": "One to one", "group": "Group"}
+# The newest messages a request page shows at once; older ones are a link away.
+THREAD_PAGE = 50
+ACTIONS = {"accept": "accepted", "decline": "declined", "withdraw": "withdrawn", "retry": "sending"}
 
 
 @get("/mentorship", name="offers")
@@ -78,13 +83,16 @@ async def offer_request(
     viewer = await signed_in(request, db)
     data = await form_data(request)
     try:
-        await RequestService(db, settings).ask(viewer.principal, offer_id, data.get("message", "")[:5000])
+        asked = await RequestService(db, settings).ask(viewer.principal, offer_id, data.get("message", "")[:5000])
     except ProblemError as exc:
         if exc.status != 409:
             raise
         flash(request, exc.detail, "error")
         return see_other(f"/mentorship/offers/{offer_id}")
-    flash(request, "Your request is on its way to the mentor.")
+    if asked.state == "sending":
+        flash(request, f"Your request is on its way to {asked.offer.instance}.")
+    else:
+        flash(request, "Your request is on its way to the mentor.")
     return see_other(f"/mentorship/offers/{offer_id}")
 
 
@@ -104,16 +112,17 @@ async def request_decide(
 ) -> Template | Redirect:
     viewer = await signed_in(request, db)
     service = RequestService(db, settings)
-    if action not in ("accept", "decline", "withdraw"):
+    if action not in ACTIONS:
         raise not_found("Action")
+    data = await form_data(request)
     error = None
     try:
         if action == "withdraw":
             changed = await service.withdraw(viewer.principal, request_id)
+        elif action == "retry":
+            changed = await service.retry(viewer.principal, request_id)
         else:
-            changed = await service.decide(
-                viewer.principal, request_id, f"{action}ed" if action == "accept" else "declined"
-            )
+            changed = await service.decide(viewer.principal, request_id, ACTIONS[action])
     except ProblemError as exc:
         if exc.status != 409:
             raise
@@ -123,11 +132,100 @@ async def request_decide(
         context = {
             "item": service.schema(changed),
             "error": error,
-            "role": "requester" if action == "withdraw" else "mentor",
+            "role": "requester" if action in ("withdraw", "retry") else "mentor",
         }
         return await fragment(request, db, "partials/mentorship/_request_row.html", context)
-    flash(request, error or f"Request {service.schema(changed).state}.", "error" if error else "info")
-    return see_other(safe_back(request, "/mentorship/requests"))
+    item = service.schema(changed)
+    done = f"Request {item.state}."
+    if action == "retry":
+        done = f"Your request is on its way to {item.offer.instance} again."
+    flash(request, error or done, "error" if error else "info")
+    # The request page says where to come back to; the lists come back to where the form was.
+    back = safe_next(data.get("next"), "") or safe_back(request, "/mentorship/requests")
+    return see_other(back)
+
+
+async def request_page(
+    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, request_id: UUID, *,
+    draft: str = "", error: str | None = None, status_code: int = 200,
+) -> Template:  # fmt: skip
+    """A request's page: the offer, who asked, where it stands, what the viewer may do, and the thread."""
+    if not wants_html(request) and await current_viewer(request, db) is None:
+        # The page shares its URL with the request's id: a peer or script dereferencing it learns nothing,
+        # not even that signing in would help.
+        raise not_found("Mentorship request")
+    viewer = await signed_in(request, db)
+    service = RequestService(db, settings)
+    found = await service.get(viewer.principal, request_id)
+    item = service.schema(found)
+    cursor = request.query_params.get("cursor") or None
+    newest_first, older = await service.messages(viewer.principal, request_id, THREAD_PAGE, cursor)
+    parties = (found.requester_id, found.offer.mentor_id)
+    context = {
+        "item": item,
+        "messages": list(reversed(newest_first)),
+        "older": older,
+        "cursor": cursor,
+        "is_requester": viewer.user_id == found.requester_id,
+        # The mentor answers on the offer's instance only; an admin may answer for them there.
+        "may_decide": found.offer.local and (viewer.user_id == found.offer.mentor_id or viewer.is_admin),
+        "may_write": viewer.user_id in parties,
+        "has_thread": found.state in THREAD_STATES,
+        "draft": draft,
+        "error": error,
+    }
+    return await page(
+        request, db, "mentorship/request", context, title=f"Request: {item.offer.title}", status_code=status_code,
+        at_object_id=True,
+    )  # fmt: skip
+
+
+@get("/mentorship/requests/{request_id:uuid}", name="request_page")
+async def request_detail(
+    request_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template:
+    return await request_page(request, db, settings, request_id)
+
+
+@post("/mentorship/requests/{request_id:uuid}/messages", name="request_message")
+async def request_message(
+    request_id: UUID, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
+) -> Template | Redirect:
+    viewer = await signed_in(request, db)
+    data = await form_data(request)
+    body = data.get("body_markdown", "")
+    service = RequestService(db, settings)
+    message, error = None, None
+    try:
+        limiter_of(request).check("messages", str(viewer.user_id))
+        message = await service.post_message(viewer.principal, request_id, body)
+    except ProblemError as exc:
+        # Strangers get the 404 page from get(); what a party can fix or wait out is shown at the form.
+        if exc.status not in (409, 422, 429):
+            raise
+        await db.rollback()
+        error = readable(exc)
+        if not is_fragment_request(request):
+            return await request_page(
+                request, db, settings, request_id, draft=body, error=error, status_code=exc.status
+            )
+    if not is_fragment_request(request):
+        assert message is not None
+        return see_other(f"/mentorship/requests/{request_id}#message-{message.id}")
+    # htmx swaps only 2xx answers, so an error comes back as a 200 too: the form with the error and the text kept.
+    found = await service.get(viewer.principal, request_id)
+    context = {
+        "item": service.schema(found), "message": message_schema(message) if message else None,
+        "draft": body if error else "", "error": error, "is_requester": viewer.user_id == found.requester_id,
+    }  # fmt: skip
+    return await fragment(request, db, "partials/mentorship/_message_posted.html", context)
+
+
+def readable(exc: ProblemError) -> str:
+    """The error as a sentence about the message, not about a field name."""
+    if exc.status == 422 and exc.errors:
+        return f"Your message {exc.errors[0].message}."
+    return exc.detail
 
 
 def safe_back(request: Request[Any, Any, Any], default: str) -> str:
@@ -178,4 +276,13 @@ async def offer_create(
     return see_other(f"/mentorship/offers/{offer.id}")
 
 
-mentorship_handlers = [offers, offer_request, my_requests, request_decide, offer_new, offer_create]
+mentorship_handlers = [
+    offers,
+    offer_request,
+    my_requests,
+    request_detail,
+    request_message,
+    request_decide,
+    offer_new,
+    offer_create,
+]

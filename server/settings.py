@@ -56,7 +56,7 @@ class Settings:
     oidc: tuple[OIDCProvider, ...] = field(default_factory=tuple)
     # Who may make an account here: closed | invite | approval | open (see REGISTRATION_MODES).
     registration: str = "closed"
-    # Outgoing mail (email confirmation); none is sent while smtp_host is empty.
+    # Outgoing mail (email confirmation, notifications); none is sent while smtp_host is empty.
     smtp_host: str = ""
     smtp_port: int = 25
     mail_from: str = ""

@@ -103,6 +103,11 @@ def _state(person: Person, request_id: str) -> str:
     return person.get(f"/mentorship/requests/{request_id}")["state"]
 
 
+def _unread(person: Person) -> list[str]:
+    """The kinds of a person's unread notifications, oldest first."""
+    return [n["kind"] for n in reversed(person.get("/me/notifications", unread="true")["items"])]
+
+
 def _on_a(pair: Pair, offer_id: str, requester: str) -> dict[str, Any] | None:
     items = pair.mentor.get(f"/mentorship/offers/{offer_id}/requests")["items"]
     return next((r for r in items if r["requester"]["username"] == requester), None)
@@ -121,10 +126,13 @@ def test_ask_answer_talk_and_withdraw_across_instances(pair):
     assert on_a["requester"]["instance"] == pair.b.host and on_a["local"] is False
     assert on_a["uri"] == request["uri"] and on_a["message"] == "I would love to learn Julia."
     eventually(lambda: _state(ben, request["id"]) == "pending", timeout=30, message="B did not hear A got it")
+    # Each side is told on its own instance: the mentor of the request, then the requester of the answer.
+    assert _unread(pair.mentor)[-1:] == ["request"] and _unread(ben) == []
 
     accepted = pair.mentor.post(f"/mentorship/requests/{on_a['id']}/accept")
     assert accepted.status_code == 200, accepted.text
     eventually(lambda: _state(ben, request["id"]) == "accepted", timeout=30, message="B did not hear the answer")
+    assert _unread(ben) == ["accepted"]
     eventually(lambda: _offer_on(ben, offer["uri"])["seats_taken"] == 1, timeout=30, message="seats did not move")
 
     # A message each way, each arriving on the other side.
@@ -144,6 +152,8 @@ def test_ask_answer_talk_and_withdraw_across_instances(pair):
     )  # fmt: skip
     thread = ben.get(f"/mentorship/requests/{request['id']}/messages")["items"]
     assert [m["body_markdown"] for m in thread] == ["Tuesday at 10.", "Thank you! *When* shall we?"]
+    assert _unread(ben) == ["accepted", "message"] and _unread(pair.mentor)[-2:] == ["request", "message"]
+    assert ben.post("/me/notifications/read", {"all": True}).json() == {"unread": 0}
 
     # Withdrawing on B frees the seat on A, and B's copy of the offer hears it.
     assert ben.post(f"/mentorship/requests/{request['id']}/withdraw").status_code == 200

@@ -58,7 +58,7 @@ async def on_request_event(session: AsyncSession, settings: Settings, event: eve
 async def _send_offer(session: AsyncSession, settings: Settings, request: MentorshipRequest) -> None:
     offer, requester = request.offer, request.requester
     activity_uri = outbox.new_activity_uri(settings)
-    request.activity_uri = activity_uri
+    RequestService(session, settings).carried_by(request, activity_uri)
     agreement = {
         "id": request.uri,
         "type": "Agreement",
@@ -189,7 +189,6 @@ async def receive_offer(
     if request is None:
         known = await session.scalar(select(MentorshipRequest).where(MentorshipRequest.uri == agreement.id))
         assert known is not None
-        known.activity_uri = activity.id  # a retry is a new Offer: answers refer to the newest
         kind = {"pending": "TentativeAccept", "accepted": "Accept"}.get(known.state, "Reject")
         await _send_answer(session, settings, known, kind)
         return f"repeated request, answered {known.state}"

@@ -16,22 +16,20 @@ from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
 from server.db import new_id, utcnow
-from server.errors import conflict, forbidden, invalid, not_found
-from server.markdown import render
+from server.errors import conflict, forbidden, not_found
 from server.mentorship import events, schemas
+from server.mentorship.rules import (
+    LIVE_STATES,
+    MAX_WAITING,
+    THREAD_STATES,
+    WAITING_STATES,
+    message_body,
+    takes_answer,
+)
 from server.mentorship.service import MentorshipService, request_schema
 from server.models import MentorshipMessage, MentorshipOffer, MentorshipRequest, User
 from server.pagination import keyset, split_page
 from server.settings import Settings, host_of
-
-# A request holds (or waits for) a seat in these states: one per person per offer.
-LIVE_STATES = ("sending", "pending", "accepted")
-# Waiting for an answer; a person may have this many at once, so one person cannot flood the mentors.
-WAITING_STATES = ("sending", "pending")
-MAX_WAITING = 20
-MAX_MESSAGE_BYTES = 10 * 1024
-# Reached the mentor: only then is there a thread on both sides to write in.
-THREAD_STATES = ("pending", "accepted", "declined", "withdrawn")
 
 
 def message_schema(message: MentorshipMessage) -> schemas.Message:
@@ -145,7 +143,7 @@ class RequestService:
         message_id = new_id()
         message = MentorshipMessage(
             id=message_id, uri=f"{self.settings.base_url}/mentorship/messages/{message_id}", request_id=request.id,
-            author=author, local=True, **self._body(body_markdown),
+            author=author, local=True, **message_body(body_markdown),
         )  # fmt: skip
         self.session.add(message)
         await self.session.flush()
@@ -215,6 +213,7 @@ class RequestService:
         if known is not None:
             if known.local or known.requester.uri != remote.requester.uri:
                 raise forbidden("the request belongs to someone else")
+            known.activity_uri = remote.activity_uri  # sent again: answers refer to the newest Offer
             return None
         offer = await self._local_offer(remote.offer_uri)
         requester = await AccountService(self.session, self.settings).apply_remote_person(remote.requester)
@@ -256,10 +255,7 @@ class RequestService:
             raise not_found("Mentorship request")
         if actor_uri != request.offer.mentor.uri:
             raise forbidden("only the mentor of the offer answers a request")
-        allowed = {"pending": ("sending", "failed"), "accepted": ("sending", "failed", "pending")}.get(
-            state, ("sending", "failed", "pending", "accepted")
-        )
-        if request.state not in allowed:
+        if not takes_answer(request.state, state):
             return None
         self._move(request, state, reason[:500])
         step = "received" if state == "pending" else state
@@ -285,12 +281,16 @@ class RequestService:
             raise conflict("This offer no longer exists.")
         message = MentorshipMessage(
             uri=remote.uri, request_id=request.id, author=author, local=False,
-            created_at=min(remote.published or utcnow(), utcnow()), **self._body(remote.body_markdown),
+            created_at=min(remote.published or utcnow(), utcnow()), **message_body(remote.body_markdown),
         )  # fmt: skip
         self.session.add(message)
         await self.session.flush()
         await events.record(self.session, self.settings, events.RequestEvent("message", request, author, message))
         return message
+
+    def carried_by(self, request: MentorshipRequest, activity_uri: str) -> None:
+        """The Offer activity that carries a request of ours to the offer's instance, which answers refer to."""
+        request.activity_uri = activity_uri
 
     async def delivery_failed(self, activity_uri: str) -> None:
         """The request's Offer could not be delivered: it shows failed, with a way to send it again."""
@@ -377,14 +377,6 @@ class RequestService:
         request.state = state
         request.reason = reason
         request.updated_at = utcnow()
-
-    def _body(self, body_markdown: str) -> dict[str, str]:
-        text = body_markdown.strip()
-        if not text:
-            raise invalid("body_markdown", "must not be empty")
-        if len(text.encode()) > MAX_MESSAGE_BYTES:
-            raise invalid("body_markdown", f"must be at most {MAX_MESSAGE_BYTES // 1024} KB")
-        return {"body_markdown": text, "body_html": render(text)}
 
 
 async def refuse_with_deleted_offer(session: AsyncSession, settings: Settings, change: changes.Change) -> None:

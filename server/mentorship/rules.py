@@ -1,4 +1,4 @@
-"""The rules of a mentorship offer, for a local mentor's write and a peer's alike."""
+"""The rules of a mentorship offer and of a request for it, for local and remote writes alike."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from server.db import utcnow
 from server.errors import invalid
 from server.guides import rules as guide_rules
+from server.markdown import render
 from server.mentorship import schemas
 from server.refs import key_of
 from server.rules import clean_text, normalize_labels
@@ -54,3 +55,30 @@ def remote_fields(remote: schemas.RemoteOffer) -> dict[str, Any]:
         "url": remote.url,
         "updated_at": remote.updated or remote.published or utcnow(),
     }
+
+
+# A request holds (or waits for) a seat in these states: one per person per offer.
+LIVE_STATES = ("sending", "pending", "accepted")
+# Waiting for an answer; a person may have this many at once, so one person cannot flood the mentors.
+WAITING_STATES = ("sending", "pending")
+MAX_WAITING = 20
+MAX_MESSAGE_BYTES = 10 * 1024
+# Reached the mentor: only then is there a thread on both sides to write in.
+THREAD_STATES = ("pending", "accepted", "declined", "withdrawn")
+# What an answer from the offer's instance may move a request from: answers can arrive out of order, and a
+# later state is never undone by an earlier one arriving late.
+_ANSWERED_FROM = {"pending": ("sending", "failed"), "accepted": ("sending", "failed", "pending")}
+
+
+def takes_answer(current: str, answer: str) -> bool:
+    return current in _ANSWERED_FROM.get(answer, ("sending", "failed", "pending", "accepted"))
+
+
+def message_body(body_markdown: str) -> dict[str, str]:
+    """A message's markdown, within the limit, and its HTML, rendered here whoever wrote it."""
+    text = body_markdown.strip()
+    if not text:
+        raise invalid("body_markdown", "must not be empty")
+    if len(text.encode()) > MAX_MESSAGE_BYTES:
+        raise invalid("body_markdown", f"must be at most {MAX_MESSAGE_BYTES // 1024} KB")
+    return {"body_markdown": text, "body_html": render(text)}

@@ -223,6 +223,61 @@ def _run_service(settings: Settings, work: Callable[[AsyncSession], Awaitable[An
         raise click.ClickException(exc.detail) from exc
 
 
+@main.group()
+def community() -> None:
+    """Export a community to an archive, or import one."""
+
+
+@community.command("export")
+@click.argument("slug")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The archive to write (.tar.gz).")  # fmt: skip
+@click.pass_context
+def community_export(ctx: click.Context, slug: str, output: str) -> None:
+    """Write a local community, with its guides' whole history, its offers and members, to an archive."""
+    from pathlib import Path
+
+    from server.archive.service import ArchiveService
+
+    settings = _settings(ctx)
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.partial")
+
+    async def work(session: AsyncSession) -> None:
+        service = ArchiveService(session, settings)
+        community_id = (await service.exportable_by_operator(slug)).id
+        with partial.open("wb") as out:
+            async for chunk in service.export(community_id):
+                out.write(chunk)
+
+    try:
+        _run_service(settings, work)
+        partial.replace(target)  # a failed export leaves no archive that looks whole
+    finally:
+        partial.unlink(missing_ok=True)
+    click.echo(f"exported {slug} to {target}", err=True)
+
+
+@community.command("import")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@click.option("--slug", help="Import the community under this slug instead of its own.")
+@click.pass_context
+def community_import(ctx: click.Context, archive: str, slug: str | None) -> None:
+    """Recreate a community from an archive: all of it, or nothing when the archive is damaged."""
+    # The app's module subscribes federation and search to recorded changes: imported entries are announced.
+    import server.app  # noqa: F401
+    from server.archive.service import ArchiveService
+
+    settings = _settings(ctx)
+
+    async def work(session: AsyncSession) -> str:
+        with open(archive, "rb") as source:
+            return (await ArchiveService(session, settings).import_archive(source, slug)).slug
+
+    imported = _run_service(settings, work)
+    click.echo(f"imported community {imported}", err=True)
+
+
 @main.command()
 @click.pass_context
 def worker(ctx: click.Context) -> None:

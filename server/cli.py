@@ -8,7 +8,7 @@ import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -243,15 +243,15 @@ def community_export(ctx: click.Context, slug: str, output: str) -> None:
     target = Path(output)
     partial = target.with_name(f".{target.name}.partial")
 
-    async def work(session: AsyncSession) -> None:
+    async def work(session: AsyncSession, out: BinaryIO) -> None:
         service = ArchiveService(session, settings)
         community_id = (await service.exportable_by_operator(slug)).id
-        with partial.open("wb") as out:
-            async for chunk in service.export(community_id):
-                out.write(chunk)
+        async for chunk in service.export(community_id):
+            out.write(chunk)
 
     try:
-        _run_service(settings, work)
+        with partial.open("wb") as out:
+            _run_service(settings, lambda session: work(session, out))
         partial.replace(target)  # a failed export leaves no archive that looks whole
     finally:
         partial.unlink(missing_ok=True)
@@ -270,11 +270,11 @@ def community_import(ctx: click.Context, archive: str, slug: str | None) -> None
 
     settings = _settings(ctx)
 
-    async def work(session: AsyncSession) -> str:
-        with open(archive, "rb") as source:
-            return (await ArchiveService(session, settings).import_archive(source, slug)).slug
+    async def work(session: AsyncSession, source: BinaryIO) -> str:
+        return (await ArchiveService(session, settings).import_archive(source, slug)).slug
 
-    imported = _run_service(settings, work)
+    with open(archive, "rb") as source:
+        imported = _run_service(settings, lambda session: work(session, source))
     click.echo(f"imported community {imported}", err=True)
 
 

@@ -30,7 +30,9 @@ def upgrade() -> None:
         sa.Column("source_uri", sa.String(length=2048), nullable=False),
         sa.Column("imported_at", server.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["community_id"], ["communities.id"], name=op.f("fk_community_imports_community_id_communities"),
+            ["community_id"],
+            ["communities.id"],
+            name=op.f("fk_community_imports_community_id_communities"),
             ondelete="CASCADE",
         ),  # fmt: skip
         sa.PrimaryKeyConstraint("archive_id", name=op.f("pk_community_imports")),

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, RequestBody, Schema
 from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +26,33 @@ MAX_ARCHIVE_BYTES = 1024 * 1024 * 1024
 _SPOOL_BYTES = 8 * 1024 * 1024
 
 
+def _archive_content() -> dict[str, OpenAPIMediaType]:
+    return {
+        ARCHIVE_MEDIA_TYPE: OpenAPIMediaType(
+            schema=Schema(type=OpenAPIType.STRING, content_media_type=ARCHIVE_MEDIA_TYPE)
+        )
+    }
+
+
+@dataclass
+class _ArchiveDownload(Operation):
+    """The export's 200 is the archive's bytes."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = _archive_content()
+            ok.description = "The archive (docs/export-format.md)"
+
+
+@dataclass
+class _ArchiveUpload(Operation):
+    """The import's body is an archive, read as a stream rather than decoded by a schema."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(content=_archive_content(), required=True, description="An archive")
+
+
 class ArchiveController(Controller):
     path = "/api/v1/communities"
     tags = ["Communities"]
@@ -35,6 +64,7 @@ class ArchiveController(Controller):
         description="A gzip-compressed tar in the format of docs/export-format.md, streamed as it is written.",
         media_type=ARCHIVE_MEDIA_TYPE,
         responses=problems(401, 403, 404),
+        operation_class=_ArchiveDownload,
     )
     async def export_community(
         self, ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings,
@@ -65,6 +95,7 @@ class ArchiveController(Controller):
         "A damaged or tampered archive is a 422 and creates nothing; an archive imported before is a 409.",
         request_max_body_size=MAX_ARCHIVE_BYTES,
         opt={"binary_body": True},
+        operation_class=_ArchiveUpload,
         responses=WRITE | problems(409),
     )
     async def import_community(

@@ -51,7 +51,8 @@ class _Sink:
 class ArchiveWriter:
     def __init__(self) -> None:
         self._sink = _Sink()
-        self._tar = tarfile.open(fileobj=self._sink, mode="w|gz", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
+        # Closed by close(), which writes the archive's end.
+        self._tar = tarfile.open(fileobj=self._sink, mode="w|gz", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]  # noqa: SIM115
         self._mtime = int(time.time())
         self.files: list[fmt.FileEntry] = []
 

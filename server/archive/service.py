@@ -56,9 +56,7 @@ class ArchiveService:
         """The local community `principal` may export: its moderators and the instance's admins may."""
         communities = CommunityService(self.session, self.settings)
         community = await communities.get_local(ref)
-        if principal is None or not (
-            principal.is_admin or await communities.role(principal, community) == "moderator"
-        ):
+        if principal is None or not (principal.is_admin or await communities.role(principal, community) == "moderator"):
             raise forbidden(f"Only moderators of {community.slug!r} and instance admins can export it.")
         return community
 
@@ -197,7 +195,9 @@ class _Import:
                 raise reader.damaged(f"{where}: {person.uri} is not on the instance {person.instance!r}")
             user = await accounts.apply_remote_person(
                 RemotePerson(
-                    uri=person.uri, instance=person.instance.lower(), username=person.username,
+                    uri=person.uri,
+                    instance=person.instance.lower(),
+                    username=person.username,
                     display_name=person.display_name,
                 )  # fmt: skip
             )
@@ -224,8 +224,10 @@ class _Import:
         if doc.slug != group.key:
             raise reader.damaged(f"{where}/guide.json names the slug {doc.slug!r}")
         numbers = range(1, doc.revision + 1)
-        names = {"guide.json", "origin.json"} | {f"revisions/{n}.{ext}" for n in numbers for ext in ("json", "md")}
-        if set(group.files) != names:
+        # Counted first: the names of a forged revision number in the billions are never spelled out.
+        if len(group.files) != 2 + 2 * doc.revision or set(group.files) != {"guide.json", "origin.json"} | {
+            f"revisions/{n}.{ext}" for n in numbers for ext in ("json", "md")
+        }:
             raise reader.damaged(f"{where} must hold revisions 1 to {doc.revision}, each as .json and .md")
         body = _text(group, f"revisions/{doc.revision}.md", where)
         fields = _guide_fields(where, doc.title, body, doc.summary, doc.tags, doc.license, doc.status)
@@ -250,10 +252,13 @@ class _Import:
             guide_rules.body(values["body_markdown"], "")
             self.revisions.append(
                 GuideRevision(
-                    guide_id=guide_id, number=number, author_id=(await self._person(meta.author, where)).id,
+                    guide_id=guide_id,
+                    number=number,
+                    author_id=(await self._person(meta.author, where)).id,
                     summary_of_change=clean_text("summary_of_change", meta.summary_of_change, MAX_SUMMARY_OF_CHANGE),
-                    created_at=meta.created_at, **values,
-                )  # fmt: skip
+                    created_at=meta.created_at,
+                    **values,
+                )
             )
         self.counts["guides"] += 1
         self.counts["revisions"] += doc.revision

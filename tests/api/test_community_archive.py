@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jsonschema
-import msgspec
 import pytest
 from litestar.testing import TestClient
 from sqlalchemy import func, insert, select
@@ -265,9 +264,7 @@ def test_imported_people_wait_for_a_password_and_entries_are_announced(
         announced = await session.scalar(
             select(func.count()).select_from(Activity).where(Activity.object_uri.in_([g.uri for g in guides]))
         )
-        indexed = await session.scalar(
-            select(func.count()).select_from(Job).where(Job.kind == "index")
-        )
+        indexed = await session.scalar(select(func.count()).select_from(Job).where(Job.kind == "index"))
         return user, guides, announced, indexed
 
     user, guides, announced, indexed = with_session(settings, work)
@@ -277,9 +274,7 @@ def test_imported_people_wait_for_a_password_and_entries_are_announced(
     assert indexed >= 4  # three guides and the offer
 
 
-def test_the_same_archive_is_imported_once(
-    target: TestClient, target_admin: Person, exported: bytes, imported: dict
-):
+def test_the_same_archive_is_imported_once(target: TestClient, target_admin: Person, exported: bytes, imported: dict):
     before = _counts(target)
     again = _import(target, exported, target_admin, slug=f"other-{uuid.uuid4().hex[:6]}")
     assert again.status_code == 409, again.text
@@ -441,9 +436,7 @@ def _kith(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_command_line_exports_and_imports(
-    settings: Settings, target: TestClient, populated: dict, tmp_path: Path
-):
+def test_the_command_line_exports_and_imports(settings: Settings, target: TestClient, populated: dict, tmp_path: Path):
     archive, again = tmp_path / "community.tar.gz", tmp_path / "again.tar.gz"
     result = _kith(settings, "community", "export", populated["slug"], "-o", str(archive))
     assert result.returncode == 0, result.stderr

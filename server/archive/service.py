@@ -151,6 +151,7 @@ class _Import:
             )  # fmt: skip
         except msgspec.ValidationError as exc:
             raise reader.damaged(f"{fmt.COMMUNITY}: {exc}") from exc
+        community_rules.local_slug(data.slug)
         taken = await self.session.scalar(
             select(Community.id).where(Community.slug == data.slug, Community.instance == self.settings.host)
         )

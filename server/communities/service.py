@@ -131,6 +131,7 @@ class CommunityService:
     async def create(self, principal: Principal, data: schemas.CommunityCreate) -> Community:
         if not principal.is_admin:
             raise forbidden("Only an instance admin (with an admin token) can create communities.")
+        rules.local_slug(data.slug)
         uri = f"{self.settings.base_url}/c/{data.slug}"
         community = Community(
             uri=uri, url=uri, slug=data.slug, name=rules.name(data.name),

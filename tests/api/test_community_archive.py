@@ -292,6 +292,14 @@ def test_a_taken_slug_is_a_conflict_and_another_slug_imports(
     assert response.json()["slug"] == other and response.json()["stats"]["guides"] == 2
 
 
+def test_no_community_takes_the_slug_of_the_import_path(
+    client: TestClient, admin: Person, target: TestClient, target_admin: Person, exported: bytes
+):
+    created = client.post("/api/v1/communities", json={"slug": "import", "name": "Imports"}, headers=admin.auth)
+    assert created.status_code == 422 and "reserved" in created.json()["detail"]
+    assert _import(target, _repack(exported, lambda files: None), target_admin, slug="import").status_code == 422
+
+
 def _hostile_archives(exported: bytes) -> dict[str, tuple[bytes, str]]:
     files = _files(exported)
     entries = [_file(p, d) for p, d in files.items()]

@@ -25,6 +25,7 @@ T = TypeVar("T")
 # Files kept from the first reading, small and needed before the entries.
 _KEPT = (fmt.COMMUNITY, fmt.MEMBERS, fmt.MANIFEST)
 _CHUNK = 1024 * 1024
+MAX_EXTENDED_HEADER_BYTES = 1024 * 1024
 
 
 _UNREADABLE = (tarfile.TarError, OSError, EOFError, zlib.error)
@@ -55,10 +56,27 @@ class Group:
     files: dict[str, bytes]
 
 
+class _Header(tarfile.TarInfo):
+    """A tar header whose extended headers (pax, GNU long names) are judged by their size before tarfile reads
+    them into memory: they are names and attributes, never large."""
+
+    def _proc_pax(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_extension()
+        return super()._proc_pax(archive)
+
+    def _proc_gnulong(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_extension()
+        return super()._proc_gnulong(archive)
+
+    def _check_extension(self) -> None:
+        if self.size > MAX_EXTENDED_HEADER_BYTES:
+            raise damaged(f"has an extended tar header of {self.size} bytes, more than {MAX_EXTENDED_HEADER_BYTES}")
+
+
 def _open(fileobj: IO[bytes]) -> tarfile.TarFile:
     fileobj.seek(0)
     try:
-        return tarfile.open(fileobj=fileobj, mode="r|gz")
+        return tarfile.open(fileobj=fileobj, mode="r|gz", tarinfo=_Header)
     except _UNREADABLE as exc:
         raise damaged("is not a gzip-compressed tar archive") from exc
 

@@ -318,6 +318,8 @@ def _hostile_archives(exported: bytes) -> dict[str, tuple[bytes, str]]:
     device.type = tarfile.CHRTYPE
     huge = tarfile.TarInfo("guides/guide-0/revisions/9.md")
     huge.size = 2 * 1024**3
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, 2 * 1024**3
     # A header that claims 2 GB, followed by none of it: the claim alone must be refused.
     raw = b"".join(info.tobuf(tarfile.PAX_FORMAT) + d + b"\0" * (-len(d) % 512) for info, d in entries)
     return {
@@ -326,6 +328,7 @@ def _hostile_archives(exported: bytes) -> dict[str, tuple[bytes, str]]:
         "checksum": (_repack(exported, wrong_checksum, rehash=False), "SHA-256"),
         "version": (_repack(exported, unknown_version, rehash=False), "format version 99"),
         "huge": (gzip.compress(raw + huge.tobuf(tarfile.PAX_FORMAT)), "claims 2147483648 bytes"),
+        "huge-pax": (gzip.compress(raw + pax.tobuf(tarfile.USTAR_FORMAT)), "extended tar header of 2147483648"),
         "symlink": (_pack([*entries, (link, b"")]), "is a link"),
         "device": (_pack([*entries, (device, b"")]), "special file"),
         "unlisted": (_repack(exported, lambda f: f.update({"offers/9/offer.json": b"{}"}), rehash=False), "not list"),

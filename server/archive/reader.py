@@ -18,7 +18,7 @@ from typing import IO, Literal, TypeVar
 import msgspec
 
 from server.archive import format as fmt
-from server.errors import ProblemError, invalid
+from server.errors import ProblemError, has_nul, invalid
 
 Kind = Literal["guide", "offer"]
 T = TypeVar("T")
@@ -153,6 +153,8 @@ def verify(fileobj: IO[bytes]) -> Verified:
     for name in _KEPT:
         if name not in kept:
             raise damaged(f"has no {name}")
+    for name, data in kept.items():
+        _no_nul(name, data)
     manifest = _manifest(kept[fmt.MANIFEST])
     listed = {entry.path: entry.sha256 for entry in manifest.files}
     if len(listed) != len(manifest.files) or fmt.MANIFEST in listed:
@@ -166,6 +168,12 @@ def verify(fileobj: IO[bytes]) -> Verified:
     if missing:
         raise damaged(f"lacks {missing[0]!r}, which manifest.json lists")
     return Verified(manifest, kept[fmt.COMMUNITY], kept[fmt.MEMBERS], listed)
+
+
+def _no_nul(name: str, data: bytes) -> None:
+    # PostgreSQL cannot store NUL in text, and no honest text holds one (see errors.has_nul).
+    if has_nul(data) if name.endswith(".json") else b"\x00" in data:
+        raise damaged(f"{name!r} contains a NUL character")
 
 
 def _manifest(data: bytes) -> fmt.Manifest:
@@ -202,6 +210,7 @@ def entries(fileobj: IO[bytes], checksums: dict[str, str]) -> Iterator[Group]:
         checksum, data = _read(tar, member, keep=True)
         if checksums.get(name) != checksum:
             raise damaged(f"{name!r} changed while it was being read")
+        _no_nul(name, data)
         kind: Kind = "guide" if name.startswith("guides/") else "offer"
         _, key, rest = name.split("/", 2)
         if current is None or (current.kind, current.key) != (kind, key):

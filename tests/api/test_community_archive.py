@@ -362,7 +362,10 @@ def test_forged_content_goes_through_the_rules_and_refuses_the_whole_archive(
     def missing_revision(f: dict[str, bytes]) -> None:
         del f["guides/guide-0/revisions/2.md"]
 
-    for change in (blank_title, missing_revision):
+    def nul_character(f: dict[str, bytes]) -> None:
+        f["guides/guide-0/revisions/1.md"] = b"Hidden\x00text"
+
+    for change in (blank_title, missing_revision, nul_character):
         response = _import(target, _repack(exported, change), target_admin, slug=f"f-{uuid.uuid4().hex[:6]}")
         assert response.status_code == 422, response.text
     assert _counts(target) == before

@@ -8,11 +8,12 @@ import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.archive.commands import export_command, import_command
 from server.settings import ConfigError, Settings, is_example_secret, load_settings
 
 T = TypeVar("T")
@@ -49,6 +50,17 @@ def main(ctx: click.Context, config: str | None) -> None:
     os.umask(0o077)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+
+
+@main.group()
+def community() -> None:
+    """Export a community to an archive, or import one."""
+    # An import's entries are announced and indexed: the app's module subscribes federation and search to changes.
+    import server.app  # noqa: F401
+
+
+community.add_command(export_command)
+community.add_command(import_command)
 
 
 @main.command()
@@ -221,61 +233,6 @@ def _run_service(settings: Settings, work: Callable[[AsyncSession], Awaitable[An
         return _with_session(settings, work)
     except ProblemError as exc:
         raise click.ClickException(exc.detail) from exc
-
-
-@main.group()
-def community() -> None:
-    """Export a community to an archive, or import one."""
-
-
-@community.command("export")
-@click.argument("slug")
-@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="The archive to write (.tar.gz).")  # fmt: skip
-@click.pass_context
-def community_export(ctx: click.Context, slug: str, output: str) -> None:
-    """Write a local community, with its guides' whole history, its offers and members, to an archive."""
-    from pathlib import Path
-
-    from server.archive.service import ArchiveService
-
-    settings = _settings(ctx)
-    target = Path(output)
-    partial = target.with_name(f".{target.name}.partial")
-
-    async def work(session: AsyncSession, out: BinaryIO) -> None:
-        service = ArchiveService(session, settings)
-        community_id = (await service.exportable_by_operator(slug)).id
-        async for chunk in service.export(community_id):
-            out.write(chunk)
-
-    try:
-        with partial.open("wb") as out:
-            _run_service(settings, lambda session: work(session, out))
-        partial.replace(target)  # a failed export leaves no archive that looks whole
-    finally:
-        partial.unlink(missing_ok=True)
-    click.echo(f"exported {slug} to {target}", err=True)
-
-
-@community.command("import")
-@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
-@click.option("--slug", help="Import the community under this slug instead of its own.")
-@click.pass_context
-def community_import(ctx: click.Context, archive: str, slug: str | None) -> None:
-    """Recreate a community from an archive: all of it, or nothing when the archive is damaged."""
-    # The app's module subscribes federation and search to recorded changes: imported entries are announced.
-    import server.app  # noqa: F401
-    from server.archive.service import ArchiveService
-
-    settings = _settings(ctx)
-
-    async def work(session: AsyncSession, source: BinaryIO) -> str:
-        return (await ArchiveService(session, settings).import_archive(source, slug)).slug
-
-    with open(archive, "rb") as source:
-        imported = _run_service(settings, lambda session: work(session, source))
-    click.echo(f"imported community {imported}", err=True)
 
 
 @main.command()

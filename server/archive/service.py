@@ -8,41 +8,32 @@ instance's URIs, and is recorded as local changes are, so peers hear of it and s
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import IO, Any, TypeVar
 
 import msgspec
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import changes
 from server.accounts.schemas import RemotePerson
 from server.accounts.security import Principal
 from server.accounts.service import USERNAME_RE, AccountService, username_from
 from server.archive import format as fmt
 from server.archive import reader
 from server.archive.export import export_archive
-from server.communities import rules as community_rules
 from server.communities.schemas import CommunityCreate
 from server.communities.service import CommunityService
-from server.db import new_id
 from server.errors import ProblemError, conflict, forbidden
-from server.guides import rules as guide_rules
-from server.guides.schemas import GuideCreate
-from server.markdown import render
-from server.mentorship import rules as offer_rules
+from server.guides import imports as guide_imports
+from server.guides.schemas import ImportedGuide, ImportedRevision
+from server.mentorship import imports as offer_imports
 from server.mentorship.schemas import OfferCreate
-from server.models import Community, CommunityImport, Guide, GuideRevision, Membership, MentorshipOffer, User
-from server.refs import key_of
-from server.rules import clean_text, normalize_labels
+from server.models import Community, User
 from server.settings import Settings, host_of
 
 S = TypeVar("S")
-# Entries written and announced per flush.
-BATCH = 200
-MAX_SUMMARY_OF_CHANGE = 300
 
 
 class ArchiveService:
@@ -97,83 +88,40 @@ class _Import:
         self.verified = verified
         self.manifest = verified.manifest
         self.people: dict[str, User] = {}
-        self.pending: list[changes.Change] = []
-        self.revisions: list[GuideRevision] = []
         self.counts = {"guides": 0, "revisions": 0, "offers": 0}
 
     async def run(self, archive: IO[bytes], slug: str | None) -> Community:
         doc = reader.decode(fmt.COMMUNITY, self.verified.community, fmt.CommunityDoc)
         members = reader.decode(fmt.MEMBERS, self.verified.members, fmt.MembersDoc).members
-        if await self.session.get(CommunityImport, self.manifest.archive_id) is not None:
-            raise conflict(f"Archive {self.manifest.archive_id} was imported here already.")
-        community = await self._community(doc, slug)
+        data = _checked(
+            fmt.COMMUNITY, CommunityCreate, slug=slug or doc.slug, name=doc.name, description=doc.description,
+            color=doc.color, links=msgspec.to_builtins(doc.links),
+        )  # fmt: skip
+        communities = CommunityService(self.session, self.settings)
+        community = await communities.add_imported(
+            data, created_at=doc.created_at, updated_at=doc.updated_at, archive_id=self.manifest.archive_id,
+            source_uri=doc.uri,
+        )  # fmt: skip
         joined: set[uuid.UUID] = set()
         for member in members:
             user = await self._person(member.person, fmt.MEMBERS)
             if user.id in joined:
                 raise reader.damaged(f"{fmt.MEMBERS} names {member.person.uri} twice")
             joined.add(user.id)
-            self.session.add(
-                Membership(community_id=community.id, user_id=user.id, role=member.role, created_at=member.joined_at)
-            )
-        await changes.record(self.session, self.settings, "Create", community)
+            await communities.add_imported_member(community, user.id, member.role, member.joined_at)
+        guides = guide_imports.ImportedGuides(self.session, self.settings, community)
         for group in reader.entries(archive, self.verified.checksums):
-            if group.kind == "guide":
-                await self._guide(community, group)
-            else:
-                await self._offer(community, group)
-            if len(self.pending) >= BATCH:
-                await self._announce()
-        await self._announce()
+            where = f"{group.kind}s/{group.key}"
+            with _within(where):
+                if group.kind == "guide":
+                    await self._guide(guides, group, where)
+                else:
+                    await self._offer(community, group, where)
+        await guides.flush()
         expected = self.manifest.counts
-        if (expected.guides, expected.revisions, expected.offers, expected.members) != (
-            self.counts["guides"], self.counts["revisions"], self.counts["offers"], len(members)
-        ):  # fmt: skip
+        found = (self.counts["guides"], self.counts["revisions"], self.counts["offers"], len(members))
+        if (expected.guides, expected.revisions, expected.offers, expected.members) != found:
             raise reader.damaged("holds other numbers of guides, revisions, offers or members than its manifest says")
-        return community
-
-    async def _announce(self) -> None:
-        await self.session.flush()
-        # A revision names its guide by id alone: its row goes in once the guide's is there.
-        self.session.add_all(self.revisions)
-        self.revisions = []
-        await self.session.flush()
-        await changes.record_all(self.session, self.settings, self.pending)
-        self.pending = []
-
-    async def _community(self, doc: fmt.CommunityDoc, slug: str | None) -> Community:
-        slug = slug or doc.slug
-        try:
-            data = msgspec.convert(
-                {"slug": slug, "name": doc.name, "description": doc.description, "color": doc.color,
-                 "links": msgspec.to_builtins(doc.links)},
-                CommunityCreate,
-            )  # fmt: skip
-        except msgspec.ValidationError as exc:
-            raise reader.damaged(f"{fmt.COMMUNITY}: {exc}") from exc
-        community_rules.local_slug(data.slug)
-        taken = await self.session.scalar(
-            select(Community.id).where(Community.slug == data.slug, Community.instance == self.settings.host)
-        )
-        if taken is not None:
-            raise conflict(f"A community with slug {data.slug!r} exists here already; import it under another slug.")
-        uri = f"{self.settings.base_url}/c/{data.slug}"
-        community = Community(
-            uri=uri, url=uri, slug=data.slug, name=community_rules.name(data.name),
-            description=community_rules.description(data.description), color=community_rules.color(data.color),
-            links=msgspec.to_builtins(data.links), local=True, instance=self.settings.host,
-            created_at=doc.created_at, updated_at=doc.updated_at,
-        )  # fmt: skip
-        self.session.add(community)
-        try:
-            await self.session.flush()
-            self.session.add(
-                CommunityImport(archive_id=self.manifest.archive_id, community_id=community.id, source_uri=doc.uri)
-            )
-            await self.session.flush()
-        except IntegrityError as exc:
-            # Another import of the same archive, or of the same slug, got there first.
-            raise conflict(f"Archive {self.manifest.archive_id} or slug {data.slug!r} was just imported.") from exc
         return community
 
     async def _person(self, person: fmt.Person, where: str) -> User:
@@ -188,38 +136,21 @@ class _Import:
             username = person.username.lower()
             if not USERNAME_RE.match(username):
                 username = username_from(person.username)
-            user = await accounts.local_user(username)
-            if user is None:
-                user = await self._claimable(username, person.display_name)
+            user = await accounts.local_user(username) or await accounts.add_claimable_user(
+                username, person.display_name
+            )
         else:
             if host_of(person.uri) != person.instance.lower():
                 raise reader.damaged(f"{where}: {person.uri} is not on the instance {person.instance!r}")
-            user = await accounts.apply_remote_person(
-                RemotePerson(
-                    uri=person.uri,
-                    instance=person.instance.lower(),
-                    username=person.username,
-                    display_name=person.display_name,
-                )  # fmt: skip
-            )
+            remote = RemotePerson(
+                uri=person.uri, instance=person.instance.lower(), username=person.username,
+                display_name=person.display_name,
+            )  # fmt: skip
+            user = await accounts.apply_remote_person(remote)
         self.people[person.uri] = user
         return user
 
-    async def _claimable(self, username: str, display_name: str) -> User:
-        """A local account waiting for its person: with no password nobody signs in as it, until an admin gives it
-        one (`kith user set-password`). Its username is the one it had, even one reserved for new sign-ups here:
-        it names the same person, on the instance that took the community over."""
-        uri = f"{self.settings.base_url}/u/{username}"
-        user = User(
-            username=username, instance=self.settings.host, display_name=display_name.strip()[:100] or username,
-            password_hash=None, is_admin=False, local=True, uri=uri, url=uri,
-        )  # fmt: skip
-        self.session.add(user)
-        await self.session.flush()
-        return user
-
-    async def _guide(self, community: Community, group: reader.Group) -> None:
-        where = f"guides/{group.key}"
+    async def _guide(self, guides: guide_imports.ImportedGuides, group: reader.Group, where: str) -> None:
         doc = reader.decode(f"{where}/guide.json", _file(group, "guide.json"), fmt.GuideDoc)
         reader.decode(f"{where}/origin.json", _file(group, "origin.json"), fmt.OriginDoc)
         if doc.slug != group.key:
@@ -230,43 +161,36 @@ class _Import:
             f"revisions/{n}.{ext}" for n in numbers for ext in ("json", "md")
         }:
             raise reader.damaged(f"{where} must hold revisions 1 to {doc.revision}, each as .json and .md")
-        body = _text(group, f"revisions/{doc.revision}.md", where)
-        fields = _guide_fields(where, doc.title, body, doc.summary, doc.tags, doc.license, doc.status)
-        body_html = render(fields["body_markdown"])
-        guide_rules.body(fields["body_markdown"], body_html)
-        guide_id = new_id()
-        guide = Guide(
-            id=guide_id, uri=f"{self.settings.base_url}/guides/{guide_id}",
-            url=f"{self.settings.base_url}/c/{community.slug}/guides/{doc.slug}", community=community,
-            author=await self._person(doc.author, where), slug=doc.slug, body_html=body_html,
-            tags_key=key_of(fields["tags"]), revision=doc.revision, local=True, instance=self.settings.host,
-            derived_from=doc.derived_from, created_at=doc.created_at, updated_at=doc.updated_at, **fields,
-        )  # fmt: skip
-        self.session.add(guide)
+        revisions = []
         for number in numbers:
-            meta = reader.decode(f"{where}/revisions/{number}.json", group.files[f"revisions/{number}.json"],
-                                 fmt.RevisionDoc)  # fmt: skip
+            name = f"revisions/{number}.json"
+            meta = reader.decode(f"{where}/{name}", group.files[name], fmt.RevisionDoc)
             if meta.number != number:
-                raise reader.damaged(f"{where}/revisions/{number}.json says it is revision {meta.number}")
-            text = _text(group, f"revisions/{number}.md", where)
-            values = _guide_fields(where, meta.title, text, meta.summary, meta.tags, meta.license, meta.status)
-            guide_rules.body(values["body_markdown"], "")
-            self.revisions.append(
-                GuideRevision(
-                    guide_id=guide_id,
+                raise reader.damaged(f"{where}/{name} says it is revision {meta.number}")
+            revisions.append(
+                ImportedRevision(
                     number=number,
+                    title=meta.title,
+                    summary=meta.summary,
+                    body_markdown=_text(group, f"revisions/{number}.md", where),
+                    tags=meta.tags,
+                    license=meta.license,
+                    status=meta.status,
                     author_id=(await self._person(meta.author, where)).id,
-                    summary_of_change=clean_text("summary_of_change", meta.summary_of_change, MAX_SUMMARY_OF_CHANGE),
+                    summary_of_change=meta.summary_of_change,
                     created_at=meta.created_at,
-                    **values,
-                )
+                )  # fmt: skip
             )
+        imported = ImportedGuide(
+            slug=doc.slug, title=doc.title, summary=doc.summary, tags=doc.tags, license=doc.license,
+            status=doc.status, derived_from=doc.derived_from, author_id=(await self._person(doc.author, where)).id,
+            created_at=doc.created_at, updated_at=doc.updated_at, revisions=revisions,
+        )  # fmt: skip
+        await guides.add(imported)
         self.counts["guides"] += 1
         self.counts["revisions"] += doc.revision
-        self.pending.append(changes.Change.of("Create", guide, public=guide_rules.is_public(guide.status)))
 
-    async def _offer(self, community: Community, group: reader.Group) -> None:
-        where = f"offers/{group.key}"
+    async def _offer(self, community: Community, group: reader.Group, where: str) -> None:
         if set(group.files) != {"offer.json", "origin.json"}:
             raise reader.damaged(f"{where} must hold offer.json and origin.json")
         doc = reader.decode(f"{where}/offer.json", group.files["offer.json"], fmt.OfferDoc)
@@ -276,22 +200,22 @@ class _Import:
             format=doc.format, capacity=doc.capacity, languages=doc.languages, availability=doc.availability,
             status=doc.status,
         )  # fmt: skip
-        topics = normalize_labels("topics", data.topics)
-        languages = normalize_labels("languages", data.languages)
-        offer_id = new_id()
-        uri = f"{self.settings.base_url}/mentorship/offers/{offer_id}"
-        offer = MentorshipOffer(
-            id=offer_id, uri=uri, url=uri, community=community, mentor=await self._person(doc.mentor, where),
-            title=offer_rules.title(data.title), description_markdown=data.description_markdown,
-            description_html=render(data.description_markdown), topics=topics, topics_key=key_of(topics),
-            format=data.format, capacity=data.capacity, seats_taken=0, languages=languages,
-            languages_key=key_of(languages), availability=offer_rules.availability(data.availability),
-            status=data.status, local=True, instance=self.settings.host, created_at=doc.created_at,
-            updated_at=doc.updated_at,
-        )  # fmt: skip
-        self.session.add(offer)
+        mentor = await self._person(doc.mentor, where)
+        await offer_imports.add_imported(
+            self.session, self.settings, community, mentor.id, data, doc.created_at, doc.updated_at
+        )
         self.counts["offers"] += 1
-        self.pending.append(changes.Change.of("Create", offer))
+
+
+@contextlib.contextmanager
+def _within(where: str) -> Iterator[None]:
+    """A domain rule's refusal of an entry, named by the entry's place in the archive."""
+    try:
+        yield
+    except ProblemError as exc:
+        if exc.status != 422 or (exc.errors and exc.errors[0].field == "archive"):
+            raise
+        raise reader.damaged(f"{where}: {exc.detail}") from exc
 
 
 def _file(group: reader.Group, name: str) -> bytes:
@@ -314,25 +238,3 @@ def _checked(where: str, schema: type[S], **values: Any) -> S:
         return msgspec.convert(values, schema)
     except msgspec.ValidationError as exc:
         raise reader.damaged(f"{where}: {exc}") from exc
-
-
-def _guide_fields(
-    where: str, title: str, body: str, summary: str, tags: list[str], license: str, status: str
-) -> dict[str, Any]:
-    """A guide's or revision's columns, through the rules of a local write."""
-    data = _checked(
-        where, GuideCreate, title=title, body_markdown=body, summary=summary, tags=tags, license=license,
-        status=status,
-    )  # fmt: skip
-    assert data.title is not None and data.body_markdown is not None and data.status is not None
-    try:
-        return {
-            "title": guide_rules.title(data.title),
-            "summary": guide_rules.summary(data.summary or ""),
-            "body_markdown": data.body_markdown,
-            "tags": normalize_labels("tags", data.tags or []),
-            "license": guide_rules.license_(data.license or guide_rules.DEFAULT_LICENSE),
-            "status": data.status,
-        }
-    except ProblemError as exc:
-        raise reader.damaged(f"{where}: {exc.detail}") from exc

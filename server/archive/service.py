@@ -1,13 +1,15 @@
-"""Exporting a community to an archive and importing one: the archive's only reader and writer.
+"""Exporting a community to an archive and importing one.
 
-An import writes through the rules of each domain (communities, guides, mentorship): every text is checked as a
-local write is, and every HTML body is rendered here from its markdown, never taken from the archive. It runs in
-one transaction: a refused archive leaves nothing behind. What it makes is local to this instance, with this
-instance's URIs, and is recorded as local changes are, so peers hear of it and search indexes it.
+An import decodes the archive and hands each entry to the domain that owns it (accounts, communities, guides,
+mentorship), whose writer checks it as it checks a local write and renders its HTML from its markdown: nothing
+of the archive's is trusted as HTML. It runs in one transaction: a refused archive leaves nothing behind. What
+it makes is local to this instance, with this instance's URIs, and is recorded as local changes are, so peers
+hear of it and search indexes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,9 +25,9 @@ from server.accounts.service import USERNAME_RE, AccountService, username_from
 from server.archive import format as fmt
 from server.archive import reader
 from server.archive.export import export_archive
-from server.communities.schemas import CommunityCreate
+from server.communities.schemas import CommunityCreate, Slug
 from server.communities.service import CommunityService
-from server.errors import ProblemError, conflict, forbidden
+from server.errors import ProblemError, conflict, forbidden, invalid
 from server.guides import imports as guide_imports
 from server.guides.schemas import ImportedGuide, ImportedRevision
 from server.mentorship import imports as offer_imports
@@ -68,7 +70,8 @@ class ArchiveService:
 
     async def import_archive(self, archive: IO[bytes], slug: str | None = None) -> Community:
         """Recreate the archive's community here, under `slug` if given; all of it, or nothing."""
-        verified = reader.verify(archive)
+        # Reading and hashing the whole archive is long work without a query: off the event loop.
+        verified = await asyncio.to_thread(reader.verify, archive)
         try:
             community = await _Import(self.session, self.settings, verified).run(archive, slug)
             await self.session.commit()
@@ -91,6 +94,11 @@ class _Import:
         self.counts = {"guides": 0, "revisions": 0, "offers": 0}
 
     async def run(self, archive: IO[bytes], slug: str | None) -> Community:
+        if slug is not None:
+            try:
+                msgspec.convert(slug, Slug)
+            except msgspec.ValidationError as exc:
+                raise invalid("slug", "use 1-64 lowercase letters, digits and '-', not at either end") from exc
         doc = reader.decode(fmt.COMMUNITY, self.verified.community, fmt.CommunityDoc)
         members = reader.decode(fmt.MEMBERS, self.verified.members, fmt.MembersDoc).members
         data = _checked(

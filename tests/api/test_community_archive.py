@@ -297,7 +297,10 @@ def test_no_community_takes_the_slug_of_the_import_path(
 ):
     created = client.post("/api/v1/communities", json={"slug": "import", "name": "Imports"}, headers=admin.auth)
     assert created.status_code == 422 and "reserved" in created.json()["detail"]
-    assert _import(target, _repack(exported, lambda files: None), target_admin, slug="import").status_code == 422
+    copy = _repack(exported, lambda files: None)
+    assert _import(target, copy, target_admin, slug="import").status_code == 422
+    refused = _import(target, copy, target_admin, slug="Not A Slug")
+    assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "slug"
 
 
 def _hostile_archives(exported: bytes) -> dict[str, tuple[bytes, str]]:

@@ -21,6 +21,7 @@ from server.archive.api import ArchiveController
 from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
 from server.errors import API_EXCEPTION_HANDLERS, reject_nul_characters
+from server.federation import private
 from server.federation.api import FederationController
 from server.federation.delivery import Deliverer
 from server.federation.discovery import federation_router
@@ -35,6 +36,8 @@ from server.guides.api import GuideController
 from server.headers import security_headers
 from server.instance import healthz, instance, readyz
 from server.jobs import Worker
+from server.mentorship import events
+from server.mentorship import requests as mentorship_requests
 from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
 from server.ratelimit import Limiter
@@ -55,6 +58,9 @@ MAX_BODY_BYTES = 1_000_000
 changes.subscribe(publish)
 changes.subscribe(guides.delete_with_community)
 changes.subscribe(mentorship.delete_with_community)
+changes.subscribe(mentorship_requests.refuse_with_deleted_offer)
+# Each step of a mentorship request goes to the other party's instance when that is a peer (private.py).
+events.listen(private.on_request_event)
 
 
 def openapi_config() -> OpenAPIConfig:

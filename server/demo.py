@@ -75,7 +75,17 @@ def _wait_ready(url: str) -> None:
     raise SystemExit(f"{url} did not start; see {DEMO_DIR}/*/server.log")
 
 
+# A person on B to ask for a seat on A's offer (README: "Mentorship across instances").
+PEOPLE = {"b": [("ben", "demo ben password")]}
+
+
 def _seed(key: str) -> None:
+    for username, password in PEOPLE.get(key, []):
+        # It fails when an earlier run of the demo made the person already.
+        subprocess.run(
+            [sys.executable, "-m", "server.cli", "user", "create", username, "--password-stdin"],
+            env=_env(key), input=password + "\n", capture_output=True, text=True, cwd=ROOT,
+        )  # fmt: skip
     base = f"http://127.0.0.1:{INSTANCES[key]['port']}/api/v1"
     token = _kith(key, "token", "create", "--user", "admin", "--scope", "admin", "--name", "demo").strip()
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
@@ -109,7 +119,7 @@ def main() -> None:
             "\nTwo Kith instances are running and peered with each other:\n"
             f"  A  {INSTANCES['a']['name']:<17} http://127.0.0.1:8001   (community 'makers')\n"
             f"  B  {INSTANCES['b']['name']:<17} http://127.0.0.1:8002   (community 'coders')\n"
-            f"Sign in to either as admin / {ADMIN_PASSWORD!r}.\n\n"
+            f"Sign in to either as admin / {ADMIN_PASSWORD!r}, or to B as ben / 'demo ben password'.\n\n"
             "In a few seconds each shows the other's guides, attributed to their origin:\n"
             "  curl -s 'http://127.0.0.1:8002/api/v1/guides?origin=remote' | python3 -m json.tool\n"
             "  curl -s 'http://127.0.0.1:8001/api/v1/search?q=onboarding'   | python3 -m json.tool\n"

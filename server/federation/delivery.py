@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db import utcnow
+from server.federation import private
 from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import sign_request
 from server.jobs import claim
@@ -80,7 +81,7 @@ class Deliverer:
             ).all()
             keys = await self._signing_keys(session, {payload.get("actor") for _, payload in rows})
             outcomes = await asyncio.gather(*(self._send(delivery, payload, keys) for delivery, payload in rows))
-            await self._record(session, {d.id: d for d, _ in rows}, outcomes)
+            await self._record(session, {d.id: (d, payload) for d, payload in rows}, outcomes)
             return len(rows)
 
     async def _signing_keys(self, session: AsyncSession, actors: set[Any]) -> dict[str, str]:
@@ -115,7 +116,7 @@ class Deliverer:
 
     async def _record(self, session: AsyncSession, deliveries: dict, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
-            delivery = deliveries[outcome.delivery_id]
+            delivery, payload = deliveries[outcome.delivery_id]
             if outcome.ok:
                 delivery.attempts += 1
                 move(delivery, DELIVERIES["sent"])
@@ -124,6 +125,8 @@ class Deliverer:
                 fail(DELIVERIES, delivery, outcome.error, permanent=outcome.permanent)
                 if outcome.wait and delivery.next_attempt_at is not None:
                     delivery.next_attempt_at = max(delivery.next_attempt_at, utcnow() + outcome.wait)
+                if delivery.state == DELIVERIES["give_up"].target:
+                    await private.delivery_given_up(session, self.settings, payload)
                 await _peer_health(session, delivery.peer_host, error=outcome.error)
         await session.commit()
 

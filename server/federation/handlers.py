@@ -17,7 +17,7 @@ from server.accounts.schemas import RemotePerson
 from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import ProblemError
-from server.federation import mapping, outbox, vocab
+from server.federation import mapping, outbox, private, vocab
 from server.federation.fetch import FetchError
 from server.guides.service import GuideService
 from server.mentorship.service import MentorshipService
@@ -112,6 +112,8 @@ async def _follow(ctx: Context, activity: vocab.Activity) -> str:
 
 
 async def _accept_or_reject(ctx: Context, activity: vocab.Activity) -> str:
+    if await private.is_request_answer(ctx.session, activity):
+        return await _private(private.receive_answer(ctx.session, ctx.settings, activity))
     peer = await _peer(ctx)
     if peer is None:
         raise Rejected(f"no peering with {ctx.signer_host}")
@@ -140,6 +142,9 @@ async def _accept_or_reject(ctx: Context, activity: vocab.Activity) -> str:
 
 async def _undo(ctx: Context, activity: vocab.Activity) -> str:
     inner = activity.object
+    if isinstance(inner, vocab.Activity) and inner.type == "Offer":
+        ctx.require_origin(inner.actor, "withdrawn request's actor")
+        return await _private(private.receive_undo(ctx.session, ctx.settings, activity))
     if not isinstance(inner, vocab.Activity) or inner.type != "Follow":
         return "ignored undo"
     ctx.require_origin(inner.actor, "undone follow's actor")
@@ -158,6 +163,8 @@ async def _create_or_update(ctx: Context, activity: vocab.Activity) -> str:
     if obj is None or isinstance(obj, vocab.Activity):
         obj = await _fetch_object(ctx, activity.object_id)
     ctx.require_origin(obj.id, "object")
+    if activity.type == "Create" and isinstance(obj, vocab.Post) and await private.is_thread_message(ctx.session, obj):
+        return await _private(private.receive_message(ctx.session, ctx.settings, activity, obj, ctx.signer_host))
     if await ctx.session.scalar(select(DeletedObject.id).where(DeletedObject.uri == obj.id)):
         return "ignored: object was deleted"
     if isinstance(obj, vocab.Actor) and obj.type == "Group":
@@ -198,6 +205,25 @@ def entry_services(
 ) -> tuple[GuideService, MentorshipService, CommunityService]:
     """The services of a peer's entries, entries before their communities (which they refer to)."""
     return GuideService(session, settings), MentorshipService(session, settings), CommunityService(session, settings)
+
+
+# --- mentorship requests: private, between two people (private.py) ------------------------------------
+
+
+async def _offer(ctx: Context, activity: vocab.Activity) -> str:
+    agreement = activity.object
+    if not isinstance(agreement, vocab.Post):
+        raise Rejected("an Offer must embed the request it carries")
+    ctx.require_origin(agreement.id, "request")
+    requester = await _author(ctx, agreement)
+    return await _private(private.receive_offer(ctx.session, ctx.settings, activity, ctx.signer_host, requester))
+
+
+async def _private(step: Awaitable[str]) -> str:
+    try:
+        return await step
+    except private.Refused as exc:
+        raise Rejected(exc.reason) from exc
 
 
 async def _domain(ctx: Context, write: Awaitable[str]) -> str:
@@ -287,7 +313,9 @@ async def count_received(session: AsyncSession, host: str, count: int) -> None:
 _HANDLERS: dict[str, Callable[[Context, vocab.Activity], Awaitable[str]]] = {
     "Follow": _follow,
     "Accept": _accept_or_reject,
+    "TentativeAccept": _accept_or_reject,
     "Reject": _accept_or_reject,
+    "Offer": _offer,
     "Undo": _undo,
     "Create": _create_or_update,
     "Update": _create_or_update,

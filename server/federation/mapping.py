@@ -25,7 +25,7 @@ def context(base_url: str) -> list[Any]:
     return [AS_CONTEXT, SECURITY_CONTEXT, f"{base_url}/ns"]
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
@@ -36,7 +36,7 @@ def person(user: User) -> dict[str, Any]:
         "preferredUsername": user.username,
         "name": user.display_name or user.username,
         "url": user.url,
-        "published": _iso(user.created_at),
+        "published": iso(user.created_at),
     }
 
 
@@ -57,8 +57,8 @@ def group(community: Community) -> dict[str, Any]:
         "inbox": f"{base}/inbox",
         "outbox": f"{base}/outbox",
         "followers": f"{base}/followers",
-        "published": _iso(community.created_at),
-        "updated": _iso(community.updated_at),
+        "published": iso(community.created_at),
+        "updated": iso(community.updated_at),
     }
 
 
@@ -68,7 +68,7 @@ def article(guide: Guide) -> dict[str, Any]:
         "type": "Article",
         "name": guide.title,
         "summary": guide.summary,
-        **_content(guide.body_html, guide.body_markdown),
+        **content(guide.body_html, guide.body_markdown),
         "tag": [{"type": "Hashtag", "name": f"#{tag}"} for tag in guide.tags],
         "license": guide.license,
         "slug": guide.slug,
@@ -83,7 +83,7 @@ def offer(entry: MentorshipOffer) -> dict[str, Any]:
         "id": entry.uri,
         "type": "MentorshipOffer",
         "name": entry.title,
-        **_content(entry.description_html, entry.description_markdown),
+        **content(entry.description_html, entry.description_markdown),
         "topics": list(entry.topics),
         "languages": list(entry.languages),
         "format": entry.format,
@@ -95,7 +95,7 @@ def offer(entry: MentorshipOffer) -> dict[str, Any]:
     }
 
 
-def _content(html: str, markdown: str) -> dict[str, Any]:
+def content(html: str, markdown: str) -> dict[str, Any]:
     """The rendered HTML, and the markdown it came from, which a Kith peer renders itself."""
     return {"content": html, "mediaType": "text/html", "source": {"content": markdown, "mediaType": "text/markdown"}}
 
@@ -108,13 +108,13 @@ def _published_in(community: Community, author: User, entry: Guide | MentorshipO
         "to": [PUBLIC],
         "cc": [f"{community.uri}/followers"],
         "url": entry.url,
-        "published": _iso(entry.created_at),
-        "updated": _iso(entry.updated_at),
+        "published": iso(entry.created_at),
+        "updated": iso(entry.updated_at),
     }
 
 
 def tombstone(uri: str, former_type: str, deleted: datetime) -> dict[str, Any]:
-    return {"id": uri, "type": "Tombstone", "formerType": former_type, "deleted": _iso(deleted)}
+    return {"id": uri, "type": "Tombstone", "formerType": former_type, "deleted": iso(deleted)}
 
 
 def activity(
@@ -127,7 +127,7 @@ def activity(
         "actor": actor_uri,
         "object": obj,
         "to": [PUBLIC],
-        "published": _iso(published),
+        "published": iso(published),
     }
     if audience := obj.get("audience"):
         document["audience"] = audience

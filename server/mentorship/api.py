@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.accounts.deps import require, require_writer
 from server.accounts.security import Principal
 from server.mentorship import schemas
-from server.mentorship.service import MentorshipService, etag, request_schema, to_schema
+from server.mentorship.requests import RequestService, message_schema
+from server.mentorship.service import MentorshipService, etag, to_schema
 from server.openapi_docs import READ, WRITE, problems
 from server.pagination import link_header
+from server.ratelimit import limiter_of
 from server.refs import Origin
 from server.settings import Settings
 
@@ -83,26 +85,26 @@ class MentorshipController(Controller):
 
     @post(
         "/api/v1/mentorship/offers/{offer_id:uuid}/requests", operation_id="requestMentorship",
-        summary="Ask for mentorship on an offer", responses=WRITE | problems(409),
+        summary="Ask for a seat on an offer, here or on a peer (a remote one starts as `sending`)",
+        responses=WRITE | problems(409),
     )  # fmt: skip
     async def create_request(
         self, offer_id: UUID, data: schemas.RequestCreate, db: AsyncSession, settings: Settings,
         principal: Principal | None,
     ) -> schemas.MentorshipRequest:  # fmt: skip
-        request = await MentorshipService(db, settings).request(require(principal), offer_id, data.message)
-        return request_schema(request)
+        service = RequestService(db, settings)
+        return service.schema(await service.ask(require(principal), offer_id, data.message))
 
     @get(
         "/api/v1/mentorship/offers/{offer_id:uuid}/requests", operation_id="listOfferRequests",
-        summary="Requests for an offer (mentor or moderator)", responses=problems(401, 403, 404, 422),
+        summary="Requests for an offer, local and remote people alike (mentor or moderator)",
+        responses=problems(401, 403, 404, 422),
     )  # fmt: skip
     async def list_offer_requests(
         self, request: Request[Any, Any, Any], offer_id: UUID, db: AsyncSession, settings: Settings,
         principal: Principal | None, limit: int = Limit, cursor: str | None = None,
     ) -> Response[schemas.RequestPage]:  # fmt: skip
-        items, next_cursor = await MentorshipService(db, settings).requests_for_offer(
-            require(principal), offer_id, limit, cursor
-        )
+        items, next_cursor = await RequestService(db, settings).for_offer(require(principal), offer_id, limit, cursor)
         return Response(
             schemas.RequestPage(items=items, next_cursor=next_cursor),
             headers=link_header(request, settings.base_url, next_cursor),
@@ -117,11 +119,22 @@ class MentorshipController(Controller):
         self, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings,
         principal: Principal | None, mine: bool = True, limit: int = Limit, cursor: str | None = None,
     ) -> Response[schemas.RequestPage]:  # fmt: skip
-        items, next_cursor = await MentorshipService(db, settings).my_requests(require(principal), mine, limit, cursor)
+        items, next_cursor = await RequestService(db, settings).mine(require(principal), mine, limit, cursor)
         return Response(
             schemas.RequestPage(items=items, next_cursor=next_cursor),
             headers=link_header(request, settings.base_url, next_cursor),
         )
+
+    @get(
+        "/api/v1/mentorship/requests/{request_id:uuid}", operation_id="getRequest",
+        summary="A request (its two parties, the offer community's moderators); 404 to anyone else",
+        responses=problems(401, 404),
+    )  # fmt: skip
+    async def get_request(
+        self, request_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> schemas.MentorshipRequest:
+        service = RequestService(db, settings)
+        return service.schema(await service.get(require(principal), request_id))
 
     @post(
         "/api/v1/mentorship/requests/{request_id:uuid}/accept", operation_id="acceptRequest",
@@ -131,8 +144,8 @@ class MentorshipController(Controller):
     async def accept(
         self, request_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> schemas.MentorshipRequest:
-        request = await MentorshipService(db, settings).decide(require(principal), request_id, "accepted")
-        return request_schema(request)
+        service = RequestService(db, settings)
+        return service.schema(await service.decide(require(principal), request_id, "accepted"))
 
     @post(
         "/api/v1/mentorship/requests/{request_id:uuid}/decline", operation_id="declineRequest",
@@ -141,8 +154,8 @@ class MentorshipController(Controller):
     async def decline(
         self, request_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> schemas.MentorshipRequest:
-        request = await MentorshipService(db, settings).decide(require(principal), request_id, "declined")
-        return request_schema(request)
+        service = RequestService(db, settings)
+        return service.schema(await service.decide(require(principal), request_id, "declined"))
 
     @post(
         "/api/v1/mentorship/requests/{request_id:uuid}/withdraw", operation_id="withdrawRequest",
@@ -152,5 +165,44 @@ class MentorshipController(Controller):
     async def withdraw(
         self, request_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
     ) -> schemas.MentorshipRequest:
-        request = await MentorshipService(db, settings).withdraw(require(principal), request_id)
-        return request_schema(request)
+        service = RequestService(db, settings)
+        return service.schema(await service.withdraw(require(principal), request_id))
+
+    @post(
+        "/api/v1/mentorship/requests/{request_id:uuid}/retry", operation_id="retryRequest",
+        summary="Send a request that could not be delivered once more (requester)", status_code=200,
+        responses=WRITE | problems(409),
+    )  # fmt: skip
+    async def retry(
+        self, request_id: UUID, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> schemas.MentorshipRequest:
+        service = RequestService(db, settings)
+        return service.schema(await service.retry(require(principal), request_id))
+
+    @get(
+        "/api/v1/mentorship/requests/{request_id:uuid}/messages", operation_id="listRequestMessages",
+        summary="The private thread of a request, newest first (its parties; moderators read)",
+        responses=problems(401, 404, 422),
+    )  # fmt: skip
+    async def list_messages(
+        self, request: Request[Any, Any, Any], request_id: UUID, db: AsyncSession, settings: Settings,
+        principal: Principal | None, limit: int = Limit, cursor: str | None = None,
+    ) -> Response[schemas.MessagePage]:  # fmt: skip
+        items, next_cursor = await RequestService(db, settings).messages(require(principal), request_id, limit, cursor)
+        return Response(
+            schemas.MessagePage(items=items, next_cursor=next_cursor),
+            headers=link_header(request, settings.base_url, next_cursor),
+        )
+
+    @post(
+        "/api/v1/mentorship/requests/{request_id:uuid}/messages", operation_id="postRequestMessage",
+        summary="Write in a request's thread (mentor or requester); markdown, at most 10 KB",
+        responses=WRITE | problems(409, 429),
+    )  # fmt: skip
+    async def post_message(
+        self, request: Request[Any, Any, Any], request_id: UUID, data: schemas.MessageCreate, db: AsyncSession,
+        settings: Settings, principal: Principal | None,
+    ) -> schemas.Message:  # fmt: skip
+        who = require(principal)
+        limiter_of(request).check("messages", str(who.user_id))
+        return message_schema(await RequestService(db, settings).post_message(who, request_id, data.body_markdown))

@@ -1,4 +1,4 @@
-"""Mentorship offers and requests: the only code that writes them."""
+"""Mentorship offers: the only code that writes them (requests: requests.py)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ from server.pagination import keyset, split_page
 from server.refs import Origin, apply_origin_filters, key_of
 from server.rules import is_news, normalize_labels
 from server.settings import Settings, host_of
-
-ACTIVE_STATES = ("pending", "accepted")
 
 
 def etag(offer: MentorshipOffer) -> str:
@@ -101,7 +99,7 @@ class MentorshipService:
             raise not_found("Mentorship offer")
         return offer
 
-    async def _is_mentor_or_moderator(self, principal: Principal, offer: MentorshipOffer) -> bool:
+    async def is_mentor_or_moderator(self, principal: Principal, offer: MentorshipOffer) -> bool:
         if principal.is_admin or offer.mentor_id == principal.user_id:
             return True
         return await self.communities.role(principal, offer.community) == "moderator"
@@ -109,7 +107,7 @@ class MentorshipService:
     async def _require_manage(self, principal: Principal, offer: MentorshipOffer) -> None:
         if not offer.local:
             raise forbidden("This offer lives on another instance; it can only be changed there.")
-        if not principal.can_write or not await self._is_mentor_or_moderator(principal, offer):
+        if not principal.can_write or not await self.is_mentor_or_moderator(principal, offer):
             raise forbidden("Only the mentor or a moderator of the community can manage this offer.")
 
     async def create(self, principal: Principal, community_ref_: str, data: schemas.OfferCreate) -> MentorshipOffer:
@@ -234,110 +232,7 @@ class MentorshipService:
         await changes.record(self.session, self.settings, "Delete", offer)
         return True
 
-    # requests
-
-    async def request(self, principal: Principal, offer_id: UUID, message: str) -> MentorshipRequest:
-        offer = await self.get(offer_id)
-        if not principal.can_write:
-            raise forbidden("Asking for mentorship needs a write token.")
-        if not offer.local:
-            raise forbidden(f"This offer lives on {offer.instance}; ask for it there: {offer.url}")
-        if offer.mentor_id == principal.user_id:
-            raise forbidden("You cannot ask for your own mentorship offer.")
-        if offer.status != "open":
-            raise conflict("This offer is closed.")
-        if offer.seats_taken >= offer.capacity:
-            raise conflict("This offer is full.")
-        existing = await self.session.scalar(
-            select(MentorshipRequest.id).where(
-                MentorshipRequest.offer_id == offer.id,
-                MentorshipRequest.requester_id == principal.user_id,
-                MentorshipRequest.state.in_(ACTIVE_STATES),
-            )
-        )
-        if existing is not None:
-            raise conflict("You have already asked for this offer.")
-        request = MentorshipRequest(
-            offer=offer, requester=await self.session.get(User, principal.user_id), message=message.strip()
-        )
-        self.session.add(request)
-        await self.session.commit()
-        return request
-
-    async def get_request(self, request_id: UUID) -> MentorshipRequest:
-        request = await self.session.get(MentorshipRequest, request_id)
-        if request is None:
-            raise not_found("Mentorship request")
-        return request
-
-    async def requests_for_offer(
-        self, principal: Principal, offer_id: UUID, limit: int, cursor: str | None
-    ) -> tuple[list[schemas.MentorshipRequest], str | None]:
-        offer = await self.get(offer_id)
-        if not await self._is_mentor_or_moderator(principal, offer):
-            raise forbidden("Only the mentor or a moderator can see the requests for this offer.")
-        query = select(MentorshipRequest).where(MentorshipRequest.offer_id == offer.id)
-        return await self._page(query, limit, cursor)
-
-    async def my_requests(
-        self, principal: Principal, mine: bool, limit: int, cursor: str | None
-    ) -> tuple[list[schemas.MentorshipRequest], str | None]:
-        """mine=true: the requests I made; mine=false: the requests waiting on offers I mentor."""
-        if mine:
-            query = select(MentorshipRequest).where(MentorshipRequest.requester_id == principal.user_id)
-        else:
-            mentored = select(MentorshipOffer.id).where(MentorshipOffer.mentor_id == principal.user_id)
-            query = select(MentorshipRequest).where(MentorshipRequest.offer_id.in_(mentored.scalar_subquery()))
-        return await self._page(query, limit, cursor)
-
-    async def _page(self, query, limit: int, cursor: str | None):  # type: ignore[no-untyped-def]
-        rows = list((await self.session.scalars(keyset(query, MentorshipRequest, limit, cursor))).unique())
-        page, next_cursor = split_page(rows, limit)
-        return [request_schema(r) for r in page], next_cursor
-
-    async def decide(self, principal: Principal, request_id: UUID, decision: str) -> MentorshipRequest:
-        request = await self.get_request(request_id)
-        offer = request.offer
-        if not principal.can_write or offer.mentor_id != principal.user_id and not principal.is_admin:
-            raise forbidden("Only the mentor can accept or decline a request.")
-        if request.state != "pending":
-            raise conflict(f"This request is already {request.state}.")
-        if decision == "accepted":
-            # One guarded UPDATE: two accepts racing for the last seat cannot both win.
-            taken = await self.session.execute(
-                update(MentorshipOffer)
-                .where(MentorshipOffer.id == offer.id, MentorshipOffer.seats_taken < MentorshipOffer.capacity)
-                .values(seats_taken=MentorshipOffer.seats_taken + 1, updated_at=utcnow())
-            )
-            if not taken.rowcount:
-                await self.session.rollback()
-                raise conflict("Every seat of this offer is taken.")
-        request.state = decision
-        request.updated_at = utcnow()
-        await self._announce_seats(offer, decision == "accepted")
-        await self.session.commit()
-        return request
-
-    async def withdraw(self, principal: Principal, request_id: UUID) -> MentorshipRequest:
-        request = await self.get_request(request_id)
-        if request.requester_id != principal.user_id or not principal.can_write:
-            raise forbidden("Only the person who asked can withdraw a request.")
-        if request.state not in ACTIVE_STATES:
-            raise conflict(f"This request is already {request.state}.")
-        freed = request.state == "accepted"
-        if freed:
-            await self.session.execute(
-                update(MentorshipOffer)
-                .where(MentorshipOffer.id == request.offer_id, MentorshipOffer.seats_taken > 0)
-                .values(seats_taken=MentorshipOffer.seats_taken - 1, updated_at=utcnow())
-            )
-        request.state = "withdrawn"
-        request.updated_at = utcnow()
-        await self._announce_seats(request.offer, freed)
-        await self.session.commit()
-        return request
-
-    async def _announce_seats(self, offer: MentorshipOffer, changed: bool) -> None:
+    async def announce_seats(self, offer: MentorshipOffer, changed: bool) -> None:
         """Open seats are part of an offer's public state, so peers hear about them."""
         if changed:
             await self.session.refresh(offer)

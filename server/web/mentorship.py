@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.communities.service import CommunityService
 from server.errors import ProblemError, not_found
 from server.mentorship import schemas
-from server.mentorship.service import MentorshipService, request_schema, to_schema
+from server.mentorship.requests import RequestService
+from server.mentorship.service import MentorshipService, to_schema
 from server.settings import Settings
 from server.web.core import current_viewer, flash, fragment, is_fragment_request, page, safe_next, see_other
 from server.web.errors import signed_in
@@ -49,15 +50,15 @@ async def offers(
 async def offer_page(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, offer_id: UUID) -> Template:
     """The human page of a local offer; the ActivityPub route hands browsers here."""
     viewer = await current_viewer(request, db)
-    service = MentorshipService(db, settings)
-    offer = await service.get(offer_id)
+    offer = await MentorshipService(db, settings).get(offer_id)
+    service = RequestService(db, settings)
     requests: list[schemas.MentorshipRequest] = []
     mine: list[schemas.MentorshipRequest] = []
     is_mentor = viewer is not None and (offer.mentor_id == viewer.user_id or viewer.is_admin)
     if viewer is not None and is_mentor:
-        requests, _ = await service.requests_for_offer(viewer.principal, offer.id, 100, None)
+        requests, _ = await service.for_offer(viewer.principal, offer.id, 100, None)
     elif viewer is not None:
-        made, _ = await service.my_requests(viewer.principal, True, 100, None)
+        made, _ = await service.mine(viewer.principal, True, 100, None)
         mine = [r for r in made if r.offer.id == offer.id]
     context = {
         "offer": to_schema(offer),
@@ -77,7 +78,7 @@ async def offer_request(
     viewer = await signed_in(request, db)
     data = await form_data(request)
     try:
-        await MentorshipService(db, settings).request(viewer.principal, offer_id, data.get("message", "")[:5000])
+        await RequestService(db, settings).ask(viewer.principal, offer_id, data.get("message", "")[:5000])
     except ProblemError as exc:
         if exc.status != 409:
             raise
@@ -90,9 +91,9 @@ async def offer_request(
 @get("/mentorship/requests", name="my_requests")
 async def my_requests(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings) -> Template:
     viewer = await signed_in(request, db)
-    service = MentorshipService(db, settings)
-    mine, _ = await service.my_requests(viewer.principal, True, 100, None)
-    queue, _ = await service.my_requests(viewer.principal, False, 100, None)
+    service = RequestService(db, settings)
+    mine, _ = await service.mine(viewer.principal, True, 100, None)
+    queue, _ = await service.mine(viewer.principal, False, 100, None)
     context = {"mine": mine, "queue": queue}
     return await page(request, db, "mentorship/requests", context, title="My mentorship")
 
@@ -102,7 +103,7 @@ async def request_decide(
     request_id: UUID, action: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings
 ) -> Template | Redirect:
     viewer = await signed_in(request, db)
-    service = MentorshipService(db, settings)
+    service = RequestService(db, settings)
     if action not in ("accept", "decline", "withdraw"):
         raise not_found("Action")
     error = None
@@ -117,15 +118,15 @@ async def request_decide(
         if exc.status != 409:
             raise
         error = exc.detail
-        changed = await service.get_request(request_id)
+        changed = await service.get(viewer.principal, request_id)
     if is_fragment_request(request):
         context = {
-            "item": request_schema(changed),
+            "item": service.schema(changed),
             "error": error,
             "role": "requester" if action == "withdraw" else "mentor",
         }
         return await fragment(request, db, "partials/mentorship/_request_row.html", context)
-    flash(request, error or f"Request {request_schema(changed).state}.", "error" if error else "info")
+    flash(request, error or f"Request {service.schema(changed).state}.", "error" if error else "info")
     return see_other(safe_back(request, "/mentorship/requests"))
 
 

@@ -55,6 +55,9 @@ def test_request_accept_capacity_and_withdraw(client, admin, people, community):
     assert accepted.status_code == 200 and accepted.json()["state"] == "accepted"
     assert client.get(f"/api/v1/mentorship/offers/{offer['id']}").json()["seats_taken"] == 1
 
+    # The last seat is gone: whoever still waited is told so at once, with the reason.
+    refused = client.get(f"/api/v1/mentorship/requests/{second['id']}", headers=bob.auth).json()
+    assert refused["state"] == "refused" and refused["reason"] == "Every seat of this offer is taken."
     full = client.post(f"/api/v1/mentorship/requests/{second['id']}/accept", headers=mentor.auth)
     assert full.status_code == 409
     assert client.post(requests_url, json={}, headers=people.make().auth).status_code == 409  # full
@@ -62,7 +65,8 @@ def test_request_accept_capacity_and_withdraw(client, admin, people, community):
     withdrawn = client.post(f"/api/v1/mentorship/requests/{first.json()['id']}/withdraw", headers=alice.auth)
     assert withdrawn.status_code == 200 and withdrawn.json()["state"] == "withdrawn"
     assert client.get(f"/api/v1/mentorship/offers/{offer['id']}").json()["seats_taken"] == 0
-    assert client.post(f"/api/v1/mentorship/requests/{second['id']}/accept", headers=mentor.auth).status_code == 200
+    again = client.post(requests_url, json={"message": "a seat is free"}, headers=bob.auth).json()
+    assert client.post(f"/api/v1/mentorship/requests/{again['id']}/accept", headers=mentor.auth).status_code == 200
 
 
 def test_decline_and_my_requests(client, admin, people, community):

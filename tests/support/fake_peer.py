@@ -48,6 +48,8 @@ class FakePeer:
         self.private_pem, self.public_pem = signatures.generate_keypair()
         self.served: dict[str, Served] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path), in the order they came
+        self.posted: list[dict[str, Any]] = []  # the JSON bodies posted to it, in the order they came
+        self.post_status = 202  # what it answers a POST: a test makes it refuse deliveries
         self._server: http.server.ThreadingHTTPServer | None = None
         self.instance_actor = self.actor("/actor", "Application", username=self.host)
         self.serve("/outbox", self._collection("/outbox", first=f"{self.base_url}/outbox?page=1"))
@@ -133,9 +135,13 @@ class FakePeer:
                 self.wfile.write(served.body)
 
             def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 peer.requests.append(("POST", self.path))
-                self.send_response(202)
+                try:
+                    peer.posted.append(json.loads(body))
+                except ValueError:
+                    peer.posted.append({})
+                self.send_response(peer.post_status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

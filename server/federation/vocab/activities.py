@@ -9,7 +9,7 @@ from server.federation.vocab.documents import load_document
 from server.federation.vocab.objects import _object, _refs, _required_ref
 from server.federation.vocab.types import ACTIVITY_TYPES, OBJECT_TYPES, Activity, ActivityType, APObject, VocabError
 from server.federation.vocab.uris import _addressees, _id, _single, _uri
-from server.federation.vocab.values import _at, _datetime, _pick_type, _type_names
+from server.federation.vocab.values import _at, _datetime, _kith_terms, _pick_type, _str, _text, _type_names
 
 
 def parse_activity(data: bytes | str | Mapping[str, Any]) -> Activity:
@@ -31,6 +31,8 @@ def _activity(doc: Mapping[str, Any], where: str) -> Activity:
         to=_addressees(doc, "to", where),
         cc=_addressees(doc, "cc", where),
         audience=_refs(doc, "audience", where, embedded),
+        summary=_text(doc, "summary", where)[0],
+        status=_str(_kith_terms(doc), "status", where),
         published=_datetime(doc, "published", where),
         updated=_datetime(doc, "updated", where),
         embedded=embedded,

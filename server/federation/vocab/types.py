@@ -11,8 +11,11 @@ PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 MAX_DEPTH = 10
 MAX_ID_LENGTH = 2048
 
-ActivityType = Literal["Create", "Update", "Delete", "Follow", "Accept", "Reject", "Undo", "Announce"]
-PostType = Literal["Article", "Page", "Note", "MentorshipOffer"]
+ActivityType = Literal[
+    "Create", "Update", "Delete", "Follow", "Accept", "TentativeAccept", "Reject", "Undo", "Announce", "Offer"
+]
+# Agreement: a mentorship request, the object of an Offer (FEP-0837's shape).
+PostType = Literal["Article", "Page", "Note", "MentorshipOffer", "Agreement"]
 ActorType = Literal["Application", "Group", "Person", "Service"]
 
 ACTIVITY_TYPES: frozenset[str] = frozenset(get_args(ActivityType))
@@ -162,6 +165,10 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True):
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
     audience: tuple[str, ...] = ()
+    # What an answer says to a mentorship request: a Reject's reason, and whether the mentor declined it or
+    # the offer's rules refused it (the Kith `status` term).
+    summary: str | None = None
+    status: str | None = None
     published: datetime | None = None
     updated: datetime | None = None
     embedded: dict[str, APObject] = {}

@@ -88,7 +88,9 @@ def _members(fileobj: IO[bytes]) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarF
     total = 0
     try:
         with tar:
-            for member in tar:
+            while (member := tar.next()) is not None:
+                # tarfile keeps every header it read; an archive's headers are many, and none is needed again.
+                tar.members.clear()
                 if member.isdir():
                     _check_path(member.name.rstrip("/"))
                     continue

@@ -17,6 +17,7 @@ from server import __version__, changes
 from server.accounts.api import AccountController
 from server.accounts.deps import provide_db, provide_principal, provide_settings
 from server.api_reference import RedocPage, reference_router
+from server.archive.api import ArchiveController
 from server.communities.api import CommunityController
 from server.db import create_engine, create_sessionmaker
 from server.errors import API_EXCEPTION_HANDLERS, reject_nul_characters
@@ -125,6 +126,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             healthz,
             readyz,
             CommunityController,
+            ArchiveController,
             GuideController,
             MentorshipController,
             NotificationController,

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.archive.commands import export_command, import_command
 from server.settings import ConfigError, Settings, is_example_secret, load_settings
 
 T = TypeVar("T")
@@ -49,6 +50,17 @@ def main(ctx: click.Context, config: str | None) -> None:
     os.umask(0o077)
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+
+
+@main.group()
+def community() -> None:
+    """Export a community to an archive, or import one."""
+    # An import's entries are announced and indexed: the app's module subscribes federation and search to changes.
+    import server.app  # noqa: F401
+
+
+community.add_command(export_command)
+community.add_command(import_command)
 
 
 @main.command()

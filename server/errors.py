@@ -172,7 +172,8 @@ async def reject_nul_characters(request: Request[Any, Any, Any]) -> None:
     if b"%00" in request.scope.get("query_string", b"").lower():
         raise ProblemError(422, "Query parameters must not contain NUL characters.",
                            errors=[FieldError("query", "contains a NUL character")])  # fmt: skip
-    if request.method in ("POST", "PUT", "PATCH"):
+    # A route that takes a binary body (an archive) says so, and reads it as a stream itself.
+    if request.method in ("POST", "PUT", "PATCH") and not request.route_handler.opt.get("binary_body"):
         body = await request.body()
         if has_nul(body):
             raise ProblemError(422, "Text must not contain NUL characters.",

@@ -126,6 +126,25 @@ class AccountService:
             raise conflict(f"The username {username!r} is taken.") from exc
         return user
 
+    async def add_claimable_user(self, username: str, display_name: str) -> User:
+        """A local account for a person whose entries arrive in a community archive, in the caller's transaction.
+        It has no password, so nobody signs in as it until an admin gives it one (`kith user set-password`). The
+        username is the one the person had on the archive's instance, even one reserved for new sign-ups here:
+        it names the same person, on the instance that took their community over."""
+        username = username.strip().lower()
+        if not USERNAME_RE.match(username):
+            raise invalid("username", "use 1-32 lowercase letters, digits, '_', '.' or '-'")
+        if await self.local_user(username):
+            raise conflict(f"The username {username!r} is taken.")
+        uri = f"{self.settings.base_url}/u/{username}"
+        user = User(
+            username=username, instance=self.settings.host, display_name=display_name.strip()[:100] or username,
+            password_hash=None, is_admin=False, local=True, uri=uri, url=uri,
+        )  # fmt: skip
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
     async def pending_users(self) -> list[User]:
         return list(
             await self.session.scalars(

@@ -22,6 +22,16 @@ MAX_LINKS = 20
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
+# Paths under /api/v1/communities/ that name no community: a community of that slug could not be read or changed.
+RESERVED_SLUGS = frozenset({"import"})
+
+
+def local_slug(value: str) -> str:
+    if value in RESERVED_SLUGS:
+        raise invalid("slug", f"{value!r} is reserved; please pick another")
+    return value
+
+
 def name(value: str) -> str:
     return clean_text("name", value, MAX_NAME, one_line=True, required=True)
 

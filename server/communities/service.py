@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -17,7 +18,7 @@ from server.communities import rules, schemas
 from server.communities.queries import MEMBERS, community_from_row, list_statement, member_from_row
 from server.db import utcnow
 from server.errors import conflict, forbidden, invalid, not_found
-from server.models import Community, Membership, User
+from server.models import Community, CommunityImport, Membership, User
 from server.pagination import keyset_params, split_page
 from server.refs import Origin, split_ref
 from server.rules import is_newer
@@ -131,6 +132,7 @@ class CommunityService:
     async def create(self, principal: Principal, data: schemas.CommunityCreate) -> Community:
         if not principal.is_admin:
             raise forbidden("Only an instance admin (with an admin token) can create communities.")
+        rules.local_slug(data.slug)
         uri = f"{self.settings.base_url}/c/{data.slug}"
         community = Community(
             uri=uri, url=uri, slug=data.slug, name=rules.name(data.name),
@@ -149,6 +151,38 @@ class CommunityService:
         await changes.record(self.session, self.settings, "Create", community)
         await self.session.commit()
         return community
+
+    async def add_imported(
+        self, data: schemas.CommunityCreate, *, created_at: datetime, updated_at: datetime, archive_id: uuid.UUID,
+        source_uri: str,
+    ) -> Community:  # fmt: skip
+        """A community recreated from an archive, in the caller's transaction: local, with the archive's dates, and
+        its archive recorded so that the same archive is never imported again. Its members come with it (see
+        add_imported_member), so nobody is made its moderator here."""
+        rules.local_slug(data.slug)
+        taken = select(Community.id).where(Community.slug == data.slug, Community.instance == self.settings.host)
+        if await self.session.scalar(taken) is not None:
+            raise conflict(f"A community with slug {data.slug!r} exists here already; import it under another slug.")
+        if await self.session.get(CommunityImport, archive_id) is not None:
+            raise conflict(f"Archive {archive_id} was imported here already.")
+        uri = f"{self.settings.base_url}/c/{data.slug}"
+        community = Community(
+            uri=uri, url=uri, slug=data.slug, name=rules.name(data.name),
+            description=rules.description(data.description), color=rules.color(data.color),
+            links=msgspec.to_builtins(data.links), local=True, instance=self.settings.host,
+            created_at=created_at, updated_at=updated_at,
+        )  # fmt: skip
+        self.session.add(community)
+        await self.session.flush()
+        self.session.add(CommunityImport(archive_id=archive_id, community_id=community.id, source_uri=source_uri))
+        await changes.record(self.session, self.settings, "Create", community)
+        return community
+
+    async def add_imported_member(
+        self, community: Community, user_id: uuid.UUID, role: schemas.Role, joined_at: datetime
+    ) -> None:
+        """A member of an imported community, with the role and date they had."""
+        self.session.add(Membership(community_id=community.id, user_id=user_id, role=role, created_at=joined_at))
 
     async def update(self, principal: Principal, ref: str, data: schemas.CommunityUpdate) -> Community:
         community = await self.get_local(ref)

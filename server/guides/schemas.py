@@ -174,3 +174,34 @@ class RemoteGuide(msgspec.Struct, frozen=True):
     derived_from: str | None = None
     published: datetime | None = None
     updated: datetime | None = None
+
+
+class ImportedRevision(msgspec.Struct, frozen=True):
+    """A revision of a guide from a community archive, its author already an account here."""
+
+    number: int
+    title: str
+    summary: str
+    body_markdown: str
+    tags: list[str]
+    license: str
+    status: str
+    author_id: UUID
+    summary_of_change: str
+    created_at: datetime
+
+
+class ImportedGuide(msgspec.Struct, frozen=True):
+    """A guide from a community archive with its whole history; its text is that of its latest revision."""
+
+    slug: str
+    title: str
+    summary: str
+    tags: list[str]
+    license: str
+    status: str
+    derived_from: str | None
+    author_id: UUID
+    created_at: datetime
+    updated_at: datetime
+    revisions: list[ImportedRevision]

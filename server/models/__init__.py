@@ -1,7 +1,7 @@
 """All ORM models; importing this module registers every table on Base.metadata."""
 
 from server.models.accounts import ApiToken, Membership, User
-from server.models.communities import Community
+from server.models.communities import Community, CommunityImport
 from server.models.federation import Activity, ActorKey, DeletedObject, Delivery, InboxItem, Job, Peer
 from server.models.guides import Guide, GuideRevision, GuideUpstream
 from server.models.mentorship import MentorshipMessage, MentorshipOffer, MentorshipRequest
@@ -15,6 +15,7 @@ __all__ = [
     "ActorKey",
     "ApiToken",
     "Community",
+    "CommunityImport",
     "DeletedObject",
     "Delivery",
     "Guide",

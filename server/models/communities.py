@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, new_id, utcnow
@@ -36,3 +36,15 @@ class Community(Base):
     # write to guides and mentorship_offers, whoever makes it: read them, never set them.
     guides_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     open_offers_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+
+class CommunityImport(Base):
+    """A community archive imported here: its archive id is unique, so the same archive cannot be imported twice."""
+
+    __tablename__ = "community_imports"
+
+    archive_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), index=True)
+    # The Group the archive was exported from, on its instance.
+    source_uri: Mapped[str] = mapped_column(String(2048))
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Most of the suite waits on servers and browsers: two processes, each taking whole modules (their servers
+# start once per module), finish it in far less time. `make test TEST_WORKERS=` runs it in one process.
+TEST_WORKERS ?= -n 2 --dist loadscope
 
 .PHONY: run test lint format openapi migrate demo bench clean chromium vendor
 
@@ -26,7 +29,7 @@ migrate: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

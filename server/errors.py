@@ -128,14 +128,29 @@ def _malformed_detail(exc: ValidationException, errors: list[FieldError]) -> str
     return str(exc.detail or "The request body could not be read as JSON.")
 
 
-def _problem_from_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+def _problem_from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     status = exc.status_code
     detail = exc.detail if exc.detail and exc.detail.lower() != _TITLES.get(status, "").lower() else ""
     if status == 413:
-        detail = "The request body is larger than 1 MB."
+        detail = f"The request body is larger than {_size(_body_limit(request))}."
     elif isinstance(exc, NotFoundException) and not detail:
         detail = "No such resource."
     return problem_response(status, detail or _TITLES.get(status, "Error"), headers=exc.headers)
+
+
+def _body_limit(request: Request[Any, Any, Any]) -> int:
+    """The body limit of the route asked for (an archive import takes more than the usual 1 MB)."""
+    try:
+        return request.route_handler.resolve_request_max_body_size() or request.app.request_max_body_size or 0
+    except (AttributeError, KeyError):
+        return request.app.request_max_body_size or 0
+
+
+def _size(limit: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MB", 1_000_000)):
+        if limit >= size:
+            return f"{limit / size:g} {unit}"
+    return f"{limit} bytes"
 
 
 def _problem_from_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

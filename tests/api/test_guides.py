@@ -166,6 +166,7 @@ def test_body_over_one_megabyte_is_413(client, admin, community):
         headers={**admin.auth, "Content-Type": "application/json"},
     )  # fmt: skip
     assert response.status_code == 413
+    assert response.json()["detail"] == "The request body is larger than 1 MB."
 
 
 def test_malformed_json_is_400(client, admin, community):

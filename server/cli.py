@@ -14,30 +14,10 @@ import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.archive.commands import export_command, import_command
-from server.settings import ConfigError, Settings, is_example_secret, load_settings
+from server.commands import settings_of, with_session
+from server.settings import Settings, is_example_secret
 
 T = TypeVar("T")
-
-
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings(ctx.obj.get("config"))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from server.db import create_engine, create_sessionmaker
-
-    async def run() -> T:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 @click.group()
@@ -69,7 +49,7 @@ def migrate(ctx: click.Context) -> None:
     """Bring the database schema to the latest revision."""
     from server import migrate as migrations
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     migrations.upgrade(settings.database_url)
     click.echo(f"database at revision {migrations.head_revision()}", err=True)
 
@@ -85,7 +65,7 @@ def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
 
     from server.app import create_app
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     _refuse_example_secrets(settings)
     _bootstrap_admin(settings)
     app = create_app(settings, run_worker=not no_worker)
@@ -128,7 +108,7 @@ def _bootstrap_admin(settings: Settings) -> None:
             raise click.ClickException(f"KITH_ADMIN_PASSWORD: {exc.detail}") from exc
         return password
 
-    password = _with_session(settings, work)
+    password = with_session(settings, work)
     if password:
         click.echo(
             f"\nCreated the instance admin.\n  URL:      {settings.base_url}/login\n"
@@ -152,7 +132,7 @@ def user_create(ctx: click.Context, username: str, admin: bool, display_name: st
     """Create a local user."""
     from server.accounts.service import AccountService
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     password = _read_password(password_stdin)
     _run_service(
         settings,
@@ -172,7 +152,7 @@ def user_set_password(ctx: click.Context, username: str, password_stdin: bool) -
     from server.accounts.passwords import PasswordService
     from server.accounts.service import AccountService
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     password = _read_password(password_stdin)
 
     async def work(session: AsyncSession) -> None:
@@ -211,7 +191,7 @@ def token_create(ctx: click.Context, username: str, scope: str, name: str, expir
 
     from server.accounts.service import AccountService
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     expires_at = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
 
     async def work(session: AsyncSession) -> str:
@@ -230,7 +210,7 @@ def _run_service(settings: Settings, work: Callable[[AsyncSession], Awaitable[An
     from server.errors import ProblemError
 
     try:
-        return _with_session(settings, work)
+        return with_session(settings, work)
     except ProblemError as exc:
         raise click.ClickException(exc.detail) from exc
 
@@ -245,7 +225,7 @@ def worker(ctx: click.Context) -> None:
     from server.db import create_engine, create_sessionmaker
     from server.federation.fetch import make_client
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
 
     async def run() -> None:
         engine = create_engine(settings.database_url)
@@ -274,7 +254,7 @@ def reindex(ctx: click.Context) -> None:
     from server.models import Guide, MentorshipOffer
     from server.search.indexing import reindex as rebuild
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
 
     async def run() -> int:
         engine = create_engine(settings.database_url)
@@ -315,7 +295,7 @@ def peers_sync(ctx: click.Context, host: str | None) -> None:
     from server.federation.peers import backfill, sync_peers
     from server.models import Peer
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
 
     async def work(session: AsyncSession) -> None:
         client = make_client(settings)
@@ -339,7 +319,7 @@ def peers_sync(ctx: click.Context, host: str | None) -> None:
         finally:
             await client.aclose()
 
-    _with_session(settings, work)
+    with_session(settings, work)
 
 
 @peers.command("status")
@@ -351,8 +331,8 @@ def peers_status(ctx: click.Context) -> None:
 
     from server.federation.peers import peer_statuses
 
-    settings = _settings(ctx)
-    statuses = _with_session(settings, peer_statuses)
+    settings = settings_of(ctx)
+    statuses = with_session(settings, peer_statuses)
     table = Table("peer", "state", "follows us", "last success", "last error", "queue", "received", "lag (s)")
     for s in statuses:
         table.add_row(
@@ -370,11 +350,11 @@ def peers_purge(ctx: click.Context, host: str) -> None:
     """Delete everything a former peer brought in."""
     from server.federation.peers import purge
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     host = host.lower()
     if host in settings.peer_hosts:
         raise click.ClickException(f"{host} is still in peers; remove it from the config first")
-    removed = _with_session(settings, lambda session: purge(session, settings, host))
+    removed = with_session(settings, lambda session: purge(session, settings, host))
     click.echo(f"purged {removed} entries from {host}", err=True)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, TypeVar
@@ -10,7 +9,8 @@ from typing import IO, TypeVar
 import click
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.settings import ConfigError, Settings, load_settings
+from server.commands import settings_of, with_session
+from server.settings import Settings
 
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ def export_command(ctx: click.Context, slug: str, output: str) -> None:
     """Write a local community, with its guides' whole history, its offers and members, to an archive."""
     from server.archive.service import ArchiveService
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     target = Path(output)
     partial = target.with_name(f".{target.name}.partial")
 
@@ -49,33 +49,17 @@ def import_command(ctx: click.Context, archive: str, slug: str | None) -> None:
     """Recreate a community from an archive: all of it, or nothing when the archive is damaged."""
     from server.archive.service import ArchiveService
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     with open(archive, "rb") as source:
         imported = _run(settings, lambda session: ArchiveService(session, settings).import_archive(source, slug))
     click.echo(f"imported community {imported.slug}", err=True)
 
 
-def _settings(ctx: click.Context) -> Settings:
-    try:
-        return load_settings((ctx.find_root().obj or {}).get("config"))
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
 def _run(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """`work` with a session of its own; a refusal is an error message and exit status 1."""
-    from server.db import create_engine, create_sessionmaker
     from server.errors import ProblemError
 
-    async def run() -> T:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
     try:
-        return asyncio.run(run())
+        return with_session(settings, work)
     except ProblemError as exc:
         raise click.ClickException(exc.detail) from exc

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Executable
 
 from server.accounts.service import AccountService
-from server.db import create_engine, create_sessionmaker
+from server.commands import with_session
 from server.settings import Settings
 
 T = TypeVar("T")
-
-
-def with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    async def run() -> T:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                return await work(session)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
 
 
 def password_works(settings: Settings, username: str, password: str) -> bool:

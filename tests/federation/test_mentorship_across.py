@@ -115,6 +115,11 @@ def _on_a(pair: Pair, offer_id: str, requester: str) -> dict[str, Any] | None:
 
 def test_ask_answer_talk_and_withdraw_across_instances(pair):
     offer, copy = pair.offer("Julia for newcomers")
+    # B's search leads to B's page of the offer, where B's people ask for a seat.
+    eventually(
+        lambda: f'href="/mentorship/offers/{copy["id"]}"' in httpx.get(f"{pair.b.base_url}/search?q=newcomers").text,
+        timeout=30, message="B's search does not lead to B's page of the offer",
+    )  # fmt: skip
     ben = pair.person(pair.b, "ben")
     asked = ben.post(f"/mentorship/offers/{copy['id']}/requests", {"message": "I would love to learn Julia."})
     assert asked.status_code == 201, asked.text

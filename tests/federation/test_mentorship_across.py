@@ -231,6 +231,18 @@ def test_the_last_seat_goes_to_one_and_the_others_hear_why(pair):
             )
 
 
+def test_accepting_one_request_twice_at_once_takes_one_seat(pair):
+    offer, _ = pair.offer("Two seats", capacity=2)
+    jo = pair.person(pair.a, "jo")
+    request = jo.post(f"/mentorship/offers/{offer['id']}/requests", {}).json()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: pair.mentor.post(f"/mentorship/requests/{request['id']}/accept"), "ab"))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    assert pair.mentor.get(f"/mentorship/offers/{offer['id']}")["seats_taken"] == 1
+    assert jo.post(f"/mentorship/requests/{request['id']}/withdraw").status_code == 200
+    assert pair.mentor.get(f"/mentorship/offers/{offer['id']}")["seats_taken"] == 0
+
+
 def test_a_request_to_a_full_offer_comes_back_refused_with_the_reason(pair):
     offer, copy = pair.offer("Already taken", capacity=1)
     gus = pair.person(pair.a, "gus")

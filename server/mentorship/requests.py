@@ -91,6 +91,7 @@ class RequestService(RequestReads):
             raise forbidden("Only the mentor can accept or decline a request.")
         if not offer.local:
             raise forbidden(f"This offer lives on {offer.instance}; its mentor answers there.")
+        await self._lock_offer(offer)
         if not await self._transition(request, ("pending",), decision):
             raise conflict(f"This request is already {request.state}.")
         if decision == "accepted" and not await self._take_seat(offer):
@@ -273,6 +274,11 @@ class RequestService(RequestReads):
         if (waiting or 0) >= MAX_WAITING:
             raise conflict(f"You have {MAX_WAITING} requests waiting for an answer; withdraw one or wait.")
 
+    async def _lock_offer(self, offer: MentorshipOffer) -> None:
+        """Lock the offer's row before any of its requests' (PostgreSQL; SQLite has one writer anyway): every
+        write that touches both takes them in this order, so two answers at once wait instead of deadlocking."""
+        await self.session.execute(select(MentorshipOffer.id).where(MentorshipOffer.id == offer.id).with_for_update())
+
     async def _take_seat(self, offer: MentorshipOffer) -> bool:
         # One guarded UPDATE: two accepts racing for the last seat cannot both win.
         taken = await self.session.execute(
@@ -286,6 +292,7 @@ class RequestService(RequestReads):
         """Withdraw a live request; False when it is not live any more. The seat it held is freed only if the
         state this withdrawal replaced was accepted, whatever an answer racing with it did."""
         offer = request.offer
+        await self._lock_offer(offer)
         held_seat = await self._transition(request, ("accepted",), "withdrawn")
         if not held_seat and not await self._transition(request, ("sending", "pending"), "withdrawn"):
             return False

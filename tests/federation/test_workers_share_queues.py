@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -19,29 +18,11 @@ from server.db import create_engine, create_sessionmaker
 from server.models import Activity, Delivery
 from tests.support import postgres
 from tests.support.fake_peer import FakePeer
-from tests.support.server import ROOT, KithServer
+from tests.support.server import KithServer
 from tests.support.wait import eventually
+from tests.support.workers import start_worker, stop_all
 
 QUEUED = 300
-
-
-def start_worker(server: KithServer, name: str) -> subprocess.Popen[bytes]:
-    log = (server.data_dir / f"{name}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "worker"], cwd=ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT
-    )
-
-
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +32,8 @@ def setup() -> Iterator[tuple[KithServer, FakePeer, list[subprocess.Popen[bytes]
         workers: list[subprocess.Popen[bytes]] = []
         try:
             server.start()
-            workers = [start_worker(server, "worker-1"), start_worker(server, "worker-2")]
-            logs = [server.data_dir / "worker-1.log", server.data_dir / "worker-2.log"]
-            eventually(
-                lambda: all("running" in log.read_text(errors="replace") for log in logs),
-                timeout=60,
-                message="the workers did not start",
-            )
+            workers.append(start_worker(server, "worker-1"))
+            workers.append(start_worker(server, "worker-2"))
             yield server, peer, workers
         finally:
             stop_all(workers)
@@ -76,8 +52,14 @@ async def queue_deliveries(server: KithServer, peer: FakePeer) -> list[str]:
         async with create_sessionmaker(engine)() as session:
             activities = [
                 Activity(
-                    uri=uri, type="Create", actor_uri=actor, object_type="guide", object_uri=f"{uri}/object",
-                    community_uri=None, public=True, payload={"id": uri, "type": "Create", "actor": actor},
+                    uri=uri,
+                    type="Create",
+                    actor_uri=actor,
+                    object_type="guide",
+                    object_uri=f"{uri}/object",
+                    community_uri=None,
+                    public=True,
+                    payload={"id": uri, "type": "Create", "actor": actor},
                 )  # fmt: skip
                 for uri in uris
             ]
@@ -98,7 +80,9 @@ async def delivery_states(server: KithServer, uris: set[str]) -> Counter[str]:
     try:
         async with create_sessionmaker(engine)() as session:
             states = await session.scalars(
-                select(Delivery.state).join(Activity, Activity.seq == Delivery.activity_seq).where(Activity.uri.in_(uris))
+                select(Delivery.state)
+                .join(Activity, Activity.seq == Delivery.activity_seq)
+                .where(Activity.uri.in_(uris))
             )
             return Counter(states)
     finally:

@@ -1,4 +1,8 @@
-"""Several workers on one data dir: exactly one writes the search index, and another takes over when it dies."""
+"""Several workers on one data dir: exactly one writes the search index, and another takes over when it dies.
+
+On PostgreSQL, where running several `kith worker` processes is the point; the lock is a file lock, the same on
+SQLite (tests/test_serve_workers.py has the worker of `kith serve --workers` on SQLite hold it).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import httpx
 import pytest
 
 from server.search.writer_lock import WriterLock, holder
+from tests.support import postgres
 from tests.support.server import KithServer
 from tests.support.wait import eventually
 from tests.support.workers import children, start_worker, stop_all
@@ -49,7 +54,11 @@ class Instance:
 
 @pytest.fixture(scope="module")
 def instance() -> Iterator[Instance]:
-    server = KithServer(worker=False)
+    with postgres.fresh_database() as url:
+        yield from _instance(KithServer(database_url=url, worker=False))
+
+
+def _instance(server: KithServer) -> Iterator[Instance]:
     workers: list[subprocess.Popen[bytes]] = []
     try:
         server.start()

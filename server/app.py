@@ -40,6 +40,7 @@ from server.mentorship import events
 from server.mentorship import requests as mentorship_requests
 from server.mentorship import service as mentorship
 from server.mentorship.api import MentorshipController
+from server.metrics import RequestMetrics, metrics
 from server.notifications import service as notifications
 from server.notifications.api import NotificationController
 from server.notifications.mail import MailJobs
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             instance,
             healthz,
             readyz,
+            metrics,
             CommunityController,
             ArchiveController,
             GuideController,
@@ -153,7 +155,8 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         before_send=[security_headers(settings)],
         template_config=web.template_config,
         csrf_config=web.csrf_config,
-        middleware=web.middleware,
+        # Outermost, so that a request's time includes the session and CSRF checks.
+        middleware=[RequestMetrics, *web.middleware],
     )
     app.state.settings = settings
     app.state.key_fetches = KeyFetches()  # one memory of key fetches per process (see key_fetches.py)

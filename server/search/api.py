@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 
 from server.errors import ProblemError, invalid
+from server.metrics import timed_search
 from server.openapi_docs import problems
 from server.pagination import link_header
 from server.ratelimit import client_address, limiter_of
@@ -95,7 +96,7 @@ class SearchController(Controller):
         service = search_service(state, settings)
         try:
             results = await asyncio.to_thread(
-                service.search, q, type=type, community=community, instance=instance, tag=tag,
+                timed_search(service.search), q, type=type, community=community, instance=instance, tag=tag,
                 origin=None if origin == "all" else origin, limit=limit, offset=offset,
             )  # fmt: skip
         except QueryError as exc:

@@ -13,6 +13,7 @@ from litestar.response import Template
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.metrics import timed_search
 from server.models import Guide
 from server.ratelimit import limiter_of, person_or_address
 from server.search import QueryError
@@ -70,7 +71,9 @@ async def search(
 async def _from_index(state: State, settings: Settings, q: str, filters: dict[str, Any], offset: int) -> dict[str, Any]:
     service = search_service(state, settings)
     try:
-        results = await asyncio.to_thread(service.search, q or None, limit=PAGE_SIZE, offset=offset, **filters)
+        results = await asyncio.to_thread(
+            timed_search(service.search), q or None, limit=PAGE_SIZE, offset=offset, **filters
+        )
     except QueryError as exc:
         return {"error": exc.message}
     next_offset = offset + len(results.items)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import uuid
 from collections.abc import Iterator
@@ -33,14 +34,21 @@ async def _execute(sql: str) -> None:
         await connection.close()
 
 
+def _run(sql: str) -> None:
+    # In a thread of its own: Playwright's sync API keeps an event loop running in the test's thread, where
+    # asyncio.run cannot start another.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _execute(sql)).result()
+
+
 @contextmanager
 def fresh_database() -> Iterator[str]:
     name = f"kith_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_execute(f'CREATE DATABASE "{name}"'))
+    _run(f'CREATE DATABASE "{name}"')
     try:
         yield normalize_database_url(_with_database(_plain(SERVER_URL), name))
     finally:
-        asyncio.run(_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.federation.test_two_instances import _databases
 from tests.support.server import KithServer, free_port
 from tests.support.wait import eventually
 from tests.web.test_browser import AXE, CHROMIUM, CHROMIUM_ARGS, CSP_REFUSALS, PASSWORD, SCREENSHOTS, person
@@ -36,12 +37,17 @@ class Api:
         return response.json()  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[tuple[KithServer, KithServer]]:
-    """A (the mentor's instance) and B (the learner's), on SQLite, peered with each other."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[KithServer, KithServer]]:
+    """A (the mentor's instance) and B (the learner's), peered with each other."""
+    with _databases(request.param) as (a_db, b_db):
+        yield from _peered(a_db, b_db)
+
+
+def _peered(a_db: str | None, b_db: str | None) -> Iterator[tuple[KithServer, KithServer]]:
     a_port, b_port = free_port(), free_port()
-    a = KithServer(port=a_port, env={"KITH_PEERS": f"http://127.0.0.1:{b_port}"})
-    b = KithServer(port=b_port, env={"KITH_PEERS": f"http://127.0.0.1:{a_port}"})
+    a = KithServer(database_url=a_db, port=a_port, env={"KITH_PEERS": f"http://127.0.0.1:{b_port}"})
+    b = KithServer(database_url=b_db, port=b_port, env={"KITH_PEERS": f"http://127.0.0.1:{a_port}"})
     try:
         a.start()
         b.start()

@@ -108,8 +108,11 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_worker: boo
     # Each web process builds its app from the same settings (`server.app.web_app`, imported by name in a spawned
     # process), and none runs the worker: its queues are claimed safely by any number of workers, but one per
     # host is all a web server needs, and N of them would only contend for the database (SQLite's one writer).
+    from server.metrics import share_across_processes
+
     if ctx.obj.get("config"):
         os.environ["KITH_CONFIG"] = str(ctx.obj["config"])
+    share_across_processes(settings.data_dir)  # a scrape answered by any web process counts them all
     beside = None if no_worker else WorkerBeside(settings)
     try:
         uvicorn.run("server.app:web_app", factory=True, workers=workers, **options)

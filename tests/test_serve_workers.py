@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from server.cli import main
 from server.search.writer_lock import holder
@@ -85,6 +86,25 @@ def test_several_web_processes_write_to_sqlite_at_once(instance):
         statuses = list(pool.map(instance.post_guide, titles))
     assert statuses == [201] * len(titles)
     eventually(lambda: instance.found("woodturning") == len(titles), timeout=30, message="not all were indexed")
+
+
+def test_a_scrape_counts_the_requests_of_every_web_process(instance):
+    def counted() -> float:
+        response = httpx.get(f"{instance.server.base_url}/metrics", headers=instance.headers, timeout=10)
+        assert response.status_code == 200, response.text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            if family.name == "kith_http_request_duration_seconds"
+            for sample in family.samples
+            if sample.name.endswith("_count") and sample.labels["route"] == "/api/v1/instance"
+        )
+
+    before = counted()
+    with httpx.Client(base_url=instance.server.base_url, timeout=10) as client:
+        for _ in range(40):  # new connections each: the kernel spreads them over the web processes
+            assert client.get("/api/v1/instance", headers={"Connection": "close"}).status_code == 200
+    assert counted() - before == 40
 
 
 def test_a_worker_that_dies_is_started_again(instance):

@@ -106,8 +106,8 @@ def serve(ctx: click.Context, host: str, port: int, workers: int, no_worker: boo
         uvicorn.run(create_app(settings, run_worker=not no_worker), **options)
         return
     # Each web process builds its app from the same settings (`server.app.web_app`, imported by name in a spawned
-    # process), and none runs the worker: its queues are claimed safely by any number of workers, but one per
-    # host is all a web server needs, and N of them would only contend for the database (SQLite's one writer).
+    # process), and none runs the worker: its queues are claimed safely by any number of workers, but one is all
+    # the web processes need, and N of them would only contend for the database (on SQLite, for its one writer).
     from server.metrics import share_across_processes
 
     if ctx.obj.get("config"):
@@ -261,7 +261,7 @@ def _run_service(settings: Settings, work: Callable[[AsyncSession], Awaitable[An
 @main.command()
 @click.pass_context
 def worker(ctx: click.Context) -> None:
-    """Run the background worker alone (pair with `kith serve --no-worker`); any number may run on PostgreSQL."""
+    """Run the background worker alone (pair with `kith serve --no-worker`); any number may run at once."""
     run_worker(_settings(ctx))
 
 

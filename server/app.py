@@ -93,7 +93,8 @@ def build_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
             Deliverer(settings, sessions, client),
             InboxProcessor(settings, sessions, client),
             PeerJobs(settings, sessions, client),
-            Indexer(settings, sessions),
+            # The postgres search backend needs no index writer: each write updates its entry's vector.
+            *([Indexer(settings, sessions)] if settings.search.backend == "whoosh" else []),
             MailJobs(settings, sessions),
         ]
     )

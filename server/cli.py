@@ -252,7 +252,7 @@ def reindex(ctx: click.Context) -> None:
 
     from server.db import create_engine, create_sessionmaker
     from server.models import Guide, MentorshipOffer
-    from server.search.indexing import reindex as rebuild
+    from server.search.backend import rebuild
 
     settings = settings_of(ctx)
 

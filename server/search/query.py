@@ -324,6 +324,22 @@ def parse_query(text: str | None, *, prefix: bool = True) -> ParsedQuery | None:
     return ParsedQuery(cleaned, query.normalize(), tuple(_typed_words(clauses)), prefix)
 
 
+def clauses_of(text: str) -> list[Clause]:
+    """What was typed, read as `parse_query` reads it, keeping only items with something to search.
+
+    For backends that build their own query from the same language; call `parse_query` first to reject what
+    cannot be searched. A clause's items are alternatives (OR); a negated clause excludes them.
+    """
+    clauses = _clauses(_items(clean_text(text)))
+    kept = [Clause([i for i in c.items if _item_query(i, prefix=False)], c.negated) for c in clauses]
+    return [c for c in kept if c.items]
+
+
+def exact_value(text: str) -> str:
+    """A keyword or ID value as stored: lower case, commas replaced by spaces, spaces collapsed."""
+    return " ".join(text.lower().replace(",", " ").split())
+
+
 # Filters
 
 

@@ -48,8 +48,10 @@ _HITS = """
         lower(CASE WHEN c.local THEN c.slug ELSE c.slug || '@' || c.instance END), c.name, o.search_vector
    FROM mentorship_offers o JOIN communities c ON c.id = o.community_id
   WHERE o.deleted_at IS NULL AND c.deleted_at IS NULL) AS hits
-CROSS JOIN (SELECT language AS cfg FROM search_config) AS config
 """
+# The instance's text search configuration, as the trigger reads it. A scalar subquery is computed once per
+# statement, before the scan, so the GIN index can answer `@@` with the query it makes.
+_CFG = "(SELECT language FROM search_config)"
 
 # Fields compared whole; the keyword lists are "|a|b|" keys.
 _ID_FIELDS = ("type", "community", "instance", "origin")
@@ -59,6 +61,7 @@ _KEY_FIELDS = ("tags", "topics", "languages")
 _START, _STOP = "\ue000", "\ue001"
 _HEADLINE = f'StartSel={_START}, StopSel={_STOP}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
 _ELLIPSIS = "…"
+_SOURCES = ("body", "summary", "title")
 
 
 class _Sql:
@@ -74,7 +77,7 @@ class _Sql:
 
     def tsquery(self, item: Item) -> str:
         typed = f'"{item.text}"' if item.kind == "phrase" else item.text
-        return f"websearch_to_tsquery(config.cfg, {self.bind(typed)})"
+        return f"websearch_to_tsquery({_CFG}, {self.bind(typed)})"
 
     def condition(self, item: Item) -> str:
         if item.field is None or item.field in TEXT_FIELDS:
@@ -120,10 +123,11 @@ def _ranked(counts: dict[str, int]) -> dict[str, int]:
     return dict(pairs[:FACET_LIMIT])
 
 
-def _plain(row: Any) -> str:
-    """The text a snippet is cut from: the summary, then the start of the body as plain text."""
-    body = excerpt(markdown_to_text(row.body or ""))
-    return " ".join(part for part in (row.summary or "", body) if part.strip())
+def _sources(row: Any) -> list[str]:
+    """Where a snippet may come from, in the whoosh backend's order: the start of the body as plain text, the
+    summary, the title."""
+    texts = [excerpt(markdown_to_text(row.body or "")), row.summary or "", row.title or ""]
+    return [t.replace(_START, "").replace(_STOP, "") for t in texts]
 
 
 def _excerpt(text_: str) -> str:
@@ -223,23 +227,24 @@ class PostgresBackend:
                 {**params, "limit": limit, "offset": offset},
             )
         )
-        plain = [_plain(row).replace(_START, "").replace(_STOP, "") for row in rows]
+        sources = [_sources(row) for row in rows]
+        # Without a match to show (none typed, or only in tags), the start of the summary or body stands in.
+        snippets = [_excerpt(summary if summary.strip() else body) for body, summary, _ in sources]
         if ranking and rows:
             headlines = await connection.execute(
                 text(
-                    f"SELECT ts_headline(config.cfg, t.body, {ranking}, :headline) AS marked "
-                    "FROM unnest(CAST(:bodies AS text[])) WITH ORDINALITY AS t(body, n) "
-                    "CROSS JOIN (SELECT language AS cfg FROM search_config) AS config ORDER BY t.n"
+                    f"SELECT t.n, ts_headline({_CFG}, t.source, {ranking}, :headline) AS marked "
+                    "FROM unnest(CAST(:sources AS text[])) WITH ORDINALITY AS t(source, n) "
+                    "WHERE t.source <> '' ORDER BY t.n"
                 ),
-                {
-                    **params,
-                    "bodies": [p or row.title for p, row in zip(plain, rows, strict=True)],
-                    "headline": _HEADLINE,
-                },
+                {**params, "sources": [t for texts in sources for t in texts], "headline": _HEADLINE},
             )
-            snippets = [_marked(row.marked) for row in headlines]
-        else:
-            snippets = [_excerpt(p) for p in plain]
+            found: dict[int, str] = {}
+            for row in headlines:
+                at = (row.n - 1) // len(_SOURCES)
+                if _START in row.marked and at not in found:  # the first source, in order, with a match
+                    found[at] = _marked(row.marked)
+            snippets = [found.get(at, snippet) for at, snippet in enumerate(snippets)]
         items = [
             SearchItem(
                 type=row.type,

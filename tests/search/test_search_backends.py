@@ -189,3 +189,30 @@ def test_postgres_rebuild_and_stats(apps, corpus):
     assert _titles(apps["postgres"], q="python notebooks", community=corpus["community"]) == {
         "Python notebooks in practice"
     }
+
+
+def test_search_page_answers_from_the_postgres_backend(apps, corpus):
+    page = apps["postgres"].get("/search", params={"q": "wheel", "community": corpus["community"]})
+    assert page.status_code == 200
+    assert "Python packaging guide" in page.text and "<mark>wheel</mark>" in page.text
+
+
+def test_postgres_language_is_applied_by_a_rebuild(apps, corpus):
+    settings = apps["postgres"].app.state.test_settings
+
+    async def rebuild_with(language: str) -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await make_backend(replace(settings, search=SearchSettings("postgres", language)), engine).rebuild(
+                create_sessionmaker(engine)
+            )
+        finally:
+            await engine.dispose()
+
+    assert _titles(apps["postgres"], q="publishing", community=corpus["community"]) == set()
+    asyncio.run(rebuild_with("english"))
+    try:
+        # The english stemmer finds "publish" from "publishing".
+        assert _titles(apps["postgres"], q="publishing", community=corpus["community"]) == {"Python packaging guide"}
+    finally:
+        asyncio.run(rebuild_with("simple"))

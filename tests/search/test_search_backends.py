@@ -97,8 +97,13 @@ def corpus(apps, client, admin) -> dict[str, str]:
     assert client.delete(f"/api/v1/guides/{deleted['id']}", headers=admin.auth).is_success
     weavers = f"weavers-{uuid.uuid4().hex[:6]}"
     asyncio.run(_add_remote_guide(apps["whoosh"].app.state.test_settings, weavers, "Weaving for beginners"))
-    eventually(lambda: _search(apps["whoosh"], q="python OR julia OR review OR deleted", community=slug)["total"] == 5)
-    eventually(lambda: _search(apps["whoosh"], q="weaving")["total"] >= 1)
+    whoosh = apps["whoosh"]
+    # A new whoosh index is built at start-up; until then searches answer 503.
+    eventually(lambda: whoosh.get("/api/v1/search", params={"q": "x"}).status_code == 200, timeout=30)
+    eventually(
+        lambda: _search(whoosh, q="python OR julia OR review OR deleted", community=slug)["total"] == 5, timeout=30
+    )
+    eventually(lambda: _search(whoosh, q="weaving")["total"] >= 1, timeout=30)
     return {"community": slug, "remote": f"{weavers}@{PEER}"}
 
 

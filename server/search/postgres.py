@@ -27,7 +27,17 @@ from server.settings import ConfigError, Settings
 from .documents import excerpt, markdown_to_text
 from .engine import empty_facets
 from .engine.facets import FACET_LIMIT
-from .query import TEXT_FIELDS, Clause, Item, QueryError, clauses_of, clean_text, exact_value, parse_query
+from .query import (
+    TEXT_FIELDS,
+    Clause,
+    Item,
+    QueryError,
+    clauses_of,
+    clean_text,
+    exact_value,
+    parse_query,
+    prefixable,
+)
 from .service import MAX_LIMIT, SearchItem, SearchResults
 from .snippets import SNIPPET_CHARS
 
@@ -67,8 +77,9 @@ _SOURCES = ("body", "summary", "title")
 class _Sql:
     """Conditions and their bound values, built from fixed fragments: what was typed is only ever a value."""
 
-    def __init__(self) -> None:
+    def __init__(self, typing: Item | None = None) -> None:
         self.params: dict[str, Any] = {}
+        self.typing = typing
 
     def bind(self, value: Any) -> str:
         name = f"p{len(self.params)}"
@@ -77,7 +88,12 @@ class _Sql:
 
     def tsquery(self, item: Item) -> str:
         typed = f'"{item.text}"' if item.kind == "phrase" else item.text
-        return f"websearch_to_tsquery({_CFG}, {self.bind(typed)})"
+        words = f"websearch_to_tsquery({_CFG}, {self.bind(typed)})"
+        if item is not self.typing:
+            return words
+        # The word being typed also finds the words it begins (`jupy`: JupyterHub). It is letters and digits
+        # only (see `prefixable`), so it cannot be tsquery syntax.
+        return f"({words} || to_tsquery({_CFG}, {self.bind(item.text.lower() + ':*')}))"
 
     def condition(self, item: Item) -> str:
         if item.field is None or item.field in TEXT_FIELDS:
@@ -169,8 +185,10 @@ class PostgresBackend:
             raise QueryError("offset must not be negative.")
         # The same checks and errors as the whoosh backend: empty, too long, control characters, punctuation only.
         parse_query(q)
-        clauses = clauses_of(q) if q is not None else []
-        sql = _Sql()
+        clauses, last = clauses_of(q) if q is not None else ([], None)
+        # As on whoosh: not when a space follows the last word, which says it is complete.
+        typing = last if last and q and not q[-1].isspace() and _is_text(last) and prefixable(last.text) else None
+        sql = _Sql(typing)
         filters = {"type": type, "community": community, "instance": instance, "tag": tag, "origin": origin}
         where = _where(clauses, filters, sql)
         ranking = _ranking(clauses, sql)

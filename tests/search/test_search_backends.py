@@ -118,6 +118,8 @@ def corpus(apps, client, admin) -> dict[str, str]:
         ("tag:python", {"Python packaging guide", "Python notebooks in practice"}),
         ("type:offer python", {"Python mentoring"}),
         ("wheel", {"Python packaging guide"}),
+        ("notebo", {"Julia notebooks", "Python notebooks in practice"}),
+        ("etiquette revi", {"Code review etiquette"}),
         ("secrets", set()),
         ("deleted", set()),
     ],

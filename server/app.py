@@ -48,7 +48,8 @@ from server.ratelimit import Limiter
 from server.registration.api import InviteController, RegistrationController
 from server.search.api import SearchController
 from server.search.indexing import Indexer
-from server.settings import Settings
+from server.search.writer_lock import WriterLock, lock_path
+from server.settings import Settings, load_settings
 from server.web import web_config
 from server.web.communities import community_page
 from server.web.errors import negotiated
@@ -94,7 +95,11 @@ def build_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
             InboxProcessor(settings, sessions, client),
             PeerJobs(settings, sessions, client),
             # The postgres search backend needs no index writer: each write updates its entry's vector.
-            *([Indexer(settings, sessions)] if settings.search.backend == "whoosh" else []),
+            *(
+                [Indexer(settings, sessions, writer_lock=WriterLock(lock_path(settings)))]
+                if settings.search.backend == "whoosh"
+                else []
+            ),
             MailJobs(settings, sessions),
         ]
     )
@@ -164,3 +169,8 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
     # Object ids that people open in a browser answer with these pages (federation sits beside the web, not above).
     app.state.people_pages = {"community": community_page, "offer": offer_page}
     return app
+
+
+def web_app() -> Litestar:
+    """One of the web processes of `kith serve --workers N`, which runs the background worker apart from them."""
+    return create_app(load_settings())

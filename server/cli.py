@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 import click
@@ -57,25 +60,45 @@ def migrate(ctx: click.Context) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(min=1),
+    help="Web processes; with more than one the background worker runs once, in a process of its own.",
+)  # fmt: skip
 @click.option("--no-worker", is_flag=True, help="Serve only; run `kith worker` separately.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, no_worker: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, workers: int, no_worker: bool) -> None:
     """Serve the web UI, the API and the federation endpoints."""
     import uvicorn
-
-    from server.app import create_app
 
     settings = settings_of(ctx)
     _refuse_example_secrets(settings)
     _bootstrap_admin(settings)
-    app = create_app(settings, run_worker=not no_worker)
     click.echo(f"Kith {settings.instance_name!r} serving on {settings.base_url}", err=True)
     # X-Forwarded-For (its rightmost hop that is not a trusted proxy) and X-Forwarded-Proto are believed only
     # from the proxies the operator names: from anyone else they would let a client pick its own address.
-    uvicorn.run(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+    options: dict[str, Any] = dict(
+        host=host, port=port, log_level="warning", access_log=False, lifespan="on",
         proxy_headers=True, forwarded_allow_ips=list(settings.trusted_proxies),
     )  # fmt: skip
+    if workers == 1:
+        from server.app import create_app
+
+        uvicorn.run(create_app(settings, run_worker=not no_worker), **options)
+        return
+    # Each web process builds its app from the same settings (`server.app.web_app`, imported by name in a spawned
+    # process), and none runs the worker: its queues are claimed safely by any number of workers, but one is all
+    # the web processes need, and N of them would only contend for the database (on SQLite, for its one writer).
+    from server.metrics import share_across_processes
+
+    if ctx.obj.get("config"):
+        os.environ["KITH_CONFIG"] = str(ctx.obj["config"])
+    share_across_processes(settings.data_dir)  # a scrape answered by any web process counts them all
+    beside = None if no_worker else WorkerBeside(settings)
+    try:
+        uvicorn.run("server.app:web_app", factory=True, workers=workers, **options)
+    finally:
+        if beside is not None:
+            beside.stop()
 
 
 def _refuse_example_secrets(settings: Settings) -> None:
@@ -218,21 +241,35 @@ def _run_service(settings: Settings, work: Callable[[AsyncSession], Awaitable[An
 @main.command()
 @click.pass_context
 def worker(ctx: click.Context) -> None:
-    """Run the background worker alone (pair with `kith serve --no-worker`)."""
+    """Run the background worker alone (pair with `kith serve --no-worker`); any number may run at once."""
+    run_worker(settings_of(ctx))
+
+
+def run_worker(settings: Settings, parent: Connection | None = None) -> None:
+    """The worker until SIGINT or SIGTERM, or until `parent`'s other end is closed (its process went away)."""
     import signal
+    import threading
 
     from server.app import build_worker
     from server.db import create_engine, create_sessionmaker
     from server.federation.fetch import make_client
 
-    settings = settings_of(ctx)
-
     async def run() -> None:
         engine = create_engine(settings.database_url)
         client = make_client(settings)
         loop_worker = build_worker(settings, create_sessionmaker(engine), client)
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, loop_worker.stop)
+            loop.add_signal_handler(sig, loop_worker.stop)
+        if parent is not None:
+
+            def await_parent() -> None:
+                with contextlib.suppress(EOFError, OSError):
+                    parent.recv()
+                with contextlib.suppress(RuntimeError):  # the loop may have ended already
+                    loop.call_soon_threadsafe(loop_worker.stop)
+
+            threading.Thread(target=await_parent, name="kith-worker-parent", daemon=True).start()
         click.echo(f"Kith worker for {settings.base_url} running", err=True)
         try:
             await loop_worker.run()
@@ -241,6 +278,54 @@ def worker(ctx: click.Context) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+
+
+class WorkerBeside:
+    """The one background worker of `kith serve --workers N`, in a process of its own, started again if it dies.
+
+    Spawned, not forked (the serving process's threads and connections are not the child's to inherit); it stops
+    on SIGTERM, on Ctrl-C with the rest of the process group, and when this process goes away without asking.
+    """
+
+    RESTART_SECONDS = 5.0
+    STOP_SECONDS = 30.0
+
+    def __init__(self, settings: Settings) -> None:
+        import multiprocessing
+        import threading
+
+        self.settings = settings
+        self._context = multiprocessing.get_context("spawn")
+        self._stopping = threading.Event()
+        self._process = self._start()
+        self._watch = threading.Thread(target=self._keep_running, name="kith-worker-watch", daemon=True)
+        self._watch.start()
+
+    def _start(self) -> BaseProcess:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(target=run_worker, args=(self.settings, theirs), name="kith-worker")
+        process.start()
+        theirs.close()
+        self._pipe = ours  # held open for the child's life: its EOF tells the child this process is gone
+        return process
+
+    def _keep_running(self) -> None:
+        while not self._stopping.is_set():
+            self._process.join(0.5)
+            if self._process.exitcode is not None and not self._stopping.wait(self.RESTART_SECONDS):
+                click.echo(f"the worker process exited with {self._process.exitcode}; starting it again", err=True)
+                self._pipe.close()
+                self._process = self._start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._watch.join()
+        self._process.terminate()  # SIGTERM: the worker finishes its step and commits what it holds
+        self._process.join(self.STOP_SECONDS)
+        if self._process.exitcode is None:
+            self._process.kill()
+            self._process.join()
+        self._pipe.close()
 
 
 @main.command()

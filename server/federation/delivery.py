@@ -79,7 +79,10 @@ class Deliverer:
                     .where(Delivery.id.in_(ids))
                 )
             ).all()
-            keys = await self._signing_keys(session, {payload.get("actor") for _, payload in rows})
+            # In a session of its own: when another worker makes an actor's key at the same moment, `local_key`
+            # rolls its session back, which would expire the deliveries loaded here.
+            async with self.sessions() as key_session:
+                keys = await self._signing_keys(key_session, {payload.get("actor") for _, payload in rows})
             outcomes = await asyncio.gather(*(self._send(delivery, payload, keys) for delivery, payload in rows))
             await self._record(session, {d.id: (d, payload) for d, payload in rows}, outcomes)
             return len(rows)

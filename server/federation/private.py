@@ -26,12 +26,10 @@ from server.federation import mapping, outbox, vocab
 from server.markdown import render
 from server.mentorship import events, schemas
 from server.mentorship.requests import RequestService
-from server.models import MentorshipMessage, MentorshipOffer, MentorshipRequest, Peer, User
+from server.models import DeletedObject, MentorshipMessage, MentorshipOffer, MentorshipRequest, Peer, User
 from server.settings import Settings, host_of
 
 log = logging.getLogger("kith.federation")
-
-AS_CONTEXT = "https://www.w3.org/ns/activitystreams"
 
 
 # --- sending ---------------------------------------------------------------------------------------------
@@ -57,8 +55,8 @@ async def on_request_event(session: AsyncSession, settings: Settings, event: eve
 
 async def _send_offer(session: AsyncSession, settings: Settings, request: MentorshipRequest) -> None:
     offer, requester = request.offer, request.requester
-    activity_uri = outbox.new_activity_uri(settings)
-    RequestService(session, settings).carried_by(request, activity_uri)
+    assert request.activity_uri is not None  # named by the request service when it asks a peer
+    activity_uri = request.activity_uri
     agreement = {
         "id": request.uri,
         "type": "Agreement",
@@ -70,7 +68,7 @@ async def _send_offer(session: AsyncSession, settings: Settings, request: Mentor
     }
     document = _activity(settings, activity_uri, "Offer", requester.uri, offer.mentor.uri, agreement)
     document["target"] = offer.uri
-    await _deliver(session, settings, document, offer.mentor.uri)
+    await _deliver(session, settings, document, offer.mentor.uri, required=True)
 
 
 async def _send_answer(session: AsyncSession, settings: Settings, request: MentorshipRequest, kind: str) -> None:
@@ -116,7 +114,7 @@ async def _send_message(
         "published": mapping.iso(message.created_at),
     }
     document = _activity(settings, outbox.new_activity_uri(settings), "Create", author.uri, other.uri, note)
-    await _deliver(session, settings, document, other.uri)
+    await _deliver(session, settings, document, other.uri, required=True)
 
 
 def _activity(settings: Settings, uri: str, kind: str, actor: str, to: str, obj: Any) -> dict[str, Any]:
@@ -131,12 +129,21 @@ def _activity(settings: Settings, uri: str, kind: str, actor: str, to: str, obj:
     }
 
 
-async def _deliver(session: AsyncSession, settings: Settings, document: dict[str, Any], to: str) -> None:
-    """Queue the activity for the inbox of the person `to`'s instance: only a configured peer's."""
+async def _deliver(
+    session: AsyncSession, settings: Settings, document: dict[str, Any], to: str, *, required: bool = False
+) -> None:
+    """Queue the activity for the inbox of the person `to`'s instance: only a configured peer's.
+
+    When that instance is not a peer (any more, or not yet answering), what a person asks or writes is refused
+    (`required`); an answer or a withdrawal is not sent, and the local change it reports stands.
+    """
     host = host_of(to)
     inbox = await session.scalar(select(Peer.inbox_url).where(Peer.host == host, Peer.host.in_(settings.peer_hosts)))
     if inbox is None:
-        raise conflict(f"{host} is not a peer of this instance (or has not answered yet); try again later.")
+        if required:
+            raise conflict(f"{host} is not a peer of this instance (or has not answered yet); try again later.")
+        log.warning("not sending %s to %s: it is not a peer of this instance", document["type"], host)
+        return
     await outbox.send(session, settings, document, inbox_url=inbox, peer_host=host)
 
 
@@ -158,31 +165,30 @@ class Refused(Exception):
 async def receive_offer(
     session: AsyncSession, settings: Settings, activity: vocab.Activity, signer_host: str, requester: RemotePerson
 ) -> str:
-    """A peer's person asks for one of our offers. What the offer's rules refuse is answered with Reject and
-    its reason, and changes nothing else; a repeat is answered with the request's present state."""
+    """A peer's person asks for one of our offers. Whatever refuses it (the offer's rules, a request withdrawn
+    before it arrived) is answered with Reject and the reason, and changes nothing else; a repeat is answered
+    with the request's present state."""
     agreement = activity.object
     if not isinstance(agreement, vocab.Post) or agreement.type != "Agreement" or agreement.in_reply_to is None:
         raise Refused("an Offer must carry the request: an Agreement inReplyTo the mentorship offer")
-    if agreement.is_public:
+    if agreement.is_public or activity.is_public:
         raise Refused("a mentorship request is private: it must not be addressed to Public")
     if mapping.author_uri(agreement) != activity.actor:
         raise Refused("the request's attributedTo is not the actor")
+    mentor = await _local_mentor(session, agreement.in_reply_to)
+    if mentor is None:
+        raise Refused("the request is not for a mentorship offer of this instance")
     markdown, _html_body = mapping.body(agreement)
     remote = schemas.RemoteRequest(
         uri=agreement.id, activity_uri=activity.id, offer_uri=agreement.in_reply_to, requester=requester,
         message=markdown, published=agreement.published,
     )  # fmt: skip
-    service = RequestService(session, settings)
     try:
+        if await session.scalar(select(DeletedObject.id).where(DeletedObject.uri == agreement.id)):
+            raise conflict("This request was withdrawn before it arrived.")
         async with session.begin_nested():
-            request = await service.receive(remote, signer_host)
+            request = await RequestService(session, settings).receive(remote, signer_host)
     except ProblemError as exc:
-        if exc.status != 409:
-            raise Refused(exc.detail) from exc
-        # The offer's rules said no: the requester's instance hears why.
-        mentor = await _mentor_of(session, agreement.in_reply_to)
-        if mentor is None:
-            raise Refused(exc.detail) from exc
         await answer(session, settings, mentor.uri, activity.actor, activity.id, "Reject", status="refused",
                      reason=exc.detail)  # fmt: skip
         return f"refused request: {exc.detail}"
@@ -226,10 +232,19 @@ async def is_request_answer(session: AsyncSession, activity: vocab.Activity) -> 
 
 
 async def receive_undo(session: AsyncSession, settings: Settings, activity: vocab.Activity) -> str:
-    inner = activity.object
-    offered = inner.id if isinstance(inner, vocab.Activity) else activity.object_id
+    offered = activity.object
+    assert isinstance(offered, vocab.Activity)  # handlers route only an Undo of an embedded Offer here
+    known = await session.scalar(select(MentorshipRequest.id).where(MentorshipRequest.activity_uri == offered.id))
+    if known is None:
+        # Withdrawn before its Offer arrived (each is retried on its own schedule): remember, so that the Offer
+        # arriving late is refused instead of taking a seat for someone who no longer wants it.
+        if host_of(offered.object_id) == host_of(activity.actor) and not await session.scalar(
+            select(DeletedObject.id).where(DeletedObject.uri == offered.object_id)
+        ):
+            session.add(DeletedObject(uri=offered.object_id))
+        return "withdrawn before it arrived"
     try:
-        request = await RequestService(session, settings).receive_withdrawal(offered, activity.actor)
+        request = await RequestService(session, settings).receive_withdrawal(offered.id, activity.actor)
     except ProblemError as exc:
         raise Refused(exc.detail) from exc
     return "request withdrawn" if request is not None else "ignored withdrawal of a closed request"
@@ -238,7 +253,7 @@ async def receive_undo(session: AsyncSession, settings: Settings, activity: voca
 async def receive_message(
     session: AsyncSession, settings: Settings, activity: vocab.Activity, note: vocab.Post, signer_host: str
 ) -> str:
-    if note.is_public:
+    if note.is_public or activity.is_public:
         raise Refused("a message on a mentorship request is private: it must not be addressed to Public")
     if mapping.author_uri(note) != activity.actor or note.in_reply_to is None:
         raise Refused("a message must be attributed to the actor and inReplyTo its request")
@@ -267,7 +282,10 @@ async def delivery_given_up(session: AsyncSession, settings: Settings, payload: 
         await RequestService(session, settings).delivery_failed(payload["id"])
 
 
-async def _mentor_of(session: AsyncSession, offer_uri: str) -> User | None:
+async def _local_mentor(session: AsyncSession, offer_uri: str) -> User | None:
+    """The mentor of one of this instance's offers (deleted ones too: they answer with a refusal)."""
     return await session.scalar(
-        select(User).join(MentorshipOffer, MentorshipOffer.mentor_id == User.id).where(MentorshipOffer.uri == offer_uri)
+        select(User)
+        .join(MentorshipOffer, MentorshipOffer.mentor_id == User.id)
+        .where(MentorshipOffer.uri == offer_uri, MentorshipOffer.local.is_(True))
     )

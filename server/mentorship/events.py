@@ -44,5 +44,8 @@ def listen(listener: Listener) -> None:
 
 
 async def record(session: AsyncSession, settings: Settings, event: RequestEvent) -> None:
+    if not _listeners:
+        # A step nobody hears would never reach the other party's instance, nor tell anyone.
+        raise RuntimeError("no listener for request events: wire federation in before writing requests")
     for listener in _listeners:
         await listener(session, settings, event)

@@ -7,46 +7,37 @@ carries it to the other party's instance, notifications tell the local people co
 
 from __future__ import annotations
 
+import uuid
+from typing import Literal
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from server import changes
 from server.accounts.security import Principal
-from server.accounts.service import AccountService, person_ref
+from server.accounts.service import AccountService
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, not_found
 from server.mentorship import events, schemas
+from server.mentorship.request_reads import RequestReads, message_schema
 from server.mentorship.rules import (
     LIVE_STATES,
     MAX_WAITING,
     THREAD_STATES,
     WAITING_STATES,
+    answered_from,
     message_body,
-    takes_answer,
 )
-from server.mentorship.service import MentorshipService, request_schema
 from server.models import MentorshipMessage, MentorshipOffer, MentorshipRequest, User
-from server.pagination import keyset, split_page
 from server.settings import Settings, host_of
 
-
-def message_schema(message: MentorshipMessage) -> schemas.Message:
-    return schemas.Message(
-        id=message.id, uri=message.uri, author=person_ref(message.author), body_markdown=message.body_markdown,
-        body_html=message.body_html, created_at=message.created_at,
-    )  # fmt: skip
+__all__ = ["RequestService", "message_schema", "refuse_with_deleted_offer"]
 
 
-class RequestService:
-    def __init__(self, session: AsyncSession, settings: Settings) -> None:
-        self.session = session
-        self.settings = settings
-        self.offers = MentorshipService(session, settings)
-
-    def schema(self, request: MentorshipRequest) -> schemas.MentorshipRequest:
-        return request_schema(request, self.settings)
+class RequestService(RequestReads):
+    """Every write of a request and its thread; the reads are RequestReads'."""
 
     # a local person's writes
 
@@ -68,7 +59,7 @@ class RequestService:
         request = MentorshipRequest(
             id=request_id, uri=f"{self.settings.base_url}/mentorship/requests/{request_id}", offer=offer,
             requester=requester, message=message.strip(), state="pending" if offer.local else "sending",
-            local=True,
+            local=True, activity_uri=None if offer.local else self._new_offer_activity(),
         )  # fmt: skip
         self.session.add(request)
         await self.session.flush()
@@ -83,28 +74,32 @@ class RequestService:
             raise forbidden("Only the person who asked can send a request again.")
         if request.state != "failed":
             raise conflict(f"This request is {request.state}; only a failed one is sent again.")
-        await self._check_waiting(request.requester)
-        self._move(request, "sending")
+        await self._check_new(request.offer, request.requester, besides=request.id)
+        if not await self._transition(request, ("failed",), "sending"):
+            raise conflict("This request is being sent again already.")
+        request.activity_uri = self._new_offer_activity()  # a new Offer: answers refer to the newest
         await events.record(self.session, self.settings, events.RequestEvent("asked", request, request.requester))
         await self.session.commit()
         return request
 
-    async def decide(self, principal: Principal, request_id: UUID, decision: str) -> MentorshipRequest:
+    async def decide(
+        self, principal: Principal, request_id: UUID, decision: Literal["accepted", "declined"]
+    ) -> MentorshipRequest:
         request = await self.get(principal, request_id)
         offer = request.offer
         if not principal.can_write or offer.mentor_id != principal.user_id and not principal.is_admin:
             raise forbidden("Only the mentor can accept or decline a request.")
         if not offer.local:
             raise forbidden(f"This offer lives on {offer.instance}; its mentor answers there.")
-        if request.state != "pending":
+        await self._lock_offer(offer)
+        if not await self._transition(request, ("pending",), decision):
             raise conflict(f"This request is already {request.state}.")
         if decision == "accepted" and not await self._take_seat(offer):
             await self.session.rollback()
             raise conflict("Every seat of this offer is taken.")
-        self._move(request, decision)
         await self.offers.announce_seats(offer, decision == "accepted")
         mentor = await self.session.get(User, principal.user_id)
-        await events.record(self.session, self.settings, events.RequestEvent(decision, request, mentor))  # type: ignore[arg-type]
+        await events.record(self.session, self.settings, events.RequestEvent(decision, request, mentor))
         if offer.seats_taken >= offer.capacity:
             await self._refuse_waiting(offer, mentor)
         await self.session.commit()
@@ -119,16 +114,15 @@ class RequestService:
             )
         )
         for request in list(waiting):
-            self._move(request, "refused", "Every seat of this offer is taken.")
-            await events.record(self.session, self.settings, events.RequestEvent("refused", request, mentor))
+            if await self._transition(request, ("pending",), "refused", "Every seat of this offer is taken."):
+                await events.record(self.session, self.settings, events.RequestEvent("refused", request, mentor))
 
     async def withdraw(self, principal: Principal, request_id: UUID) -> MentorshipRequest:
         request = await self.get(principal, request_id)
         if request.requester_id != principal.user_id or not principal.can_write:
             raise forbidden("Only the person who asked can withdraw a request.")
-        if request.state not in LIVE_STATES:
+        if not await self._withdraw(request):
             raise conflict(f"This request is already {request.state}.")
-        await self._withdraw(request)
         await self.session.commit()
         return request
 
@@ -140,6 +134,8 @@ class RequestService:
             raise forbidden("Only the mentor and the person who asked write in this thread.")
         if request.state not in THREAD_STATES:
             raise conflict(f"This request is {request.state}: it has not reached the mentor, so there is no thread.")
+        if request.offer.deleted_at is not None:
+            raise conflict("This offer was deleted; its threads are closed.")
         message_id = new_id()
         message = MentorshipMessage(
             id=message_id, uri=f"{self.settings.base_url}/mentorship/messages/{message_id}", request_id=request.id,
@@ -150,57 +146,6 @@ class RequestService:
         await events.record(self.session, self.settings, events.RequestEvent("message", request, author, message))
         await self.session.commit()
         return message
-
-    # reads
-
-    async def get(self, principal: Principal | None, request_id: UUID) -> MentorshipRequest:
-        """A request its parties, the moderators of a local offer's community and admins may see; 404 to others,
-        so that nobody learns a private request exists."""
-        request = await self.session.get(MentorshipRequest, request_id)
-        if request is None or principal is None or not await self.may_see(principal, request):
-            raise not_found("Mentorship request")
-        return request
-
-    async def may_see(self, principal: Principal, request: MentorshipRequest) -> bool:
-        if principal.is_admin or principal.user_id in (request.requester_id, request.offer.mentor_id):
-            return True
-        offer = request.offer
-        return offer.local and await self.offers.communities.role(principal, offer.community) == "moderator"
-
-    async def messages(
-        self, principal: Principal, request_id: UUID, limit: int, cursor: str | None
-    ) -> tuple[list[schemas.Message], str | None]:
-        """The thread, newest first."""
-        request = await self.get(principal, request_id)
-        query = select(MentorshipMessage).where(MentorshipMessage.request_id == request.id)
-        rows = list((await self.session.scalars(keyset(query, MentorshipMessage, limit, cursor))).unique())
-        page, next_cursor = split_page(rows, limit)
-        return [message_schema(m) for m in page], next_cursor
-
-    async def for_offer(
-        self, principal: Principal, offer_id: UUID, limit: int, cursor: str | None
-    ) -> tuple[list[schemas.MentorshipRequest], str | None]:
-        offer = await self.offers.get(offer_id)
-        if not await self.offers.is_mentor_or_moderator(principal, offer):
-            raise forbidden("Only the mentor or a moderator can see the requests for this offer.")
-        query = select(MentorshipRequest).where(MentorshipRequest.offer_id == offer.id)
-        return await self._page(query, limit, cursor)
-
-    async def mine(
-        self, principal: Principal, mine: bool, limit: int, cursor: str | None
-    ) -> tuple[list[schemas.MentorshipRequest], str | None]:
-        """mine=true: the requests I made; mine=false: the requests on offers I mentor (from anywhere)."""
-        if mine:
-            query = select(MentorshipRequest).where(MentorshipRequest.requester_id == principal.user_id)
-        else:
-            mentored = select(MentorshipOffer.id).where(MentorshipOffer.mentor_id == principal.user_id)
-            query = select(MentorshipRequest).where(MentorshipRequest.offer_id.in_(mentored.scalar_subquery()))
-        return await self._page(query, limit, cursor)
-
-    async def _page(self, query, limit: int, cursor: str | None):  # type: ignore[no-untyped-def]
-        rows = list((await self.session.scalars(keyset(query, MentorshipRequest, limit, cursor))).unique())
-        page, next_cursor = split_page(rows, limit)
-        return [self.schema(r) for r in page], next_cursor
 
     # a peer's writes: the caller's transaction, committed by the caller; a refusal is a ProblemError whose
     # detail the protocol sends back as the reason
@@ -224,7 +169,7 @@ class RequestService:
         request = MentorshipRequest(
             uri=remote.uri, offer=offer, requester=requester, message=remote.message.strip()[:5000],
             state="pending", local=False, activity_uri=remote.activity_uri,
-            created_at=remote.published or utcnow(),
+            created_at=min(remote.published or utcnow(), utcnow()),
         )  # fmt: skip
         self.session.add(request)
         await self.session.flush()
@@ -236,10 +181,7 @@ class RequestService:
         request = await self._remote_request(activity_uri)
         if request.requester.uri != actor_uri:
             raise forbidden("only the person who asked can withdraw the request")
-        if request.state not in LIVE_STATES:
-            return None
-        await self._withdraw(request)
-        return request
+        return request if await self._withdraw(request) else None
 
     async def receive_answer(
         self, activity_uri: str, actor_uri: str, state: str, reason: str = ""
@@ -255,11 +197,10 @@ class RequestService:
             raise not_found("Mentorship request")
         if actor_uri != request.offer.mentor.uri:
             raise forbidden("only the mentor of the offer answers a request")
-        if not takes_answer(request.state, state):
+        if not await self._transition(request, answered_from(state), state, reason[:500]):
             return None
-        self._move(request, state, reason[:500])
-        step = "received" if state == "pending" else state
-        await events.record(self.session, self.settings, events.RequestEvent(step, request, request.offer.mentor))  # type: ignore[arg-type]
+        step: events.Step = "received" if state == "pending" else state  # type: ignore[assignment]
+        await events.record(self.session, self.settings, events.RequestEvent(step, request, request.offer.mentor))
         return request
 
     async def receive_message(self, remote: schemas.RemoteMessage, signer_host: str) -> MentorshipMessage | None:
@@ -288,10 +229,6 @@ class RequestService:
         await events.record(self.session, self.settings, events.RequestEvent("message", request, author, message))
         return message
 
-    def carried_by(self, request: MentorshipRequest, activity_uri: str) -> None:
-        """The Offer activity that carries a request of ours to the offer's instance, which answers refer to."""
-        request.activity_uri = activity_uri
-
     async def delivery_failed(self, activity_uri: str) -> None:
         """The request's Offer could not be delivered: it shows failed, with a way to send it again."""
         request = await self.session.scalar(
@@ -301,7 +238,10 @@ class RequestService:
         )
         if request is None:
             return
-        self._move(request, "failed", f"{request.offer.instance} could not be reached.")
+        if not await self._transition(
+            request, ("sending",), "failed", f"{request.offer.instance} could not be reached."
+        ):
+            return
         await events.record(self.session, self.settings, events.RequestEvent("failed", request, None))
 
     # the rules
@@ -312,12 +252,13 @@ class RequestService:
         if offer.seats_taken >= offer.capacity:
             raise conflict("This offer is full.")
 
-    async def _check_new(self, offer: MentorshipOffer, requester: User) -> None:
+    async def _check_new(self, offer: MentorshipOffer, requester: User, besides: UUID | None = None) -> None:
         existing = await self.session.scalar(
             select(MentorshipRequest.id).where(
                 MentorshipRequest.offer_id == offer.id,
                 MentorshipRequest.requester_id == requester.id,
                 MentorshipRequest.state.in_(LIVE_STATES),
+                MentorshipRequest.id != besides if besides else true(),
             )
         )
         if existing is not None:
@@ -333,6 +274,11 @@ class RequestService:
         if (waiting or 0) >= MAX_WAITING:
             raise conflict(f"You have {MAX_WAITING} requests waiting for an answer; withdraw one or wait.")
 
+    async def _lock_offer(self, offer: MentorshipOffer) -> None:
+        """Lock the offer's row before any of its requests' (PostgreSQL; SQLite has one writer anyway): every
+        write that touches both takes them in this order, so two answers at once wait instead of deadlocking."""
+        await self.session.execute(select(MentorshipOffer.id).where(MentorshipOffer.id == offer.id).with_for_update())
+
     async def _take_seat(self, offer: MentorshipOffer) -> bool:
         # One guarded UPDATE: two accepts racing for the last seat cannot both win.
         taken = await self.session.execute(
@@ -342,18 +288,24 @@ class RequestService:
         )
         return bool(taken.rowcount)
 
-    async def _withdraw(self, request: MentorshipRequest) -> None:
+    async def _withdraw(self, request: MentorshipRequest) -> bool:
+        """Withdraw a live request; False when it is not live any more. The seat it held is freed only if the
+        state this withdrawal replaced was accepted, whatever an answer racing with it did."""
         offer = request.offer
-        freed = request.state == "accepted" and offer.local
+        await self._lock_offer(offer)
+        held_seat = await self._transition(request, ("accepted",), "withdrawn")
+        if not held_seat and not await self._transition(request, ("sending", "pending"), "withdrawn"):
+            return False
+        freed = held_seat and offer.local
         if freed:
             await self.session.execute(
                 update(MentorshipOffer)
                 .where(MentorshipOffer.id == offer.id, MentorshipOffer.seats_taken > 0)
                 .values(seats_taken=MentorshipOffer.seats_taken - 1, updated_at=utcnow())
             )
-        self._move(request, "withdrawn")
         await self.offers.announce_seats(offer, freed)
         await events.record(self.session, self.settings, events.RequestEvent("withdrawn", request, request.requester))
+        return True
 
     async def _local_offer(self, uri: str) -> MentorshipOffer:
         offer = await self.session.scalar(select(MentorshipOffer).where(MentorshipOffer.uri == uri))
@@ -373,10 +325,35 @@ class RequestService:
             raise conflict("This offer no longer exists.")
         return request
 
-    def _move(self, request: MentorshipRequest, state: str, reason: str = "") -> None:
-        request.state = state
-        request.reason = reason
-        request.updated_at = utcnow()
+    async def _transition(
+        self, request: MentorshipRequest, sources: tuple[str, ...], state: str, reason: str = ""
+    ) -> bool:
+        return await transition(self.session, request, sources, state, reason)
+
+    def _new_offer_activity(self) -> str:
+        """The id of the Offer that carries a request of ours to the offer's instance; its answers name it."""
+        return f"{self.settings.base_url}/activities/{uuid.uuid4()}"
+
+
+async def transition(
+    session: AsyncSession, request: MentorshipRequest, sources: tuple[str, ...], state: str, reason: str = ""
+) -> bool:
+    """Move `request` to `state` only if the database still has it in one of `sources`: of two answers at once
+    (a double submit, the mentor's accept and a withdrawal arriving) only one applies, and the other is told."""
+    now = utcnow()
+    moved = await session.execute(
+        update(MentorshipRequest)
+        .where(MentorshipRequest.id == request.id, MentorshipRequest.state.in_(sources))
+        .values(state=state, reason=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not moved.rowcount:
+        await session.refresh(request)
+        return False
+    set_committed_value(request, "state", state)
+    set_committed_value(request, "reason", reason)
+    set_committed_value(request, "updated_at", now)
+    return True
 
 
 async def refuse_with_deleted_offer(session: AsyncSession, settings: Settings, change: changes.Change) -> None:
@@ -389,5 +366,5 @@ async def refuse_with_deleted_offer(session: AsyncSession, settings: Settings, c
         )
     )
     for request in list(waiting):
-        request.state, request.reason, request.updated_at = "refused", "The mentor deleted this offer.", utcnow()
-        await events.record(session, settings, events.RequestEvent("refused", request, request.offer.mentor))
+        if await transition(session, request, WAITING_STATES, "refused", "The mentor deleted this offer."):
+            await events.record(session, settings, events.RequestEvent("refused", request, request.offer.mentor))

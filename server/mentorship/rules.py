@@ -65,13 +65,18 @@ MAX_WAITING = 20
 MAX_MESSAGE_BYTES = 10 * 1024
 # Reached the mentor: only then is there a thread on both sides to write in.
 THREAD_STATES = ("pending", "accepted", "declined", "withdrawn")
-# What an answer from the offer's instance may move a request from: answers can arrive out of order, and a
-# later state is never undone by an earlier one arriving late.
-_ANSWERED_FROM = {"pending": ("sending", "failed"), "accepted": ("sending", "failed", "pending")}
+# What an answer from the offer's instance may move a request of ours from. Answers can arrive out of order
+# and twice: a later state is never undone by an earlier one arriving late, nor a final one by a repeat.
+_ANSWERED_FROM = {
+    "pending": ("sending", "failed"),
+    "accepted": ("sending", "failed", "pending"),
+    "declined": ("sending", "failed", "pending", "accepted"),
+    "refused": ("sending", "failed", "pending", "accepted"),
+}
 
 
-def takes_answer(current: str, answer: str) -> bool:
-    return current in _ANSWERED_FROM.get(answer, ("sending", "failed", "pending", "accepted"))
+def answered_from(answer: str) -> tuple[str, ...]:
+    return _ANSWERED_FROM[answer]
 
 
 def message_body(body_markdown: str) -> dict[str, str]:

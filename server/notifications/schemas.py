@@ -26,7 +26,7 @@ class Notification(msgspec.Struct):
     id: UUID
     kind: Kind
     subject: Subject
-    # Who did it; null when nobody did (a delivery that failed, an offer's rules).
+    # Who did it; null when nobody did (a request that could not be delivered).
     actor: PersonRef | None
     created_at: datetime
     read: bool

@@ -2,7 +2,8 @@
 
 Only public entries are indexed (published guides, offers that are not deleted), so nobody can find a
 draft or a deleted entry. The worker is the only writer: its `Indexer` step, in a process of its own while
-the worker runs (`server.search.indexer_process`).
+the worker runs (`server.search.indexer_process`); of several workers on one data dir, the one holding the
+writer lock (`server.search.writer_lock`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from server.search import rebuild as rebuild_index
 from server.search.documents import document_from
 from server.search.indexer_process import IndexerProcess, available_cores
 from server.search.storage import read_current
+from server.search.writer_lock import WriterLock
 from server.search.writer_thread import IndexWriterThread
 from server.settings import Settings
 
@@ -43,6 +45,8 @@ MAX_DEFER_SECONDS = 20.0
 # When the wait runs out during a backlog, only this many index jobs are taken, so the writer thread's turn
 # is short and applying goes on at nearly full speed meanwhile.
 BACKLOG_BATCH = 100
+# A worker that does not write the index tries the writer's lock this often, to take over when the writer stops.
+TAKEOVER_SECONDS = 1.0
 Entry = Guide | MentorshipOffer
 
 
@@ -185,14 +189,24 @@ class Indexer:
     has a second core: reading entries, analysis and commits then run beside the worker's steps, also while
     one of them takes long (a backfill applies a peer's whole outbox in one step). In that process the step
     does not `yield_to_inbox`: it shares no interpreter with the inbox step, so waiting would gain nothing.
+
+    Given a `writer_lock` (the worker's step is: several workers may share a data dir), the step does nothing
+    until it holds that lock, and holds it until `close`: one writer per index however many workers run.
     """
 
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], *, yield_to_inbox: bool = True
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        yield_to_inbox: bool = True,
+        writer_lock: WriterLock | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.yield_to_inbox = yield_to_inbox
+        self.writer_lock = writer_lock
+        self.last_try = float("-inf")
         self.process: IndexerProcess | None = None
         self.move_to_process = False  # set by `start`; see there
         self.path = index_path(settings)
@@ -212,6 +226,8 @@ class Indexer:
             self.move_to_process = True
 
     async def __call__(self) -> int:
+        if not self._writes_here():
+            return 0  # another process writes this index; its jobs are left to it
         if self.process is not None:
             self.process.ensure_running()
             return 0  # the work is done and counted over there
@@ -237,6 +253,21 @@ class Indexer:
             return done
         await self._forget_committed()
         return done
+
+    def _writes_here(self) -> bool:
+        lock = self.writer_lock
+        if lock is None or lock.held:
+            return True
+        if time.monotonic() - self.last_try < TAKEOVER_SECONDS:
+            return False
+        first_try = self.last_try == float("-inf")
+        self.last_try = time.monotonic()
+        if lock.acquire():
+            log.info("this process writes the search index at %s", self.path)
+            return True
+        if first_try:
+            log.info("another process writes the search index at %s (%s); this one stands by", self.path, lock.path)
+        return False
 
     def _needs_rebuild(self) -> bool:
         return (self.path / REBUILDING).exists() or not index_ok(self.path)
@@ -335,6 +366,9 @@ class Indexer:
             # While a rebuild runs, what is pending stays for the rebuild's replay, as before: no commit.
             await asyncio.to_thread(self.writer.stop, self.rebuilding is None)
             await self._forget_committed()
+        if self.writer_lock is not None:
+            # Only now: the indexing process, or this step's writer, has committed and let the index go.
+            self.writer_lock.release()
 
 
 def step_in_process(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Indexer:

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.communities.service import CommunityService
 from server.errors import ProblemError, not_found
 from server.mentorship import schemas
-from server.mentorship.requests import THREAD_STATES, RequestService, message_schema
+from server.mentorship.requests import RequestService, message_schema
+from server.mentorship.rules import THREAD_STATES
 from server.mentorship.service import MentorshipService, to_schema
 from server.ratelimit import limiter_of
 from server.settings import Settings
@@ -127,6 +128,7 @@ async def request_decide(
         if exc.status != 409:
             raise
         error = exc.detail
+        await db.rollback()  # what the refused step changed in memory was never written: show what was
         changed = await service.get(viewer.principal, request_id)
     if is_fragment_request(request):
         context = {

@@ -105,6 +105,23 @@ def test_success_marks_sent_and_request_is_signed(settings, inbox):
     assert asyncio.run(verify()).key_id == f"{settings.base_url}/u/ada#main-key"
 
 
+def test_a_key_made_by_another_worker_at_the_same_moment_loses_no_delivery(settings, inbox, monkeypatch):
+    """Two workers signing for a new actor both insert its key; the loser's `local_key` rolls its session back."""
+    from server.federation import delivery as delivery_module
+
+    made_elsewhere = delivery_module.local_key
+
+    async def lost_the_race(session, actor_uri):
+        await session.rollback()
+        return await made_elsewhere(session, actor_uri)
+
+    monkeypatch.setattr(delivery_module, "local_key", lost_the_race)
+    url, inbox_cls = inbox
+    inbox_cls.received.clear()
+    delivery = asyncio.run(_deliver_once(settings, url, 202, inbox_cls))
+    assert delivery.state == "sent" and len(inbox_cls.received) == 1
+
+
 def test_an_activity_whose_actor_is_not_local_is_never_sent(settings, inbox):
     url, inbox_cls = inbox
     inbox_cls.received.clear()

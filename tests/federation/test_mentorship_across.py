@@ -115,6 +115,11 @@ def _on_a(pair: Pair, offer_id: str, requester: str) -> dict[str, Any] | None:
 
 def test_ask_answer_talk_and_withdraw_across_instances(pair):
     offer, copy = pair.offer("Julia for newcomers")
+    # B's search leads to B's page of the offer, where B's people ask for a seat.
+    eventually(
+        lambda: f'href="/mentorship/offers/{copy["id"]}"' in httpx.get(f"{pair.b.base_url}/search?q=newcomers").text,
+        timeout=30, message="B's search does not lead to B's page of the offer",
+    )  # fmt: skip
     ben = pair.person(pair.b, "ben")
     asked = ben.post(f"/mentorship/offers/{copy['id']}/requests", {"message": "I would love to learn Julia."})
     assert asked.status_code == 201, asked.text
@@ -224,6 +229,18 @@ def test_the_last_seat_goes_to_one_and_the_others_hear_why(pair):
                 person.get(f"/mentorship/requests/{asked[name]['id']}")["reason"]
                 == "Every seat of this offer is taken."
             )
+
+
+def test_accepting_one_request_twice_at_once_takes_one_seat(pair):
+    offer, _ = pair.offer("Two seats", capacity=2)
+    jo = pair.person(pair.a, "jo")
+    request = jo.post(f"/mentorship/offers/{offer['id']}/requests", {}).json()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: pair.mentor.post(f"/mentorship/requests/{request['id']}/accept"), "ab"))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    assert pair.mentor.get(f"/mentorship/offers/{offer['id']}")["seats_taken"] == 1
+    assert jo.post(f"/mentorship/requests/{request['id']}/withdraw").status_code == 200
+    assert pair.mentor.get(f"/mentorship/offers/{offer['id']}")["seats_taken"] == 0
 
 
 def test_a_request_to_a_full_offer_comes_back_refused_with_the_reason(pair):

@@ -221,3 +221,37 @@ def test_a_request_the_peer_refuses_for_good_shows_failed_and_can_be_sent_again(
 
     eventually(lambda: len(offers()) == 2, timeout=30, message="the request was not sent again")
     assert offers()[1]["id"] != first["id"]  # a new Offer of the same request
+
+
+def test_an_offer_arriving_after_its_withdrawal_takes_no_seat(world):
+    # The Offer and its Undo are retried on their own schedules: the Undo may well arrive first.
+    person = world.honest.actor("/u/late", "Person")
+    agreement = _agreement(world.honest, person["id"], world.local_offer["uri"])
+    offer = _private(world.honest.activity("Offer", agreement, person["id"]), world.local_offer["mentor"]["uri"])
+    undo = _private(
+        world.honest.activity("Undo", {"id": offer["id"], "type": "Offer", "actor": person["id"],
+                                       "object": agreement["id"]}, person["id"]),
+        world.local_offer["mentor"]["uri"],
+    )  # fmt: skip
+    assert world.send(world.honest, undo).status_code == 202
+    assert world.send(world.honest, offer).status_code == 202
+
+    def answered() -> dict[str, Any] | None:
+        return next((a for a in world.honest.posted if a.get("type") == "Reject" and a["object"] == offer["id"]), None)
+
+    reject = eventually(answered, timeout=30, message="the late Offer was not answered")
+    assert reject["status"] == "refused" and "withdrawn" in reject["summary"]
+    assert world.api(f"/mentorship/offers/{world.local_offer['id']}/requests", world.admin).json()["items"] == []
+
+
+def test_an_offer_for_another_instances_offer_is_refused_without_speaking_for_its_mentor(world):
+    copy_id = _remote_offer_id(world)
+    copy = world.api(f"/mentorship/offers/{copy_id}", world.admin).json()
+    person = world.liar.actor("/u/sly", "Person")
+    agreement = _agreement(world.liar, person["id"], copy["uri"])
+    forged = _private(world.liar.activity("Offer", agreement, person["id"]), world.mona["id"])
+    before = len(world.liar.posted)
+    assert world.send(world.liar, forged).status_code == 202
+    world.rejected(forged)
+    assert [a for a in world.liar.posted[before:] if a.get("type") == "Reject"] == []
+    assert world.api(f"/mentorship/offers/{copy_id}/requests", world.admin).json()["items"] == []

@@ -28,6 +28,12 @@ PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
 CONTEXT = ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"]
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # The standard backlog of 5 drops connections when workers deliver batches at once; a dropped one is retried
+    # only after the delivery's backoff.
+    request_queue_size = 128
+
+
 @dataclass
 class Served:
     body: bytes
@@ -148,7 +154,7 @@ class FakePeer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer((LOOPBACK, self.port), Handler)
+        self._server = _Server((LOOPBACK, self.port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

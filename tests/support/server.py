@@ -64,6 +64,7 @@ class KithServer:
         port: int | None = None,
         env: Mapping[str, str] | None = None,
         worker: bool = True,
+        workers: int = 1,
         startup_timeout: float = STARTUP_TIMEOUT,
     ) -> None:
         self._owns_data_dir = data_dir is None
@@ -76,6 +77,7 @@ class KithServer:
         self.database_url = database_url or f"sqlite:///{self.data_dir / 'kith.db'}"
         self.admin_password = ADMIN_PASSWORD
         self.worker = worker
+        self.workers = workers  # web processes (`kith serve --workers`)
         self.startup_timeout = startup_timeout
         self.log_path = self.data_dir / "server.log"
         self.env = {
@@ -102,6 +104,8 @@ class KithServer:
         command = [sys.executable, "-m", "server.cli", "serve", "--host", LOOPBACK, "--port", str(self.port)]
         if not self.worker:
             command.append("--no-worker")
+        if self.workers != 1:
+            command += ["--workers", str(self.workers)]
         # Output goes to a file, not a pipe: nobody drains a pipe while tests run, and a full one blocks the server.
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(

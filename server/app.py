@@ -94,7 +94,12 @@ def build_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
             Deliverer(settings, sessions, client),
             InboxProcessor(settings, sessions, client),
             PeerJobs(settings, sessions, client),
-            Indexer(settings, sessions, writer_lock=WriterLock(lock_path(settings))),
+            # The postgres search backend needs no index writer: each write updates its entry's vector.
+            *(
+                [Indexer(settings, sessions, writer_lock=WriterLock(lock_path(settings)))]
+                if settings.search.backend == "whoosh"
+                else []
+            ),
             MailJobs(settings, sessions),
         ]
     )

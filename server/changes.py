@@ -64,10 +64,12 @@ async def record_all(session: AsyncSession, settings: Settings, changes: Sequenc
     if any(change.local for change in changes) and not _subscribers:
         # A local write nobody announces would silently never reach the peers.
         raise RuntimeError("no subscriber for changes: wire federation in before writing local entries")
+    # With the postgres search backend the write's own trigger keeps the entry searchable: no index job.
+    index_jobs = settings.search.backend == "whoosh"
     jobs = [
         {"kind": "index", "payload": {"type": change.kind, "id": str(change.entry_id)}}
         for change in changes
-        if change.kind != "community"  # communities are not searched
+        if index_jobs and change.kind != "community"  # communities are not searched
     ]
     if jobs:
         await session.execute(insert(Job), jobs)

@@ -337,7 +337,8 @@ def reindex(ctx: click.Context) -> None:
 
     from server.db import create_engine, create_sessionmaker
     from server.models import Guide, MentorshipOffer
-    from server.search.indexing import reindex as rebuild
+    from server.search.backend import rebuild
+    from server.settings import ConfigError
 
     settings = settings_of(ctx)
 
@@ -359,7 +360,10 @@ def reindex(ctx: click.Context) -> None:
         finally:
             await engine.dispose()
 
-    count = asyncio.run(run())
+    try:
+        count = asyncio.run(run())
+    except ConfigError as exc:  # a [search] language the database does not have
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"search index rebuilt with {count} entries", err=True)
 
 

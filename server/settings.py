@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -41,6 +42,23 @@ class RateLimits:
     messages: str = "30/minute"  # private messages a person writes on mentorship requests
 
 
+SEARCH_BACKENDS = ("whoosh", "postgres")
+# A PostgreSQL text search configuration name (`simple`, `english`, ...), checked by PostgreSQL when used.
+_LANGUAGE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Which search backend answers searches (kith.toml's [search] table or KITH_SEARCH_<NAME>).
+
+    `whoosh`: the embedded index in data_dir/search, written by the worker. `postgres`: the database's own full
+    text search, for instances on PostgreSQL; `language` is its text search configuration (applied by `kith
+    reindex`)."""
+
+    backend: str = "whoosh"
+    language: str = "simple"
+
+
 @dataclass(frozen=True)
 class Settings:
     base_url: str = "http://127.0.0.1:8000"
@@ -63,6 +81,7 @@ class Settings:
     # Addresses or networks of reverse proxies whose X-Forwarded-For names the client (see `kith serve`).
     trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     rate_limits: RateLimits = RateLimits()
+    search: SearchSettings = SearchSettings()
 
     # Settings never change after construction (frozen; `replace` builds a new object), so what they derive
     # is computed once: pages ask for the host dozens of times a request.
@@ -128,17 +147,20 @@ def load_settings(config_path: str | Path | None = None, env: dict[str, str] | N
     raw: dict[str, object] = {}
     oidc_raw: object = []
     limits_raw: object = {}
+    search_raw: object = {}
     if config_path:
-        raw, oidc_raw, limits_raw = _read_toml(Path(config_path))
+        raw, oidc_raw, limits_raw, search_raw = _read_toml(Path(config_path))
     for key, (var, _table) in _KEYS.items():
         # An empty KITH_TRUSTED_PROXIES means "trust no proxy", not "unset".
         if var in env and (env[var] != "" or key == "trusted_proxies"):
             raw[key] = env[var]
-    settings = replace(_build(raw, _parse_oidc(oidc_raw)), rate_limits=_rate_limits(limits_raw, env))
+    settings = replace(
+        _build(raw, _parse_oidc(oidc_raw)), rate_limits=_rate_limits(limits_raw, env), search=_search(search_raw, env)
+    )
     return _with_database_and_secret(settings)
 
 
-def _read_toml(path: Path) -> tuple[dict[str, object], object, object]:
+def _read_toml(path: Path) -> tuple[dict[str, object], object, object, object]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -150,12 +172,14 @@ def _read_toml(path: Path) -> tuple[dict[str, object], object, object]:
         source = document.get(table, {}) if table else document
         if isinstance(source, dict) and key in source:
             raw[key] = source[key]
-    known = {k for k, (_v, t) in _KEYS.items() if t is None} | {"federation", "auth", "accounts", "mail", "limits"}
+    tables = {"federation", "auth", "accounts", "mail", "limits", "search"}
+    known = {k for k, (_v, t) in _KEYS.items() if t is None} | tables
     unknown = sorted(set(document) - known)
     if unknown:
         raise ConfigError(f"config: unknown key {unknown[0]!r} in {path}")
     auth = document.get("auth", {})
-    return raw, auth.get("oidc", []) if isinstance(auth, dict) else auth, document.get("limits", {})
+    oidc = auth.get("oidc", []) if isinstance(auth, dict) else auth
+    return raw, oidc, document.get("limits", {}), document.get("search", {})
 
 
 def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
@@ -188,9 +212,37 @@ def _build(raw: dict[str, object], oidc: tuple[OIDCProvider, ...]) -> Settings:
     return settings
 
 
+def _search(raw: object, env: dict[str, str]) -> SearchSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("config: [search] must be a table")
+    unknown = sorted(set(raw) - {"backend", "language"})
+    if unknown:
+        raise ConfigError(f"config: unknown key {unknown[0]!r} in [search]")
+    values = {name: env.get(f"KITH_SEARCH_{name.upper()}") or raw.get(name) for name in ("backend", "language")}
+    backend = values["backend"] or SearchSettings.backend
+    language = values["language"] or SearchSettings.language
+    if backend not in SEARCH_BACKENDS:
+        raise ConfigError(
+            f"config: [search] backend (KITH_SEARCH_BACKEND) must be one of {', '.join(SEARCH_BACKENDS)}, "
+            f"got {backend!r}"
+        )
+    if not isinstance(language, str) or not _LANGUAGE.fullmatch(language):
+        raise ConfigError(
+            "config: [search] language (KITH_SEARCH_LANGUAGE) must be a PostgreSQL text search configuration "
+            f"name such as simple or english, got {language!r}"
+        )
+    return SearchSettings(backend=backend, language=language)
+
+
 def _with_database_and_secret(settings: Settings) -> Settings:
     database_url = settings.database_url or f"sqlite:///{settings.data_dir / 'kith.db'}"
     database_url = normalize_database_url(database_url)
+    if settings.search.backend == "postgres" and not database_url.startswith("postgresql"):
+        # The backend is the database's own full text search: SQLite has none of it (the whoosh index serves there).
+        raise ConfigError(
+            'config: [search] backend = "postgres" (KITH_SEARCH_BACKEND) needs a PostgreSQL database_url; '
+            'this instance uses SQLite: use backend = "whoosh"'
+        )
     secret_key = settings.secret_key or _stored_secret(settings.data_dir)
     return replace(settings, database_url=database_url, secret_key=secret_key)
 

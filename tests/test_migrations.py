@@ -37,7 +37,9 @@ def _drift(url: str) -> list:
         await engine.dispose()
         return diff
 
-    return asyncio.run(compare())
+    # The postgres search backend's vectors, their trigger-maintained column, GIN index and language table are
+    # the database's own business (migration 0012): no model maps them.
+    return [d for d in asyncio.run(compare()) if "search_vector" not in str(d) and "search_config" not in str(d)]
 
 
 def test_migrations_round_trip_with_no_drift(empty_database: str) -> None:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any, Literal
 
@@ -10,12 +9,11 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 
 from server.errors import ProblemError, invalid
-from server.metrics import timed_search
 from server.openapi_docs import problems
 from server.pagination import link_header
 from server.ratelimit import client_address, limiter_of
-from server.search import QueryError, SearchItem, SearchService
-from server.search.indexing import index_path, searchable
+from server.search import QueryError, SearchItem
+from server.search.backend import search_backend
 from server.settings import Settings
 
 MAX_OFFSET = 10_000
@@ -38,13 +36,6 @@ class SearchPage(msgspec.Struct):
     corrected: bool = False
     # True when no entry holds every word of the query and the items hold some of them.
     relaxed: bool = False
-
-
-def search_service(state: State, settings: Settings) -> SearchService:
-    """One long-lived reader per web process; it refreshes itself when the index changes."""
-    if getattr(state, "search", None) is None:
-        state.search = SearchService(index_path(settings))
-    return state.search
 
 
 def _offset(cursor: str | None) -> int:
@@ -88,15 +79,15 @@ class SearchController(Controller):
     ) -> Response[SearchPage]:
         # By address: an API search needs no token, and looking one up would cost every search a query.
         limiter_of(request).check("search", client_address(request))
-        if not searchable(index_path(settings)):
+        backend = search_backend(state, settings)
+        if not backend.searchable():
             raise ProblemError(
                 503, "The search index is being built; try again in a moment.", headers={"Retry-After": "5"}
             )
         offset = _offset(cursor)
-        service = search_service(state, settings)
         try:
-            results = await asyncio.to_thread(
-                timed_search(service.search), q, type=type, community=community, instance=instance, tag=tag,
+            results = await backend.search(
+                q, type=type, community=community, instance=instance, tag=tag,
                 origin=None if origin == "all" else origin, limit=limit, offset=offset,
             )  # fmt: skip
         except QueryError as exc:

@@ -144,7 +144,7 @@ async def rebuild_from_database(
 async def reindex(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], progress: Callable[[int], None] | None = None
 ) -> int:
-    """`kith reindex`: build a fresh generation from the database and swap it in while search keeps serving.
+    """Build a fresh whoosh generation from the database and swap it in while search keeps serving.
 
     A worker in another process may index changes into the old generation meanwhile; those entries are
     queued again afterwards, so the new generation misses nothing.

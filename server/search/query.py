@@ -324,6 +324,30 @@ def parse_query(text: str | None, *, prefix: bool = True) -> ParsedQuery | None:
     return ParsedQuery(cleaned, query.normalize(), tuple(_typed_words(clauses)), prefix)
 
 
+def clauses_of(text: str) -> tuple[list[Clause], Item | None]:
+    """What was typed, read as `parse_query` reads it, keeping only items with something to search, and the
+    item still being typed (the last, when it is words: it may also match the words it begins).
+
+    For backends that build their own query from the same language; call `parse_query` first to reject what
+    cannot be searched. A clause's items are alternatives (OR); a negated clause excludes them.
+    """
+    items = _items(clean_text(text))
+    clauses = _clauses(items)  # marks the items a NOT negates
+    last = items[-1] if items and items[-1].kind == "words" and not items[-1].negated else None
+    kept = [Clause([i for i in c.items if _item_query(i, prefix=False)], c.negated) for c in clauses]
+    return [c for c in kept if c.items], last
+
+
+def prefixable(word: str) -> bool:
+    """Whether a word typed last is long enough and plain enough to also match the words it begins."""
+    return _prefixable(word)
+
+
+def exact_value(text: str) -> str:
+    """A keyword or ID value as stored: lower case, commas replaced by spaces, spaces collapsed."""
+    return " ".join(text.lower().replace(",", " ").split())
+
+
 # Filters
 
 

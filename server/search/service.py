@@ -191,6 +191,12 @@ class SearchService:
             self._version = None
             self._marker = None
 
+    def document_count(self) -> int:
+        """How many entries the index holds (0 with no index yet)."""
+        with self._lock:
+            searcher = self._current_searcher()
+            return 0 if searcher is None else searcher.doc_count()
+
     # Searching
 
     def search(

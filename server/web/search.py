@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -13,12 +12,10 @@ from litestar.response import Template
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.metrics import timed_search
 from server.models import Guide
 from server.ratelimit import limiter_of, person_or_address
 from server.search import QueryError
-from server.search.api import search_service
-from server.search.indexing import index_path, searchable
+from server.search.backend import search_backend
 from server.settings import Settings
 from server.web.core import current_viewer, page
 from server.web.feeds import tag_feed
@@ -60,7 +57,7 @@ async def search(
     if q.strip() or any(filters.values()):
         viewer = await current_viewer(request, db)
         limiter_of(request).check("search", person_or_address(request, viewer.username if viewer else None))
-        if searchable(index_path(settings)):
+        if search_backend(state, settings).searchable():
             context.update(await _from_index(state, settings, q, filters, offset))
         else:
             context.update(await _from_titles(db, q, offset))
@@ -69,11 +66,8 @@ async def search(
 
 
 async def _from_index(state: State, settings: Settings, q: str, filters: dict[str, Any], offset: int) -> dict[str, Any]:
-    service = search_service(state, settings)
     try:
-        results = await asyncio.to_thread(
-            timed_search(service.search), q or None, limit=PAGE_SIZE, offset=offset, **filters
-        )
+        results = await search_backend(state, settings).search(q or None, limit=PAGE_SIZE, offset=offset, **filters)
     except QueryError as exc:
         return {"error": exc.message}
     next_offset = offset + len(results.items)

@@ -8,7 +8,7 @@ import random
 import pytest
 from whoosh import query as wq
 
-from server.search.query import QueryError, parse_query, positive_leaves, walk
+from server.search.query import QueryError, clauses_of, parse_query, positive_leaves, walk
 
 
 def _query(text: str, **kwargs: bool) -> wq.Query:
@@ -98,3 +98,16 @@ def test_random_input_parses_or_is_a_query_error() -> None:
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 20)))
         with contextlib.suppress(QueryError):
             parse_query(text)
+
+
+def test_clauses_of_reads_the_query_as_parse_query_does():
+    clauses, last = clauses_of('python OR julia -"pull requests" tag:Data ??? note')
+    read = [([(i.kind, i.text, i.field) for i in c.items], c.negated) for c in clauses]
+    assert read == [
+        ([("words", "python", None), ("words", "julia", None)], False),
+        ([("phrase", "pull requests", None)], True),
+        ([("words", "Data", "tags")], False),
+        ([("words", "note", None)], False),
+    ]
+    assert last is not None and last.text == "note"
+    assert clauses_of("python NOT julia")[1] is None

@@ -1,4 +1,7 @@
-"""Search through the API, with the worker indexing in the background as in `kith serve`."""
+"""Search through the API, with the worker indexing in the background as in `kith serve`.
+
+Each test runs with the whoosh backend on both databases, and with the postgres backend on PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +17,20 @@ from litestar.testing import TestClient
 
 from server.app import create_app
 from server.db import create_engine, create_sessionmaker
-from server.search.indexing import index_path, reindex
+from server.search.backend import rebuild
+from server.search.indexing import index_path
+from server.settings import SearchSettings
 from tests.conftest import join
 from tests.support.wait import eventually as wait_until
 
 
-@pytest.fixture(scope="module")
-def live(settings, tmp_path_factory) -> Iterator[TestClient]:
-    settings = replace(settings, data_dir=tmp_path_factory.mktemp("search-data"))
+@pytest.fixture(scope="module", params=["whoosh", "postgres"])
+def live(request, settings, tmp_path_factory) -> Iterator[TestClient]:
+    if request.param == "postgres" and not settings.database_url.startswith("postgresql"):
+        pytest.skip("the postgres search backend needs a PostgreSQL database")
+    settings = replace(
+        settings, data_dir=tmp_path_factory.mktemp("search-data"), search=SearchSettings(backend=request.param)
+    )
     with TestClient(app=create_app(settings, run_worker=True), base_url=settings.base_url) as client:
         client.app.state.test_settings = settings
         yield client
@@ -40,6 +49,11 @@ def _search(client, **params):
 
 def _ids(client, **params) -> list[str]:
     return [item["id"] for item in _search(client, **params)["items"]]
+
+
+def _whoosh_only(client, why: str) -> None:
+    if client.app.state.test_settings.search.backend != "whoosh":
+        pytest.skip(why)
 
 
 def _ready(client):
@@ -68,6 +82,7 @@ def test_create_edit_delete_become_searchable(live, admin, community):
 
 
 def test_stemming_finds_onboarding_from_onboard(live, admin, community):
+    _whoosh_only(live, "the postgres backend's default language, simple, does not stem")
     _ready(live)
     guide = live.post(
         f"/api/v1/communities/{community['slug']}/guides",
@@ -121,6 +136,7 @@ def test_offers_and_facets_with_filters(live, admin, community):
 
 
 def test_did_you_mean(live, admin, community):
+    _whoosh_only(live, "the postgres backend makes no spelling suggestions")
     _ready(live)
     live.post(
         f"/api/v1/communities/{community['slug']}/guides",
@@ -186,7 +202,7 @@ def test_reindex_while_searching_keeps_answering(live, admin, community):
 async def _reindex(settings) -> int:
     engine = create_engine(settings.database_url)
     try:
-        return await reindex(settings, create_sessionmaker(engine))
+        return await rebuild(settings, create_sessionmaker(engine))
     finally:
         await engine.dispose()
 

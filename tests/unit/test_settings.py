@@ -140,3 +140,32 @@ def test_mail_settings_come_from_the_mail_table_or_the_environment(tmp_path):
     settings = load_settings(config, env={"KITH_MAIL_FROM": "kith@example.org"})
     assert (settings.smtp_host, settings.smtp_port, settings.mail_from) == ("mail.example.org", 587, "kith@example.org")
     assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).smtp_host == ""
+
+
+def test_search_backend_comes_from_the_search_table_or_the_environment(tmp_path):
+    assert load_settings(env={"KITH_DATA_DIR": str(tmp_path)}).search.backend == "whoosh"
+    config = tmp_path / "kith.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\ndatabase_url = "postgresql://kith@db/kith"\n'
+        '[search]\nbackend = "postgres"\nlanguage = "english"\n'
+    )
+    settings = load_settings(config, env={})
+    assert (settings.search.backend, settings.search.language) == ("postgres", "english")
+    assert load_settings(config, env={"KITH_SEARCH_BACKEND": "whoosh"}).search.backend == "whoosh"
+
+
+def test_postgres_search_backend_is_refused_on_sqlite(tmp_path):
+    with pytest.raises(ConfigError, match="needs a PostgreSQL database_url"):
+        load_settings(env={"KITH_DATA_DIR": str(tmp_path), "KITH_SEARCH_BACKEND": "postgres"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KITH_SEARCH_BACKEND": "elastic"}, "backend"),
+        ({"KITH_SEARCH_LANGUAGE": "english; drop table guides"}, "language"),
+    ],
+)
+def test_unusable_search_settings_name_the_key(tmp_path, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env={"KITH_DATA_DIR": str(tmp_path), **env})

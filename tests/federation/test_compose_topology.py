@@ -107,3 +107,60 @@ def test_entries_flow_and_are_searchable_with_web_and_workers_apart(topology):
         timeout=30,
         message="A's queue to B did not drain",
     )
+
+
+def test_the_hub_profile_scales_out_without_shared_files():
+    compose = yaml.safe_load(COMPOSE.read_text())
+    services = compose["services"]
+    hub = {name: spec for name, spec in services.items() if "hub" in spec.get("profiles", [])}
+    assert set(hub) == {"hub-migrate", "hub-web", "hub-worker", "hub-proxy"}
+    web, worker = hub["hub-web"], hub["hub-worker"]
+    assert web["deploy"]["replicas"] == 2 and worker["deploy"]["replicas"] == 2
+    assert "--no-worker" in web["command"] and worker["command"] == ["kith", "worker"]
+    for spec in (web, worker, hub["hub-migrate"]):
+        assert "volumes" not in spec  # nothing on disk is shared, or needed by another replica
+        assert spec["environment"]["KITH_SEARCH_BACKEND"] == "postgres"
+        assert spec["environment"]["KITH_DATABASE_URL"].startswith("postgresql://")
+    assert web["depends_on"]["hub-migrate"]["condition"] == "service_completed_successfully"
+    subnets = [entry["subnet"] for entry in compose["networks"]["default"]["ipam"]["config"]]
+    assert web["environment"]["KITH_TRUSTED_PROXIES"] == ",".join(subnets)  # the proxy's address is believed
+    assert hub["hub-proxy"]["image"].startswith("caddy")
+    assert "dynamic a hub-web 8000" in compose["configs"]["hub-caddyfile"]["content"]
+
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[tuple[Side, Side]]:
+    """The hub profile's topology with local processes: two web processes with data dirs of their own on one
+    PostgreSQL database, searched in PostgreSQL, and two workers."""
+    with postgres.fresh_database() as db:
+        first_port = free_port()
+        env = {"KITH_SEARCH_BACKEND": "postgres", "KITH_BASE_URL": f"http://127.0.0.1:{first_port}"}
+        first = KithServer(database_url=db, port=first_port, worker=False, env=env)
+        second = KithServer(database_url=db, worker=False, env=env)
+        workers: list[subprocess.Popen[bytes]] = []
+        try:
+            first.start()  # one at a time: the first migrates, as the hub's one-shot migrate service does
+            second.start()
+            workers = [_worker(first), _worker(second)]
+            token = first.token()
+            yield Side(first, token), Side(second, token)
+        finally:
+            for process in workers:
+                process.terminate()
+            for process in workers:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            second.close()
+            first.close()
+
+
+def test_a_write_through_one_web_process_is_found_through_the_other_at_once(hub):
+    first, second = hub
+    first.post("/communities", {"slug": "hub", "name": "Hub"})
+    guide = first.post("/communities/hub/guides", {"title": "Replicated quokkas", "body_markdown": "Shared."})
+    # No index job and no shared index files: the write's own transaction made it searchable everywhere.
+    found = second.get("/search", q="quokkas")
+    assert [item["id"] for item in found["items"]] == [guide["id"]]
+    assert second.get(f"/guides/{guide['id']}")["title"] == "Replicated quokkas"

@@ -232,13 +232,13 @@ def _item_query(item: Item, *, prefix: bool) -> wq.Query | None:
     if not content:
         return None
     queries = [
-        _word_query(item.field, w, prefix=prefix and i == len(content) - 1 and _prefixable(w))
+        _word_query(item.field, w, prefix=prefix and i == len(content) - 1 and prefixable(w))
         for i, w in enumerate(content)
     ]
     return queries[0] if len(queries) == 1 else wq.And(queries)
 
 
-def _prefixable(word: str) -> bool:
+def prefixable(word: str) -> bool:
     return len(word) >= MIN_PREFIX and word.isalnum() and len(word_terms(word)) == 1
 
 
@@ -325,22 +325,14 @@ def parse_query(text: str | None, *, prefix: bool = True) -> ParsedQuery | None:
 
 
 def clauses_of(text: str) -> tuple[list[Clause], Item | None]:
-    """What was typed, read as `parse_query` reads it, keeping only items with something to search, and the
-    item still being typed (the last, when it is words: it may also match the words it begins).
-
-    For backends that build their own query from the same language; call `parse_query` first to reject what
-    cannot be searched. A clause's items are alternatives (OR); a negated clause excludes them.
-    """
+    """What was typed, read as `parse_query` reads it (call that first: it rejects what cannot be searched), for
+    backends that build their own query: the clauses with something to search (a clause's items are alternatives,
+    a negated one excludes them), and the words still being typed, which may also match the words they begin."""
     items = _items(clean_text(text))
     clauses = _clauses(items)  # marks the items a NOT negates
     last = items[-1] if items and items[-1].kind == "words" and not items[-1].negated else None
     kept = [Clause([i for i in c.items if _item_query(i, prefix=False)], c.negated) for c in clauses]
     return [c for c in kept if c.items], last
-
-
-def prefixable(word: str) -> bool:
-    """Whether a word typed last is long enough and plain enough to also match the words it begins."""
-    return _prefixable(word)
 
 
 def exact_value(text: str) -> str:

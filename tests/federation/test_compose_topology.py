@@ -98,7 +98,16 @@ def test_entries_flow_and_are_searchable_with_web_and_workers_apart(topology):
         for n in range(30)
     }
     remote = lambda: {g["uri"] for g in b.get("/guides", origin="remote", limit=100)["items"]}  # noqa: E731
-    eventually(lambda: uris <= remote(), timeout=30, message="guides did not reach B")
+    try:
+        eventually(lambda: uris <= remote(), timeout=30, message="guides did not reach B")
+    except AssertionError as exc:
+        logs = "\n".join(
+            f"--- {side.server.host} {name}:\n{(side.server.data_dir / name).read_text(errors='replace')[-4000:]}"
+            for side in (a, b)
+            for name in ("server.log", "worker.log")
+            if (side.server.data_dir / name).exists()
+        )
+        raise AssertionError(f"{len(uris - remote())} of {len(uris)} guides missing on B\n{logs}") from exc
     # B's worker process indexed them; B's web process answers from that index.
     eventually(lambda: b.get("/search", q="style guide", origin="remote")["total"] >= 30, timeout=10)
     # A delivery is marked done after B answered it, so A's queue may still hold the last one for a moment.

@@ -101,21 +101,12 @@ class RequestService(RequestReads):
         mentor = await self.session.get(User, principal.user_id)
         await events.record(self.session, self.settings, events.RequestEvent(decision, request, mentor))
         if offer.seats_taken >= offer.capacity:
-            await self._refuse_waiting(offer, mentor)
+            # The last seat is gone: whoever still waits hears so now, not after waiting for an answer in vain.
+            await refuse_waiting(
+                self.session, self.settings, offer.id, ("pending",), "Every seat of this offer is taken."
+            )
         await self.session.commit()
         return request
-
-    async def _refuse_waiting(self, offer: MentorshipOffer, mentor: User | None) -> None:
-        """The last seat is gone: whoever still waits hears so now, rather than waiting for an answer that
-        cannot come."""
-        waiting = await self.session.scalars(
-            select(MentorshipRequest).where(
-                MentorshipRequest.offer_id == offer.id, MentorshipRequest.state == "pending"
-            )
-        )
-        for request in list(waiting):
-            if await self._transition(request, ("pending",), "refused", "Every seat of this offer is taken."):
-                await events.record(self.session, self.settings, events.RequestEvent("refused", request, mentor))
 
     async def withdraw(self, principal: Principal, request_id: UUID) -> MentorshipRequest:
         request = await self.get(principal, request_id)
@@ -360,11 +351,16 @@ async def refuse_with_deleted_offer(session: AsyncSession, settings: Settings, c
     """A deleted local offer answers whoever still waits for it: their requests are refused, with the reason."""
     if change.kind != "offer" or change.verb != "Delete" or not change.local:
         return
+    await refuse_waiting(session, settings, change.entry_id, WAITING_STATES, "The mentor deleted this offer.")
+
+
+async def refuse_waiting(
+    session: AsyncSession, settings: Settings, offer_id: UUID, states: tuple[str, ...], reason: str
+) -> None:
+    """Refuse, with `reason`, the offer's requests still in `states`, each told as the mentor's answer."""
     waiting = await session.scalars(
-        select(MentorshipRequest).where(
-            MentorshipRequest.offer_id == change.entry_id, MentorshipRequest.state.in_(WAITING_STATES)
-        )
+        select(MentorshipRequest).where(MentorshipRequest.offer_id == offer_id, MentorshipRequest.state.in_(states))
     )
     for request in list(waiting):
-        if await transition(session, request, WAITING_STATES, "refused", "The mentor deleted this offer."):
+        if await transition(session, request, states, "refused", reason):
             await events.record(session, settings, events.RequestEvent("refused", request, request.offer.mentor))

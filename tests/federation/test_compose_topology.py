@@ -58,6 +58,16 @@ def _worker(server: KithServer) -> subprocess.Popen[bytes]:
     )
 
 
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for process in workers:
+        process.terminate()
+    for process in workers:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 @pytest.fixture(scope="module")
 def topology() -> Iterator[tuple[Side, Side]]:
     with postgres.fresh_database() as a_db, postgres.fresh_database() as b_db:
@@ -71,13 +81,7 @@ def topology() -> Iterator[tuple[Side, Side]]:
             workers = [_worker(a), _worker(a), _worker(b)]
             yield Side(a, a.token()), Side(b, b.token())
         finally:
-            for process in workers:
-                process.terminate()
-            for process in workers:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            _stop(workers)
             b.close()
             a.close()
 
@@ -154,13 +158,7 @@ def hub() -> Iterator[tuple[Side, Side]]:
             token = first.token()
             yield Side(first, token), Side(second, token)
         finally:
-            for process in workers:
-                process.terminate()
-            for process in workers:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            _stop(workers)
             second.close()
             first.close()
 

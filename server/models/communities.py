@@ -36,6 +36,14 @@ class Community(Base):
     # write to guides and mentorship_offers, whoever makes it: read them, never set them.
     guides_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     open_offers_count: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    # A move (migration 0013). On the new home: the old Groups this one claims to be (`alsoKnownAs`), and, once
+    # the old instance has moved it here, where it came from and when. On the old instance: the Group it moved
+    # to and when; from then on it is a redirect map, read-only.
+    also_known_as: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    moved_to: Mapped[str | None] = mapped_column(String(2048))
+    moved_at: Mapped[datetime | None]
+    moved_from: Mapped[str | None] = mapped_column(String(2048))
+    arrived_at: Mapped[datetime | None]
 
 
 class CommunityImport(Base):
@@ -48,3 +56,16 @@ class CommunityImport(Base):
     # The Group the archive was exported from, on its instance.
     source_uri: Mapped[str] = mapped_column(String(2048))
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CommunityMovePeer(Base):
+    """A moved community's peer instance: when the Move was delivered to it, and when it followed the new home."""
+
+    __tablename__ = "community_move_peers"
+
+    community_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
+    )
+    instance: Mapped[str] = mapped_column(String(255), primary_key=True)
+    notified_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]

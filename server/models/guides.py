@@ -43,6 +43,8 @@ class Guide(Base):
     instance: Mapped[str] = mapped_column(String(255), index=True)
     # The guide this one adapts (its uri): indexed, since the origin lists the guides that adapt it.
     derived_from: Mapped[str | None] = mapped_column(String(2048), index=True)
+    # The uri it had before its community moved here (migration 0013): links and adaptations naming it still find it.
+    former_uri: Mapped[str | None] = mapped_column(String(2048), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]

@@ -38,6 +38,8 @@ class MentorshipOffer(Base):
     # Set when its instance is removed from peers: the entry stays, shown as from a former peer.
     former_peer: Mapped[bool] = mapped_column(default=False)
     instance: Mapped[str] = mapped_column(String(255), index=True)
+    # The uri it had before its community moved here (migration 0013): links and adaptations naming it still find it.
+    former_uri: Mapped[str | None] = mapped_column(String(2048), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]

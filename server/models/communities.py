@@ -63,9 +63,7 @@ class CommunityMovePeer(Base):
 
     __tablename__ = "community_move_peers"
 
-    community_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True
-    )
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), primary_key=True)
     instance: Mapped[str] = mapped_column(String(255), primary_key=True)
     notified_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]

@@ -41,12 +41,14 @@ _GUIDE_BY_SLUG = (
 )
 _GUIDE_BY_ID = (
     select(Community.moved_to, CommunityMovedEntry.new_url)
+    .select_from(Guide)
     .join(Community, Community.id == Guide.community_id)
     .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == Guide.uri)
     .where(Guide.id == bindparam("id"), Community.moved_to.is_not(None))
 )
 _OFFER_BY_ID = (
     select(Community.moved_to, CommunityMovedEntry.new_url)
+    .select_from(MentorshipOffer)
     .join(Community, Community.id == MentorshipOffer.community_id)
     .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == MentorshipOffer.uri)
     .where(MentorshipOffer.id == bindparam("id"), Community.moved_to.is_not(None))

@@ -55,8 +55,8 @@ class MoveService:
         if community.uri not in set(target_claims):
             raise ProblemError(
                 422,
-                f"{target} does not claim to be {community.uri}: a moderator there must first list it in the new "
-                "community's also_known_as (PATCH /api/v1/communities/{slug}), then the move can start.",
+                f"{target} does not claim to be {community.uri}: a moderator there must first name this community "
+                "as its old name (its also_known_as), then the move can start.",
                 errors=[FieldError("target", f"does not list {community.uri} in alsoKnownAs")],
             )
         community.moved_to = target

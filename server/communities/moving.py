@@ -157,7 +157,7 @@ class MoveService:
         return schemas.MoveStatus(
             community=community.slug, moved_to=community.moved_to, moved_at=community.moved_at,
             moved_from=community.moved_from, arrived_at=community.arrived_at, peers=peers, entries_known=known,
-            entries_unknown=unknown,
+            entries_unknown=unknown, also_known_as=list(community.also_known_as or []),
         )  # fmt: skip
 
     async def moved_statuses(self) -> list[schemas.MoveStatus]:

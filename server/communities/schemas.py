@@ -89,6 +89,7 @@ class MoveStatus(msgspec.Struct):
     moved_from: str | None
     arrived_at: datetime | None
     peers: list[MovePeer]
+    also_known_as: list[str] = msgspec.field(default_factory=list)
     # Old entries whose new uri the old instance has learnt (each redirects to its new page), and how many not yet.
     entries_known: int = 0
     entries_unknown: int = 0

@@ -69,7 +69,11 @@ def move_status_command(ctx: click.Context, slug: str) -> None:
         )
     if status.moved_from:
         console.print(f"{slug} moved here from {status.moved_from} on {_when(status.arrived_at)}")
-    if not (status.moved_to or status.moved_from or status.peers):
+    if status.also_known_as and not status.moved_from:
+        console.print(
+            f"{slug} is linked to its old Group {', '.join(status.also_known_as)}; no Move has arrived here yet"
+        )
+    if not (status.moved_to or status.moved_from or status.also_known_as or status.peers):
         console.print(f"{slug} has not moved")
     # The old instance knows whom the Move reached; the new home, who has since fetched it.
     column = "notified" if status.moved_to else "acknowledged"

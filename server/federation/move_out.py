@@ -15,12 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from litestar import Controller, Request, post
+from litestar import Controller, Request, get, post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server import jobs
-from server.accounts.deps import require_writer
+from server.accounts.deps import require, require_writer
 from server.accounts.security import Principal
 from server.communities import schemas
 from server.communities.moving import MoveService
@@ -131,6 +131,19 @@ class MoveController(Controller):
         client = request.app.state.http_client
         community = await start_move(db, settings, client, require_writer(principal), ref, data.target)
         return await CommunityService(db, settings).to_schema(community)
+
+    @get(
+        "/{ref:str}/move",
+        operation_id="getCommunityMove",
+        summary="Where a community moved or came from, and which peers have heard (moderator)",
+        responses=problems(401, 403, 404),
+    )
+    async def get_move(
+        self, ref: str, db: AsyncSession, settings: Settings, principal: Principal | None
+    ) -> schemas.MoveStatus:
+        communities = CommunityService(db, settings)
+        await communities.require_moderator(require(principal), await communities.get_local(ref))
+        return await MoveService(db, settings).status(ref)
 
 
 class MoveLearner:

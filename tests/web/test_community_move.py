@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from server.app import create_app
 from server.settings import Settings
-from tests.conftest import People, join
+from tests.conftest import People, Person, join
 from tests.support.fake_peer import FakePeer
 from tests.support.html import elements
 from tests.web.conftest import csrf_token, sign_in, submit
@@ -31,7 +31,7 @@ def app_settings(settings: Settings, peer: FakePeer) -> Settings:
 
 
 @pytest.fixture
-def moderator(app_settings: Settings, peer: FakePeer) -> Iterator[tuple[TestClient, dict]]:
+def moderator(app_settings: Settings, peer: FakePeer) -> Iterator[tuple[TestClient, dict, Person]]:
     """A browser signed in as the moderator of a new community."""
     with TestClient(app=create_app(app_settings), base_url=app_settings.base_url) as client:
         people = People(app_settings)
@@ -41,11 +41,11 @@ def moderator(app_settings: Settings, peer: FakePeer) -> Iterator[tuple[TestClie
         community = created.json()
         join(client, admin, community, mod, "moderator")
         sign_in(client, mod.username)
-        yield client, community
+        yield client, community, admin
 
 
-def test_the_move_forms_refuse_readably(moderator: tuple[TestClient, dict], peer: FakePeer):
-    client, community = moderator
+def test_the_move_forms_refuse_readably(moderator: tuple[TestClient, dict, Person], peer: FakePeer):
+    client, community, _ = moderator
     here = f"/c/{community['slug']}"
     page = client.get(here)
     assert 'id="move-community"' in page.text and "Move this community" in page.text
@@ -61,9 +61,17 @@ def test_the_move_forms_refuse_readably(moderator: tuple[TestClient, dict], peer
     assert client.get(f"/api/v1/communities/{community['slug']}").json()["moved_to"] is None
 
 
-def test_a_moved_community_confirms_redirects_and_refuses_writes(moderator: tuple[TestClient, dict], peer: FakePeer):
-    client, community = moderator
+def test_a_moved_community_confirms_redirects_and_refuses_writes(
+    moderator: tuple[TestClient, dict, Person], peer: FakePeer, app_settings: Settings
+):
+    client, community, admin = moderator
     here = f"/c/{community['slug']}"
+    offer = client.post(
+        f"/api/v1/communities/{community['slug']}/mentorship/offers",
+        json={"title": "Lifting", "description_markdown": "Knees.", "topics": ["moving"], "format": "group",
+              "capacity": 2},
+        headers=admin.auth,
+    ).json()  # fmt: skip
     home = peer.actor(f"/c/{uuid.uuid4().hex[:6]}", "Group", alsoKnownAs=[community["uri"]])
     token = csrf_token(client.get(here).text)
     response = client.post(f"{here}/move", data={"_csrf_token": token, "target": home["id"], "confirm": "yes"})
@@ -82,3 +90,9 @@ def test_a_moved_community_confirms_redirects_and_refuses_writes(moderator: tupl
     links = [attrs.get("href") for tag, attrs in elements(refused.text) if tag == "a"]
     assert home["id"] in links
     assert "has moved to" in refused.text
+    # Nobody asks the old instance for a seat any more: the mentor answers on the new home.
+    asker = People(app_settings).make("asker")
+    asked = client.post(
+        f"/api/v1/mentorship/offers/{offer['id']}/requests", json={"message": "May I?"}, headers=asker.auth
+    )
+    assert asked.status_code == 409 and asked.json()["moved_to"] == home["id"]

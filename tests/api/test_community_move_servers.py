@@ -15,6 +15,7 @@ import pytest
 from tests.support import postgres
 from tests.support.server import KithServer, free_port
 from tests.support.wait import eventually
+from tests.web.conftest import sign_in
 
 AS2 = {"Accept": "application/activity+json"}
 
@@ -191,3 +192,23 @@ def test_move_status_lists_the_peers_on_both_sides(moved: Moved):
     acknowledged = moved.b.server.cli("community", "move-status", moved.new["slug"])
     assert "acknowledged" in acknowledged and moved.a.server.host in acknowledged
     assert "not yet" not in acknowledged
+
+
+def test_the_admin_federation_page_shows_the_move(moved: Moved):
+    eventually(
+        lambda: moved.a.ok("GET", "/api/v1/communities/movers/move")["peers"][0]["notified_at"],
+        timeout=30, message="A never recorded the Move's delivery to B",
+    )  # fmt: skip
+    old_page, new_page = _moves_section(moved.a), _moves_section(moved.b)
+    assert f'Moved to <a href="{moved.new["uri"]}"' in old_page
+    assert "Notified" in old_page and moved.b.server.host in old_page and "not yet" not in old_page
+    assert "Acknowledged" in new_page and moved.a.server.host in new_page and "not yet" not in new_page
+
+
+def _moves_section(side: Side) -> str:
+    """The admin federation page's part about moved communities, as the instance's admin sees it."""
+    with httpx.Client(base_url=side.server.base_url, timeout=30) as browser:
+        sign_in(browser, "admin", side.server.admin_password)  # type: ignore[arg-type]
+        page = browser.get("/admin/federation")
+    assert page.status_code == 200
+    return page.text.split('id="moves"', 1)[1]

@@ -312,7 +312,11 @@ class CommunityService:
 
     async def add_invited_member(self, community_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """A person who signed up through a community's invite joins it as a member, in the sign-up's
-        transaction. The invite is the permission: its maker was checked as a moderator when making it."""
+        transaction. The invite is the permission: its maker was checked as a moderator when making it. An invite
+        to a community that has moved since joins nobody to it: its members carry on at its new home."""
+        community = await self.session.get(Community, community_id)
+        if community is not None and community.moved_to:
+            return
         self.session.add(Membership(community_id=community_id, user_id=user_id, role="member"))
         await self.session.flush()
 

@@ -95,4 +95,5 @@ async def redirect_moved(request: Request[Any, Any, Any]) -> Response[Any] | Non
 
 
 def _moved(location: str) -> Response[Any]:
-    return Redirect(location, status_code=HTTP_301_MOVED_PERMANENTLY)
+    # Permanent, so caches keep it; but the same URL still answers ActivityPub clients itself.
+    return Redirect(location, status_code=HTTP_301_MOVED_PERMANENTLY, headers={"Vary": "Accept"})

@@ -140,6 +140,7 @@ def test_the_old_pages_answer_301_to_the_new_ones(moved: Moved):
     base = moved.a.server.base_url
     page = httpx.get(f"{base}/c/movers", follow_redirects=False)
     assert page.status_code == 301 and page.headers["location"] == moved.new["uri"]
+    assert "Accept" in page.headers["vary"]  # the same URL answers ActivityPub clients with the Group itself
     new_guide = _guide_on_b(moved, moved.guides[2]["uri"])
     guide_page = eventually(
         lambda: (r := httpx.get(moved.guides[2]["url"], follow_redirects=False)).headers.get("location")

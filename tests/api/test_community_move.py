@@ -16,6 +16,8 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 
 from server.app import create_app
+from server.federation import signatures
+from server.federation.signatures.keys import generate_keypair
 from server.models import Activity, Community, CommunityMovePeer, Delivery, Job
 from server.settings import Settings
 from tests.conftest import People, Person, join, migrated_database
@@ -230,3 +232,34 @@ def _assert_unchanged(client: TestClient, community: dict, activities: int, jobs
         headers=admin.auth,
     )  # fmt: skip
     assert response.status_code == 201
+
+
+def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetches_the_linked_group(
+    new: TestClient, old: TestClient, peer: FakePeer
+):
+    admin = _admin(new)
+    community = _community(new, admin)
+    path = f"/c/{community['slug']}"
+    linked = new.patch(
+        f"/api/v1/communities/{community['slug']}", json={"also_known_as": [f"{old.app.state.settings.base_url}/c/x"]},
+        headers=admin.auth,
+    )  # fmt: skip
+    assert linked.status_code == 200
+    url = f"{new.app.state.settings.base_url}{path}"
+    person = peer.actor("/u/sam", "Person")
+    wrong_pem, _ = generate_keypair()
+    fetches = [
+        {},  # unsigned
+        signatures.sign_request("GET", url, None, f"{person['id']}#main-key", peer.private_pem, {}),  # not the instance
+        signatures.sign_request("GET", url, None, f"{peer.base_url}/actor#main-key", wrong_pem, {}),  # forged
+    ]
+    for headers in fetches:
+        assert new.get(path, headers={**AS2, **headers}).status_code == 200  # answered all the same
+    status = new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()
+    assert status["peers"] == []
+    signed = signatures.sign_request("GET", url, None, f"{peer.base_url}/actor#main-key", peer.private_pem, {})
+    assert new.get(path, headers={**AS2, **signed}).json()["alsoKnownAs"]
+    status = new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()
+    assert [(p["instance"], bool(p["acknowledged_at"]), p["notified_at"]) for p in status["peers"]] == [
+        (peer.host, True, None)
+    ]

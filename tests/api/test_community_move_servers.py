@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support import postgres
-from tests.support.server import KithServer, free_port
+from tests.support.server import KithServer, ServerError, free_port
 from tests.support.wait import eventually
 from tests.web.conftest import sign_in
 
@@ -213,3 +213,24 @@ def _moves_section(side: Side) -> str:
         page = browser.get("/admin/federation")
     assert page.status_code == 200
     return page.text.split('id="moves"', 1)[1]
+
+
+def test_the_command_line_moves_a_community_too(moved: Moved, tmp_path):  # type: ignore[no-untyped-def]
+    a, b = moved.a, moved.b
+    a.ok("POST", "/api/v1/communities", 201, json={"slug": "walkers", "name": "Walkers"})
+    a.ok("POST", "/api/v1/communities/walkers/guides", 201, json={"title": "Boots", "body_markdown": "Dry."})
+    archive = tmp_path / "walkers.tar.gz"
+    a.server.cli("community", "export", "walkers", "-o", str(archive))
+    b.server.cli("community", "import", str(archive))
+    target = f"{b.server.base_url}/c/walkers"
+    with pytest.raises(ServerError, match="does not claim to be"):
+        a.server.cli("community", "move", "walkers", target)
+    b.ok("PATCH", "/api/v1/communities/walkers", json={"also_known_as": [f"{a.server.base_url}/c/walkers"]})
+    a.server.cli("community", "move", "walkers", target)
+    assert a.ok("GET", "/api/v1/communities/walkers")["moved_to"] == target
+    with pytest.raises(ServerError, match="has moved to"):
+        a.server.cli("community", "move", "walkers", target)
+    status = eventually(
+        lambda: "not yet" not in (out := a.server.cli("community", "move-status", "walkers")) and out, timeout=30
+    )
+    assert f"walkers moved to {target}" in status and b.server.host in status

@@ -147,8 +147,10 @@ async def keep_current(session: AsyncSession, settings: Settings, change: Change
 def _batches(connection: Connection, kind: str) -> Iterator[list[Any]]:
     last = None
     while True:
-        after = "" if last is None else "WHERE id > :last "
-        rows = list(connection.execute(_rows(kind, f"{after}ORDER BY id LIMIT {BATCH}"), {"last": last}))
+        # Deleted entries are never searched again (`kith reindex` counts the others).
+        after = "" if last is None else "AND id > :last "
+        where = f"WHERE deleted_at IS NULL {after}ORDER BY id LIMIT {BATCH}"
+        rows = list(connection.execute(_rows(kind, where), {"last": last}))
         if not rows:
             return
         last = rows[-1].id

@@ -1,0 +1,107 @@
+"""The postgres backend's vectors: written with Kith's analysis whatever an entry holds, recomputed by migration
+0014 and by `kith reindex`. PostgreSQL only: SQLite has no vectors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+from sqlalchemy import text
+
+from server import migrate
+from server.app import create_app
+from server.db import create_engine
+from server.settings import SearchSettings, Settings
+from tests.conftest import People, migrated_database
+from tests.support.limits import ROOMY
+
+LONG_WORD = "a" * 3000  # past PostgreSQL's longest lexeme
+TAGS = ["it's", "back\\slash", "a:b", "Machine Learning"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings, str]]:
+    """A postgres-backend app over a database of its own holding one guide; the guide's id."""
+    directory: Path = tmp_path_factory.mktemp("vectors")
+    with migrated_database("postgresql", directory) as url:
+        settings = Settings(
+            base_url="http://127.0.0.1:8000", data_dir=directory / "data", database_url=url, secret_key="t",
+            rate_limits=ROOMY, search=SearchSettings(backend="postgres"),
+        )  # fmt: skip
+        admin = People(settings).make("admin", admin=True)
+        with TestClient(app=create_app(settings), base_url=settings.base_url) as client:
+            assert client.post(
+                "/api/v1/communities", json={"slug": "lab", "name": "Lab"}, headers=admin.auth
+            ).is_success
+            guide = client.post(
+                "/api/v1/communities/lab/guides",
+                json={"title": "Tables with DataFrames.jl", "summary": "O'Reilly \\ notes",
+                      "body_markdown": f"Publishing results. {LONG_WORD} done.", "tags": TAGS},
+                headers=admin.auth,
+            )  # fmt: skip
+            assert guide.status_code == 201, guide.text
+            yield client, settings, guide.json()["id"]
+
+
+def _found(client: TestClient, q: str) -> list[str]:
+    response = client.get("/api/v1/search", params={"q": q})
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["items"]]
+
+
+def _sql(url: str, statement: str) -> int:
+    """A count, or the rows an update changed."""
+
+    async def run() -> int:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                result = await connection.execute(text(statement))
+                return int(result.scalar() or 0) if result.returns_rows else result.rowcount
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "query",
+    ['tag:"it\'s"', "tag:back\\slash", 'tag:"a:b"', 'tag:"machine learning"', "dataframes", "jl", "publish",
+     "o'reilly", "done"],
+)  # fmt: skip
+def test_what_an_entry_holds_is_written_and_found(site, query):
+    client, _, guide = site
+    assert _found(client, query) == [guide]
+
+
+def test_migration_0014_computes_the_vectors_written_before_it(site):
+    client, settings, guide = site
+    analysed = "SELECT count(*) FROM guides WHERE search_vector @@ CAST('datafram' AS tsquery)"
+    migrate.downgrade(settings.database_url, "0013")
+    try:
+        # 0012's trigger computed every vector again with PostgreSQL's `simple` configuration.
+        assert _sql(settings.database_url, analysed) == 0
+    finally:
+        migrate.upgrade(settings.database_url)
+    assert _sql(settings.database_url, analysed) == 1
+    assert _found(client, "dataframes") == [guide]
+
+
+def test_kith_reindex_computes_every_vector_again(site, tmp_path):
+    client, settings, guide = site
+    assert _sql(settings.database_url, "UPDATE guides SET search_vector = NULL") == 1
+    assert _found(client, "dataframes") == []
+    env = {**os.environ, "KITH_DATA_DIR": str(tmp_path), "KITH_DATABASE_URL": settings.database_url,
+           "KITH_SECRET_KEY": "t", "KITH_SEARCH_BACKEND": "postgres"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "reindex"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "search index rebuilt with 1 entries" in done.stderr
+    assert _found(client, "dataframes") == [guide]

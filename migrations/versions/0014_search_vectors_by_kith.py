@@ -8,7 +8,8 @@ The `postgres` search backend now analyses text as the `whoosh` one does (issue 
 entry's lexemes with Kith's analyzer when the entry is written, in the write's own transaction
 (`server/search/vectors.py`), so the trigger of migration 0012 and the text search configuration it read
 (`search_config`) go. `search_vector_words` holds the words of public titles and tags, where spelling
-suggestions look for respellings. Every vector is computed again here. PostgreSQL only, as 0012.
+suggestions look for respellings. Every vector is computed again here; a partial index finds the rows written
+without one yet. PostgreSQL only, as 0012.
 """
 
 from collections.abc import Sequence
@@ -42,12 +43,17 @@ def upgrade() -> None:
         "PRIMARY KEY (field, word))"
     )
     rewrite_all(op.get_bind())
+    for table, *_ in _TABLES:
+        # The rows a batch has just written, whose vectors the first of its changes writes.
+        op.execute(f"CREATE INDEX ix_{table}_search_vector_missing ON {table} (id) WHERE search_vector IS NULL")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("DROP TABLE search_vector_words")
+    for table, *_ in _TABLES:
+        op.execute(f"DROP INDEX ix_{table}_search_vector_missing")
     op.execute(
         "CREATE TABLE search_config (id boolean PRIMARY KEY DEFAULT true CHECK (id), language regconfig NOT NULL)"
     )

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import JSON, Connection, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from server.changes import Change
 from server.settings import Settings
@@ -46,6 +47,9 @@ _ROWS = {
 }
 _TABLES = {"guide": "guides", "offer": "mentorship_offers"}
 _KEYWORD_FIELD = {"guide": "tags", "offer": "topics"}
+# The changed entry, and those written without a vector yet (migration 0014 indexes them apart).
+_CHANGED = "WHERE id = :id OR (search_vector IS NULL AND deleted_at IS NULL)"
+_WRITTEN = "kith.search_vectors_written"
 _UPDATE = "UPDATE {table} SET search_vector = CAST(:vector AS tsvector) WHERE id = :id"
 # Sorted, so that two writes adding the same new words take their locks in one order.
 _ADD_WORDS = (
@@ -129,19 +133,43 @@ def _word_params(found: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     return {"fields": [f for f, _ in pairs], "words": [w for _, w in pairs]}
 
 
+def _write(connection: Connection, kind: str, rows: list[Any]) -> None:
+    """The rows' vectors and their public words, in one statement each however many rows there are."""
+    entries = [_indexed(kind, row) for row in rows]
+    connection.execute(
+        text(_UPDATE.format(table=_TABLES[kind])),
+        [{"vector": entry.vector, "id": row.id} for row, entry in zip(rows, entries, strict=True)],
+    )
+    public = [pair for row, entry in zip(rows, entries, strict=True) if row.public for pair in entry.words]
+    if public:
+        connection.execute(text(_ADD_WORDS), _word_params(public))
+
+
+def _keep_current(session: Session, change: Change) -> None:
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return
+    # Entries whose vectors an earlier change of this transaction wrote, each until its own change comes.
+    transaction = session.get_transaction()
+    written = session.info.get(_WRITTEN)
+    if written is None or written[0] is not transaction:
+        written = session.info[_WRITTEN] = (transaction, set())
+    if change.entry_id in written[1]:
+        written[1].discard(change.entry_id)
+        return
+    # A batch inserts its rows first and records their changes one by one after: the first change writes the
+    # vectors of every row still without one, and the others find theirs written.
+    rows = list(connection.execute(_rows(change.kind, _CHANGED), {"id": change.entry_id}))
+    if rows:
+        _write(connection, change.kind, rows)
+    written[1].update(row.id for row in rows if row.id != change.entry_id)
+
+
 async def keep_current(session: AsyncSession, settings: Settings, change: Change) -> None:
     """Write a changed entry's vector (and its title's and tags' words) in the change's own transaction."""
     if change.kind == "community" or change.verb == "Delete":
         return  # a deleted entry is no row of the backend's `hits`: its vector is never read again
-    if (await session.connection()).dialect.name != "postgresql":
-        return
-    row = (await session.execute(_rows(change.kind, "WHERE id = :id"), {"id": change.entry_id})).first()
-    if row is None:
-        return
-    entry = _indexed(change.kind, row)
-    await session.execute(text(_UPDATE.format(table=_TABLES[change.kind])), {"vector": entry.vector, "id": row.id})
-    if row.public and entry.words:
-        await session.execute(text(_ADD_WORDS), _word_params(entry.words))
+    await session.run_sync(_keep_current, change)
 
 
 def _batches(connection: Connection, kind: str) -> Iterator[list[Any]]:
@@ -162,16 +190,9 @@ def rewrite_all(connection: Connection, progress: Any = None) -> int:
     0014), on the caller's transaction; the entries rewritten."""
     connection.execute(text("DELETE FROM search_vector_words"))
     done = 0
-    for kind, table in _TABLES.items():
+    for kind in _TABLES:
         for rows in _batches(connection, kind):
-            entries = [_indexed(kind, row) for row in rows]
-            connection.execute(
-                text(_UPDATE.format(table=table)),
-                [{"vector": entry.vector, "id": row.id} for row, entry in zip(rows, entries, strict=True)],
-            )
-            public = [pair for row, entry in zip(rows, entries, strict=True) if row.public for pair in entry.words]
-            if public:
-                connection.execute(text(_ADD_WORDS), _word_params(public))
+            _write(connection, kind, rows)
             done += len(rows)
             if progress is not None:
                 progress(done)

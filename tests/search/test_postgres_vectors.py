@@ -15,12 +15,17 @@ from litestar.testing import TestClient
 from sqlalchemy import text
 
 from server import migrate
+from server.accounts.schemas import RemotePerson
 from server.app import create_app
-from server.db import create_engine
+from server.db import create_engine, create_sessionmaker
+from server.guides.schemas import RemoteGuide
+from server.guides.service import GuideService
+from server.models import Community
 from server.settings import SearchSettings, Settings
 from tests.conftest import People, migrated_database
 from tests.support.limits import ROOMY
 
+PEER = "peer.example"
 LONG_WORD = "a" * 3000  # past PostgreSQL's longest lexeme
 TAGS = ["it's", "back\\slash", "a:b", "Machine Learning"]
 
@@ -105,3 +110,41 @@ def test_kith_reindex_computes_every_vector_again(site, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "search index rebuilt with 1 entries" in done.stderr
     assert _found(client, "dataframes") == [guide]
+
+
+def _remote(title: str) -> RemoteGuide:
+    uri = f"https://{PEER}/guides/{title.split()[-1]}"
+    return RemoteGuide(
+        uri=uri, instance=PEER, url=uri, community_uris=[f"https://{PEER}/c/weavers"],
+        audience=[f"https://{PEER}/c/weavers"],
+        author=RemotePerson(uri=f"https://{PEER}/u/ada", instance=PEER, username="ada"),
+        title=title, summary="", body_markdown="Warp and weft.", body_html="<p>Warp and weft.</p>", tags=["craft"],
+        license="CC-BY-4.0",
+    )  # fmt: skip
+
+
+def test_a_batch_of_remote_guides_is_searchable_when_it_commits(site):
+    client, settings, _ = site
+
+    async def backfill() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                uri = f"https://{PEER}/c/weavers"
+                session.add(Community(uri=uri, url=uri, slug="weavers", name="Weavers", local=False, instance=PEER))
+                await session.flush()
+                guides = GuideService(session, settings)
+                await guides.apply_remote(_remote("Looms first"))  # makes the author known
+                batch = guides.remote_batch()
+                remotes = [_remote(f"Tapestry {name}") for name in ("second", "third", "fourth")]
+                await batch.look_up(remotes)
+                assert all(batch.take(remote) for remote in remotes)
+                await batch.write()
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(backfill())
+    found = client.get("/api/v1/search", params={"q": "tapestry", "origin": "remote"}).json()
+    assert sorted(item["title"] for item in found["items"]) == ["Tapestry fourth", "Tapestry second", "Tapestry third"]
+    assert _sql(settings.database_url, "SELECT count(*) FROM guides WHERE search_vector IS NULL") == 0

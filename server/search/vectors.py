@@ -30,6 +30,7 @@ from .engine.analysis import word_forms, word_terms, words
 # PostgreSQL keeps positions up to this one (later words share it) and refuses a lexeme of 2 KB or more.
 MAX_POSITION = 16383
 _MAX_LEXEME_BYTES = 2046
+_MAX_VECTOR_BYTES = 900_000
 BATCH = 500
 # The marks of keyword lexemes; a word's terms never hold ":", so neither can be taken for the other.
 KEYWORD_MARKS = {"tags": "tags:", "topics": "topics:"}
@@ -82,15 +83,26 @@ class _Positions:
     def __init__(self) -> None:
         self.by_term: dict[str, list[str]] = {}
         self.at = 0
+        # About the bytes PostgreSQL will store: a body of many distinct compounds (`ab1.cd2 ...`) could pass
+        # the 1 MB a tsvector may hold, and its write would fail.
+        self.size = 0
 
     def add(self, terms: Sequence[str], weight: str) -> None:
         self.at += 1
         where = f"{min(self.at, MAX_POSITION)}{weight}"
         for term in terms:
-            self.by_term.setdefault(term, []).append(where)
+            found = self.by_term.get(term)
+            if found is None:
+                self.by_term[term] = [where]
+                self.size += len(term.encode()) + 10
+            else:
+                found.append(where)
+                self.size += 2
 
     def text(self, weight: str, value: str) -> None:
         for word in words(value):
+            if self.size > _MAX_VECTOR_BYTES:
+                break  # the rest of a text this long is not searchable
             if terms := word_terms(word):
                 self.add(terms, weight)
         self.at += 1  # the gap between fields

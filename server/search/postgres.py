@@ -12,8 +12,9 @@ rows of `hits`, so nothing can find them.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -116,6 +117,31 @@ class PostgresBackend:
         """Nothing to close: searches use the app's connection pool."""
 
 
+class _Found(NamedTuple):
+    total: int
+    facets: dict[str, dict[str, int]]
+    page: list[tuple[uuid.UUID, float]]
+
+
+# Every match read once (MATERIALIZED): its total, its facets, the top tags and the page, each as JSON.
+_MATCHES = """
+WITH m AS MATERIALIZED (
+  SELECT hits.type, hits.id, hits.community, hits.instance, hits.tags, hits.updated_at, {score} AS score
+    FROM {hits} WHERE {where})
+SELECT (SELECT count(*) FROM m) AS total,
+  (SELECT json_agg(json_build_array(f.name, f.value, f.n)) FROM (
+     SELECT 'type' AS name, type AS value, count(*) AS n FROM m GROUP BY type
+     UNION ALL SELECT 'community', community, count(*) FROM m GROUP BY community
+     UNION ALL SELECT 'instance', instance, count(*) FROM m GROUP BY instance) AS f) AS facets,
+  (SELECT json_agg(json_build_array(t.tag, t.n) ORDER BY t.n DESC, t.tag) FROM (
+     SELECT tag, count(*) AS n FROM m CROSS JOIN LATERAL unnest(string_to_array(trim(both '|' from m.tags), '|')) AS tag
+      WHERE tag <> '' GROUP BY tag ORDER BY n DESC, tag LIMIT {facet_limit}) AS t) AS tags,
+  (SELECT json_agg(json_build_array(p.id, p.score) ORDER BY p.score DESC, p.updated_at DESC, p.id) FROM (
+     SELECT id, score, updated_at FROM m ORDER BY score DESC, updated_at DESC, id LIMIT :limit OFFSET :offset) AS p)
+  AS page
+"""
+
+
 class _Search:
     """One search on one connection, in the whoosh backend's steps (`service._run`)."""
 
@@ -136,70 +162,39 @@ class _Search:
 
     async def run(self, parsed: Any, limit: int, offset: int) -> SearchResults:
         query = await expand_prefixes(self.connection, parsed.query) if parsed else None
-        total, facets = await self._facets(query)
         # (weight, query) pairs whose ranks add up to a match's score.
         scoring = [(1.0, query)] if query is not None else []
+        found = await self._matches(query, scoring, limit, offset)
         suggestion, corrected = None, False
-        if parsed is not None and total < RARE:
+        if parsed is not None and found.total < RARE:
             suggestion = await suggest(self.connection, parsed)
             respelled = parse_query(suggestion, prefix=parsed.prefix) if suggestion else None
             if respelled is not None:
                 other = await expand_prefixes(self.connection, respelled.query)
-                either = wq.Or([query, other]) if total else other
-                if await self._count(either) >= max(1, total * RARE_RATIO):
+                either = wq.Or([query, other]) if found.total else other
+                if await self._count(either) >= max(1, found.total * RARE_RATIO):
                     # What the query as typed found ranks first.
-                    scoring = [(TYPED_BOOST, query), (1.0, other)] if total else [(1.0, other)]
+                    scoring = [(TYPED_BOOST, query), (1.0, other)] if found.total else [(1.0, other)]
                     query, corrected = either, True
-                    total, facets = await self._facets(query)
+                    found = await self._matches(query, scoring, limit, offset)
         relaxed = False
-        if query is not None and not total and (some := some_words(query)) is not None:
+        if query is not None and not found.total and (some := some_words(query)) is not None:
             query, scoring, relaxed = some, [(1.0, some)], True
-            total, facets = await self._facets(query)
-        items = await self._page(query, scoring, limit, offset) if offset < total else []
+            found = await self._matches(query, scoring, limit, offset)
         return SearchResults(
-            items=items, total=total, facets=facets, suggestion=suggestion, corrected=corrected, relaxed=relaxed
+            items=await self._items(query, found.page),
+            total=found.total,
+            facets=found.facets,
+            suggestion=suggestion,
+            corrected=corrected,
+            relaxed=relaxed,
         )
 
-    async def _facets(self, q: wq.Query | None) -> tuple[int, dict[str, dict[str, int]]]:
-        sql = Sql()
-        where = self._where(q, sql)
-        counts = await self.connection.execute(
-            text(
-                "SELECT GROUPING(type) AS by_type, GROUPING(community) AS by_community, "
-                "GROUPING(instance) AS by_instance, "
-                f"type, community, instance, count(*) AS n FROM {HITS} WHERE {where} "
-                "GROUP BY GROUPING SETS ((), (type), (community), (instance))"
-            ),
-            sql.params,
-        )
-        total = 0
-        facets = empty_facets()
-        for row in counts:
-            if row.by_type and row.by_community and row.by_instance:
-                total = row.n
-            elif not row.by_type:
-                facets["type"][row.type] = row.n
-            elif not row.by_community:
-                facets["community"][row.community] = row.n
-            else:
-                facets["instance"][row.instance] = row.n
-        if not total:
-            return 0, facets
-        tags = await self.connection.execute(
-            text(
-                f"SELECT tag, count(*) AS n FROM {HITS} "
-                "CROSS JOIN LATERAL unnest(string_to_array(trim(both '|' from hits.tags), '|')) AS tag "
-                f"WHERE {where} AND tag <> '' GROUP BY tag ORDER BY n DESC, tag LIMIT {FACET_LIMIT}"
-            ),
-            sql.params,
-        )
-        facets = {name: _ranked(values) for name, values in facets.items()}
-        facets["tag"] = {row.tag: row.n for row in tags}
-        return total, facets
-
-    async def _page(
+    async def _matches(
         self, q: wq.Query | None, scoring: list[tuple[float, wq.Query]], limit: int, offset: int
-    ) -> list[SearchItem]:
+    ) -> _Found:
+        """Every match's facets and the page's ids, from one reading of the matches: each reading costs a
+        look at every matching vector, the most a broad query costs."""
         sql = Sql()
         where = self._where(q, sql)
         ranks = [
@@ -208,17 +203,32 @@ class _Search:
             if (tsquery := ranking(part))
         ]
         score = " + ".join(ranks) or "0.0"
-        rows = list(
+        row = (
             await self.connection.execute(
-                text(
-                    f"SELECT hits.type, hits.id, hits.title, hits.url, hits.summary, hits.body, hits.community, "
-                    f"hits.community_name, hits.instance, {score} AS score FROM {HITS} WHERE {where} "
-                    "ORDER BY score DESC, hits.updated_at DESC, hits.id LIMIT :limit OFFSET :offset"
-                ),
+                text(_MATCHES.format(score=score, hits=HITS, where=where, facet_limit=FACET_LIMIT)),
                 {**sql.params, "limit": limit, "offset": offset},
             )
+        ).one()
+        facets = empty_facets()
+        for name, value, n in row.facets or []:
+            facets[name][value] = n
+        facets = {name: _ranked(values) for name, values in facets.items()}
+        facets["tag"] = {tag: n for tag, n in row.tags or []}
+        return _Found(row.total, facets, [(uuid.UUID(id_), score) for id_, score in row.page or []])
+
+    async def _items(self, q: wq.Query | None, page: list[tuple[uuid.UUID, float]]) -> list[SearchItem]:
+        if not page:
+            return []
+        found = await self.connection.execute(
+            text(
+                "SELECT hits.type, hits.id, hits.title, hits.url, hits.summary, hits.body, hits.community, "
+                f"hits.community_name, hits.instance FROM {HITS} WHERE hits.id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": [id_ for id_, _ in page]},
         )
-        stored = [_stored(row) for row in rows]
+        by_id = {row.id: row for row in found}
+        rows = [(by_id[id_], score) for id_, score in page if id_ in by_id]
+        stored = [_stored(row) for row, _ in rows]
         terms = _marked_terms(q, stored)
         return [
             SearchItem(
@@ -230,7 +240,7 @@ class _Search:
                 community=row.community,
                 community_name=row.community_name or row.community,
                 instance=row.instance,
-                score=float(row.score),
+                score=float(score),
             )  # fmt: skip
-            for row, entry in zip(rows, stored, strict=True)
+            for (row, score), entry in zip(rows, stored, strict=True)
         ]

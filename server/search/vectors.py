@@ -8,8 +8,10 @@ position apart, so a phrase never runs from the title into the summary. Tags and
 keywords, as on whoosh, kept apart from the words by their `tags:` or `topics:` mark (weight A).
 
 The vector is written by a change subscriber (`server/changes.py`) in the write's own transaction, on every
-PostgreSQL database whatever the backend, so switching to `postgres` needs no rebuild. The words of titles
-and tags also go to `search_vector_words`, where spelling suggestions look for respellings (`words.py`).
+PostgreSQL database whatever the backend, so switching to `postgres` needs no rebuild. `search_vector` is
+search's own column, as it was the trigger's before migration 0014: the entries' other columns are only read.
+The words of titles and tags also go to `search_vector_words`, where spelling suggestions look for respellings
+(`vocabulary.py`).
 """
 
 from __future__ import annotations

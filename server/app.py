@@ -50,6 +50,7 @@ from server.ratelimit import Limiter
 from server.registration.api import InviteController, RegistrationController
 from server.search.api import SearchController
 from server.search.indexing import Indexer
+from server.search.vectors import keep_current as keep_search_vector
 from server.search.writer_lock import WriterLock, lock_path
 from server.settings import Settings, load_settings
 from server.web import web_config
@@ -62,8 +63,10 @@ MAX_BODY_BYTES = 1_000_000
 
 
 # Every local change a domain service records becomes its outbox activity and deliveries (server/changes.py);
-# a deleted community takes its guides and offers with it.
+# a deleted community takes its guides and offers with it; on PostgreSQL a written entry's search vector is
+# computed in the same transaction.
 changes.subscribe(publish)
+changes.subscribe(keep_search_vector)
 changes.subscribe(guides.delete_with_community)
 changes.subscribe(mentorship.delete_with_community)
 changes.subscribe(mentorship_requests.refuse_with_deleted_offer)

@@ -52,8 +52,8 @@ class SearchSettings:
     """Which search backend answers searches (kith.toml's [search] table or KITH_SEARCH_<NAME>).
 
     `whoosh`: the embedded index in data_dir/search, written by the worker. `postgres`: the database's own full
-    text search, for instances on PostgreSQL; `language` is its text search configuration (applied by `kith
-    reindex`)."""
+    text search, for instances on PostgreSQL. Both analyse text with Kith's own English analysis: `language`
+    is no longer read, and is accepted so that configurations written for the earlier postgres backend load."""
 
     backend: str = "whoosh"
     language: str = "simple"

@@ -1,14 +1,15 @@
 """The search backends behind the API and the search page: one interface, `whoosh` or `postgres`.
 
 `whoosh` (the default) is the embedded index in data_dir/search: the worker applies index jobs to it and
-`rebuild` builds a new generation. `postgres` is the database's own full text search (`server/search/postgres.py`):
-a trigger keeps each entry's vector current in the write's own transaction, so changes need no index job, and
-every web process can search without a shared disk.
+`rebuild` builds a new generation. `postgres` is the database's own full text search (`server/search/postgres.py`)
+over vectors of the same terms (`vectors.py`), kept current in the write's own transaction, so changes need no
+index job, and every web process can search without a shared disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -16,10 +17,12 @@ from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.metrics import timed_search
-from server.settings import Settings
+from server.settings import SearchSettings, Settings
 
 from .indexing import index_path, reindex, searchable
 from .service import SearchResults, SearchService
+
+log = logging.getLogger("kith.search")
 
 
 class SearchBackend(Protocol):
@@ -83,6 +86,11 @@ class WhooshBackend:
 
 
 def make_backend(settings: Settings, engine: AsyncEngine) -> SearchBackend:
+    if settings.search.language != SearchSettings.language:
+        log.warning(
+            "[search] language %r is not used: both search backends analyse text with Kith's own English analysis",
+            settings.search.language,
+        )
     if settings.search.backend == "postgres":
         from .postgres import PostgresBackend
 

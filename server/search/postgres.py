@@ -1,137 +1,43 @@
-"""The `postgres` search backend: PostgreSQL full text search over the entries' own rows.
+"""The `postgres` search backend: PostgreSQL full text search over the entries' own rows, as whoosh searches.
 
-Each guide and offer has a `search_vector` (migration 0012) that a trigger recomputes in the write's own
-transaction: title and tags weigh A, summary B, body C. A query is read with Kith's own parser (`query.py`),
-so the language is the one the README documents: its words and phrases become `websearch_to_tsquery` calls,
-its `tag:`, `community:`, `instance:`, `type:` and `origin:` items become SQL conditions, OR joins the items of
-a clause and `-`/NOT excludes one. Results are ranked by `ts_rank_cd`, snippets come from `ts_headline` and are
-escaped here, `total` and the facets are exact counts of every match. Drafts, deleted entries and entries of
-deleted communities are never rows of `hits`, so nothing can find them.
+Each guide and offer has a `search_vector` holding the terms Kith's own analysis makes of it (`vectors.py`,
+written in the write's own transaction). A query is read by the whoosh backend's parser (`query.py`) into the
+same tree of terms, which `tsquery.py` turns into SQL; the last word's prefix, spelling suggestions and
+relaxation follow the whoosh backend's rules (`vocabulary.py`, `service.py`), so both answer the same
+entries. Results are ranked by `ts_rank_cd`, snippets are made as on whoosh (`snippets.py`), `total` and the
+facets are exact counts of every match. Drafts, deleted entries and entries of deleted communities are never
+rows of `hits`, so nothing can find them.
 """
 
 from __future__ import annotations
 
-import html
-import textwrap
 import time
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from whoosh import query as wq
 
 from server.metrics import SEARCH_SECONDS
 from server.settings import ConfigError, Settings
 
 from .documents import excerpt, markdown_to_text
 from .engine import empty_facets
+from .engine.analysis import word_terms, words
 from .engine.facets import FACET_LIMIT
-from .query import (
-    TEXT_FIELDS,
-    Clause,
-    Item,
-    QueryError,
-    clauses_of,
-    clean_text,
-    exact_value,
-    parse_query,
-    prefixable,
-)
-from .service import MAX_LIMIT, SearchItem, SearchResults
-from .snippets import SNIPPET_CHARS
+from .query import QueryError, build_filter, parse_query, walk
+from .schema import SNIPPET_SOURCES
+from .service import MAX_LIMIT, TYPED_BOOST, SearchItem, SearchResults, some_words
+from .snippets import snippet_html, terms_by_field
+from .spelling import RARE, RARE_RATIO
+from .tsquery import HITS, Sql, condition, ranking
+from .vectors import rewrite_all
+from .vocabulary import expand_prefixes, suggest
 
-# Every public entry as one row, with the values the filters and facets compare (lower case, as whoosh
-# stores them). A plain subquery: PostgreSQL pushes the conditions into both branches, where the GIN index
-# on search_vector can answer them.
-_HITS = """
-(SELECT 'guide' AS type, g.id, g.title, g.url, g.summary, g.body_markdown AS body, lower(g.tags_key) AS tags,
-        '|' AS topics, '|' AS languages, lower(g.instance) AS instance,
-        CASE WHEN g.local THEN 'local' ELSE 'remote' END AS origin, g.updated_at,
-        lower(CASE WHEN c.local THEN c.slug ELSE c.slug || '@' || c.instance END) AS community,
-        c.name AS community_name, g.search_vector AS v
-   FROM guides g JOIN communities c ON c.id = g.community_id
-  WHERE g.deleted_at IS NULL AND c.deleted_at IS NULL AND g.status = 'published'
- UNION ALL
- SELECT 'offer', o.id, o.title, o.url, '', o.description_markdown, '|', lower(o.topics_key), lower(o.languages_key),
-        lower(o.instance), CASE WHEN o.local THEN 'local' ELSE 'remote' END, o.updated_at,
-        lower(CASE WHEN c.local THEN c.slug ELSE c.slug || '@' || c.instance END), c.name, o.search_vector
-   FROM mentorship_offers o JOIN communities c ON c.id = o.community_id
-  WHERE o.deleted_at IS NULL AND c.deleted_at IS NULL) AS hits
-"""
-# The instance's text search configuration, as the trigger reads it. A scalar subquery is computed once per
-# statement, before the scan, so the GIN index can answer `@@` with the query it makes.
-_CFG = "(SELECT language FROM search_config)"
-
-# Fields compared whole; the keyword lists are "|a|b|" keys.
-_ID_FIELDS = ("type", "community", "instance", "origin")
-_KEY_FIELDS = ("tags", "topics", "languages")
-# Marks ts_headline puts around matches, replaced by <mark> once the text is escaped; taken out of the text
-# first (private-use characters), so nothing an author writes can become markup.
-_START, _STOP = "\ue000", "\ue001"
-_HEADLINE = f'StartSel={_START}, StopSel={_STOP}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
-_ELLIPSIS = "…"
-_SOURCES = ("body", "summary", "title")
-
-
-class _Sql:
-    """Conditions and their bound values, built from fixed fragments: what was typed is only ever a value."""
-
-    def __init__(self, typing: Item | None = None) -> None:
-        self.params: dict[str, Any] = {}
-        self.typing = typing
-
-    def bind(self, value: Any) -> str:
-        name = f"p{len(self.params)}"
-        self.params[name] = value
-        return f":{name}"
-
-    def tsquery(self, item: Item) -> str:
-        typed = f'"{item.text}"' if item.kind == "phrase" else item.text
-        words = f"websearch_to_tsquery({_CFG}, {self.bind(typed)})"
-        if item is not self.typing:
-            return words
-        # The word being typed also finds the words it begins (`jupy`: JupyterHub). It is letters and digits
-        # only (see `prefixable`), so it cannot be tsquery syntax.
-        return f"({words} || to_tsquery({_CFG}, {self.bind(item.text.lower() + ':*')}))"
-
-    def condition(self, item: Item) -> str:
-        if item.field is None or item.field in TEXT_FIELDS:
-            # A field among title, summary and body is searched in all three.
-            return f"hits.v @@ {self.tsquery(item)}"
-        value = self.bind(exact_value(item.text))
-        if item.field in _KEY_FIELDS:
-            return f"position('|' || {value} || '|' in hits.{item.field}) > 0"
-        return f"hits.{item.field} = {value}"
-
-
-def _is_text(item: Item) -> bool:
-    return item.field is None or item.field in TEXT_FIELDS
-
-
-def _where(clauses: list[Clause], filters: dict[str, str | None], sql: _Sql) -> str:
-    parts = ["true"]
-    for clause in clauses:
-        either = " OR ".join(sql.condition(item) for item in clause.items)
-        parts.append(f"NOT ({either})" if clause.negated else f"({either})")
-    for name, value in filters.items():
-        if value:
-            cleaned = exact_value(clean_text(value, what=f"The {name} filter"))
-            if name == "tag":
-                parts.append(f"position('|' || {sql.bind(cleaned)} || '|' in hits.tags) > 0")
-            else:
-                parts.append(f"hits.{name} = {sql.bind(cleaned)}")
-    return " AND ".join(parts)
-
-
-def _ranking(clauses: list[Clause], sql: _Sql) -> str | None:
-    """The tsquery that ranks and highlights: every wanted word and phrase (exclusions and filters do not)."""
-    wanted = []
-    for clause in clauses:
-        words = [sql.tsquery(item) for item in clause.items if _is_text(item)]
-        if words and not clause.negated:
-            wanted.append("(" + " || ".join(words) + ")")
-    return " && ".join(wanted) if wanted else None
+# ts_rank_cd's weights of D, C, B and A: body, summary, title and tags.
+RANK_WEIGHTS = "{0.1, 0.2, 0.4, 1.0}"
 
 
 def _ranked(counts: dict[str, int]) -> dict[str, int]:
@@ -139,21 +45,23 @@ def _ranked(counts: dict[str, int]) -> dict[str, int]:
     return dict(pairs[:FACET_LIMIT])
 
 
-def _sources(row: Any) -> list[str]:
-    """Where a snippet may come from, in the whoosh backend's order: the start of the body as plain text, the
-    summary, the title."""
-    texts = [excerpt(markdown_to_text(row.body or "")), row.summary or "", row.title or ""]
-    return [t.replace(_START, "").replace(_STOP, "") for t in texts]
+def _stored(row: Any) -> dict[str, str]:
+    """What the whoosh index stores for snippets: the start of the body as plain text, the summary, the title."""
+    return {"excerpt": excerpt(markdown_to_text(row.body or "")), "summary": row.summary or "", "title": row.title}
 
 
-def _excerpt(text_: str) -> str:
-    short = textwrap.shorten(text_, width=SNIPPET_CHARS, placeholder=f" {_ELLIPSIS}")
-    return html.escape(short, quote=True)
-
-
-def _marked(headline: str) -> str:
-    escaped = html.escape(headline, quote=True)
-    return escaped.replace(_START, "<mark>").replace(_STOP, "</mark>")
+def _marked_terms(q: wq.Query | None, stored: list[dict[str, str]]) -> dict[str, set[str]]:
+    """The terms to mark in the page's snippets: the query's, and for a prefix the page's own words it begins
+    (whoosh marks the terms it expanded the prefix to)."""
+    terms = terms_by_field(q)
+    prefixes = [leaf for leaf in walk(q) if isinstance(leaf, wq.Prefix)] if q is not None else []
+    for leaf in prefixes:
+        if leaf.fieldname not in terms:
+            continue
+        for entry in stored:
+            for word in words(entry[SNIPPET_SOURCES[leaf.fieldname]]):
+                terms[leaf.fieldname].update(t for t in word_terms(word) if t.startswith(leaf.text))
+    return terms
 
 
 class PostgresBackend:
@@ -178,139 +86,161 @@ class PostgresBackend:
         limit: int = 20,
         offset: int = 0,
     ) -> SearchResults:
-        """As `SearchService.search`; `suggestion`, `corrected` and `relaxed` are never set."""
+        """As `SearchService.search`."""
         if not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit must be between 1 and {MAX_LIMIT}.")
         if offset < 0:
             raise QueryError("offset must not be negative.")
-        # The same checks and errors as the whoosh backend: empty, too long, control characters, punctuation only.
-        parse_query(q)
-        clauses, last = clauses_of(q) if q is not None else ([], None)
-        # As on whoosh: not when a space follows the last word, which says it is complete.
-        typing = last if last and q and not q[-1].isspace() and _is_text(last) and prefixable(last.text) else None
-        sql = _Sql(typing)
-        filters = {"type": type, "community": community, "instance": instance, "tag": tag, "origin": origin}
-        where = _where(clauses, filters, sql)
-        ranking = _ranking(clauses, sql)
+        parsed = parse_query(q)
+        only = build_filter(type=type, community=community, instance=instance, tag=tag, origin=origin)
         started = time.perf_counter()
         try:
             async with self.engine.connect() as connection:
-                return await self._run(connection, sql.params, where, ranking, limit, offset)
+                return await _Search(connection, only).run(parsed, limit, offset)
         finally:
             SEARCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _run(
-        self, connection: Any, params: dict[str, Any], where: str, ranking: str | None, limit: int, offset: int
-    ) -> SearchResults:
-        counts = await connection.execute(
-            text(
-                "SELECT GROUPING(type) AS by_type, GROUPING(community) AS by_community, "
-                "GROUPING(instance) AS by_instance, "
-                f"type, community, instance, count(*) AS n FROM {_HITS} WHERE {where} "
-                "GROUP BY GROUPING SETS ((), (type), (community), (instance))"
-            ),
-            params,
+    async def rebuild(
+        self, sessions: async_sessionmaker[AsyncSession], progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Compute every vector again, in one transaction: searches see the old vectors until it commits."""
+        async with self.engine.begin() as connection:
+            done: int = await connection.run_sync(rewrite_all, progress)
+        return done
+
+    async def stats(self) -> dict[str, Any]:
+        async with self.engine.connect() as connection:
+            documents = await connection.scalar(text(f"SELECT count(*) FROM {HITS}"))
+        return {"backend": "postgres", "documents": documents}
+
+    def close(self) -> None:
+        """Nothing to close: searches use the app's connection pool."""
+
+
+class _Found(NamedTuple):
+    total: int
+    facets: dict[str, dict[str, int]]
+    page: list[tuple[uuid.UUID, float]]
+
+
+# Every match read once (MATERIALIZED): its total, its facets, the top tags and the page, each as JSON.
+_MATCHES = """
+WITH m AS MATERIALIZED (
+  SELECT hits.type, hits.id, hits.community, hits.instance, hits.tags, hits.updated_at, {score} AS score
+    FROM {hits} WHERE {where})
+SELECT (SELECT count(*) FROM m) AS total,
+  (SELECT json_agg(json_build_array(f.name, f.value, f.n)) FROM (
+     SELECT 'type' AS name, type AS value, count(*) AS n FROM m GROUP BY type
+     UNION ALL SELECT 'community', community, count(*) FROM m GROUP BY community
+     UNION ALL SELECT 'instance', instance, count(*) FROM m GROUP BY instance) AS f) AS facets,
+  (SELECT json_agg(json_build_array(t.tag, t.n) ORDER BY t.n DESC, t.tag) FROM (
+     SELECT tag, count(*) AS n FROM m CROSS JOIN LATERAL unnest(string_to_array(trim(both '|' from m.tags), '|')) AS tag
+      WHERE tag <> '' GROUP BY tag ORDER BY n DESC, tag LIMIT {facet_limit}) AS t) AS tags,
+  (SELECT json_agg(json_build_array(p.id, p.score) ORDER BY p.score DESC, p.updated_at DESC, p.id) FROM (
+     SELECT id, score, updated_at FROM m ORDER BY score DESC, updated_at DESC, id LIMIT :limit OFFSET :offset) AS p)
+  AS page
+"""
+
+
+class _Search:
+    """One search on one connection, in the whoosh backend's steps (`service._run`)."""
+
+    def __init__(self, connection: Any, only: wq.Query | None) -> None:
+        self.connection = connection
+        self.only = only
+
+    def _where(self, q: wq.Query | None, sql: Sql) -> str:
+        parts = [condition(part, sql) for part in (q, self.only) if part is not None]
+        return " AND ".join(parts) or "true"
+
+    async def _count(self, q: wq.Query) -> int:
+        sql = Sql()
+        found: int = await self.connection.scalar(
+            text(f"SELECT count(*) FROM {HITS} WHERE {self._where(q, sql)}"), sql.params
         )
-        total = 0
+        return found
+
+    async def run(self, parsed: Any, limit: int, offset: int) -> SearchResults:
+        query = await expand_prefixes(self.connection, parsed.query) if parsed else None
+        # (weight, query) pairs whose ranks add up to a match's score.
+        scoring = [(1.0, query)] if query is not None else []
+        found = await self._matches(query, scoring, limit, offset)
+        suggestion, corrected = None, False
+        if parsed is not None and found.total < RARE:
+            suggestion = await suggest(self.connection, parsed)
+            respelled = parse_query(suggestion, prefix=parsed.prefix) if suggestion else None
+            if respelled is not None:
+                other = await expand_prefixes(self.connection, respelled.query)
+                either = wq.Or([query, other]) if found.total else other
+                if await self._count(either) >= max(1, found.total * RARE_RATIO):
+                    # What the query as typed found ranks first.
+                    scoring = [(TYPED_BOOST, query), (1.0, other)] if found.total else [(1.0, other)]
+                    query, corrected = either, True
+                    found = await self._matches(query, scoring, limit, offset)
+        relaxed = False
+        if query is not None and not found.total and (some := some_words(query)) is not None:
+            query, scoring, relaxed = some, [(1.0, some)], True
+            found = await self._matches(query, scoring, limit, offset)
+        return SearchResults(
+            items=await self._items(query, found.page),
+            total=found.total,
+            facets=found.facets,
+            suggestion=suggestion,
+            corrected=corrected,
+            relaxed=relaxed,
+        )
+
+    async def _matches(
+        self, q: wq.Query | None, scoring: list[tuple[float, wq.Query]], limit: int, offset: int
+    ) -> _Found:
+        """Every match's facets and the page's ids, from one reading of the matches: each reading costs a
+        look at every matching vector, the most a broad query costs."""
+        sql = Sql()
+        where = self._where(q, sql)
+        ranks = [
+            f"{weight} * ts_rank_cd('{RANK_WEIGHTS}', hits.v, {sql.tsquery(tsquery)})"
+            for weight, part in scoring
+            if (tsquery := ranking(part))
+        ]
+        score = " + ".join(ranks) or "0.0"
+        row = (
+            await self.connection.execute(
+                text(_MATCHES.format(score=score, hits=HITS, where=where, facet_limit=FACET_LIMIT)),
+                {**sql.params, "limit": limit, "offset": offset},
+            )
+        ).one()
         facets = empty_facets()
-        for row in counts:
-            if row.by_type and row.by_community and row.by_instance:
-                total = row.n
-            elif not row.by_type:
-                facets["type"][row.type] = row.n
-            elif not row.by_community:
-                facets["community"][row.community] = row.n
-            else:
-                facets["instance"][row.instance] = row.n
-        if not total:
-            return SearchResults(items=[], total=0, facets=facets)
-        tags = await connection.execute(
-            text(
-                f"SELECT tag, count(*) AS n FROM {_HITS} "
-                "CROSS JOIN LATERAL unnest(string_to_array(trim(both '|' from hits.tags), '|')) AS tag "
-                f"WHERE {where} AND tag <> '' GROUP BY tag ORDER BY n DESC, tag LIMIT {FACET_LIMIT}"
-            ),
-            params,
-        )
+        for name, value, n in row.facets or []:
+            facets[name][value] = n
         facets = {name: _ranked(values) for name, values in facets.items()}
-        facets["tag"] = {row.tag: row.n for row in tags}
-        score = f"ts_rank_cd(hits.v, {ranking})" if ranking else "0.0"
-        rows = list(
-            await connection.execute(
-                text(
-                    f"SELECT hits.type, hits.id, hits.title, hits.url, hits.summary, hits.body, hits.community, "
-                    f"hits.community_name, hits.instance, {score} AS score FROM {_HITS} WHERE {where} "
-                    "ORDER BY score DESC, hits.updated_at DESC, hits.id LIMIT :limit OFFSET :offset"
-                ),
-                {**params, "limit": limit, "offset": offset},
-            )
+        facets["tag"] = {tag: n for tag, n in row.tags or []}
+        return _Found(row.total, facets, [(uuid.UUID(id_), score) for id_, score in row.page or []])
+
+    async def _items(self, q: wq.Query | None, page: list[tuple[uuid.UUID, float]]) -> list[SearchItem]:
+        if not page:
+            return []
+        found = await self.connection.execute(
+            text(
+                "SELECT hits.type, hits.id, hits.title, hits.url, hits.summary, hits.body, hits.community, "
+                f"hits.community_name, hits.instance FROM {HITS} WHERE hits.id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": [id_ for id_, _ in page]},
         )
-        sources = [_sources(row) for row in rows]
-        # Without a match to show (none typed, or only in tags), the start of the summary or body stands in.
-        snippets = [_excerpt(summary if summary.strip() else body) for body, summary, _ in sources]
-        if ranking and rows:
-            headlines = await connection.execute(
-                text(
-                    f"SELECT t.n, ts_headline({_CFG}, t.source, {ranking}, :headline) AS marked "
-                    "FROM unnest(CAST(:sources AS text[])) WITH ORDINALITY AS t(source, n) "
-                    "WHERE t.source <> '' ORDER BY t.n"
-                ),
-                {**params, "sources": [t for texts in sources for t in texts], "headline": _HEADLINE},
-            )
-            found: dict[int, str] = {}
-            for row in headlines:
-                at = (row.n - 1) // len(_SOURCES)
-                if _START in row.marked and at not in found:  # the first source, in order, with a match
-                    found[at] = _marked(row.marked)
-            snippets = [found.get(at, snippet) for at, snippet in enumerate(snippets)]
-        items = [
+        by_id = {row.id: row for row in found}
+        rows = [(by_id[id_], score) for id_, score in page if id_ in by_id]
+        stored = [_stored(row) for row, _ in rows]
+        terms = _marked_terms(q, stored)
+        return [
             SearchItem(
                 type=row.type,
                 id=str(row.id),
                 title=row.title,
                 url=row.url,
-                snippet_html=snippet,
+                snippet_html=snippet_html(entry, terms),
                 community=row.community,
                 community_name=row.community_name or row.community,
                 instance=row.instance,
-                score=float(row.score),
+                score=float(score),
             )  # fmt: skip
-            for row, snippet in zip(rows, snippets, strict=True)
+            for (row, score), entry in zip(rows, stored, strict=True)
         ]
-        return SearchResults(items=items, total=total, facets=facets)
-
-    async def rebuild(
-        self, sessions: async_sessionmaker[AsyncSession], progress: Callable[[int], None] | None = None
-    ) -> int:
-        """Apply `[search] language` and recompute every vector with it, in one transaction: searches see the
-        old vectors until it commits."""
-        done = 0
-        async with self.engine.begin() as connection:
-            try:
-                await connection.execute(
-                    text("UPDATE search_config SET language = CAST(:language AS regconfig)"),
-                    {"language": self.settings.search.language},
-                )
-            except DBAPIError as exc:
-                raise ConfigError(
-                    f"config: [search] language {self.settings.search.language!r} is not a text search "
-                    "configuration of this database"
-                ) from exc
-            for table in ("guides", "mentorship_offers"):
-                # Setting the vector runs the trigger, which computes it again.
-                result = await connection.execute(
-                    text(f"UPDATE {table} SET search_vector = NULL WHERE deleted_at IS NULL")
-                )
-                done += result.rowcount
-                if progress is not None:
-                    progress(done)
-        return done
-
-    async def stats(self) -> dict[str, Any]:
-        async with self.engine.connect() as connection:
-            documents = await connection.scalar(text(f"SELECT count(*) FROM {_HITS}"))
-            language = await connection.scalar(text("SELECT language::text FROM search_config"))
-        return {"backend": "postgres", "documents": documents, "language": language}
-
-    def close(self) -> None:
-        """Nothing to close: searches use the app's connection pool."""

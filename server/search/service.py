@@ -260,7 +260,7 @@ def _run(
             if other_matches.total >= max(1, matches.total * RARE_RATIO):
                 query, matches, corrected = other, other_matches, True
     relaxed = False
-    if query is not None and not matches.total and (some := _some_words(query)) is not None:
+    if query is not None and not matches.total and (some := some_words(query)) is not None:
         query, matches, relaxed = some, engine.matches(searcher, some, filter_q), True
     count = matches.total
     facets = matches.facets()
@@ -282,7 +282,7 @@ def _run(
     )
 
 
-def _some_words(q: wq.Query) -> wq.Query | None:
+def some_words(q: wq.Query) -> wq.Query | None:
     """For a query of several required words, one that requires any of them (exclusions kept), else None.
 
     Like a search engine dropping words a question holds but no document does ("how to handle conflict

@@ -51,11 +51,6 @@ def _ids(client, **params) -> list[str]:
     return [item["id"] for item in _search(client, **params)["items"]]
 
 
-def _whoosh_only(client, why: str) -> None:
-    if client.app.state.test_settings.search.backend != "whoosh":
-        pytest.skip(why)
-
-
 def _ready(client):
     eventually(lambda: client.get("/api/v1/search", params={"q": "x"}).status_code == 200, timeout=30)
 
@@ -82,7 +77,6 @@ def test_create_edit_delete_become_searchable(live, admin, community):
 
 
 def test_stemming_finds_onboarding_from_onboard(live, admin, community):
-    _whoosh_only(live, "the postgres backend's default language, simple, does not stem")
     _ready(live)
     guide = live.post(
         f"/api/v1/communities/{community['slug']}/guides",
@@ -136,7 +130,6 @@ def test_offers_and_facets_with_filters(live, admin, community):
 
 
 def test_did_you_mean(live, admin, community):
-    _whoosh_only(live, "the postgres backend makes no spelling suggestions")
     _ready(live)
     live.post(
         f"/api/v1/communities/{community['slug']}/guides",

@@ -1,7 +1,8 @@
 """The judged set: everyday queries over a fixed corpus, through the API with the worker indexing.
 
-Each query names the guides of which one must be in the top 3 (corpus.py). Runs on SQLite and PostgreSQL:
-the guides are created through the API, indexed by the worker, and searched with GET /api/v1/search.
+Each query names the guides of which one must be in the top 3 (corpus.py). Runs with the whoosh backend on
+SQLite and PostgreSQL and with the postgres backend on PostgreSQL: the guides are created through the API
+(indexed by the worker, or by their own write), and searched with GET /api/v1/search.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from litestar.testing import TestClient
 
 from server.app import create_app
-from server.settings import Settings
+from server.settings import SearchSettings, Settings
 from tests.conftest import BACKENDS, People, migrated_database
 from tests.search.relevance.corpus import (
     COMMUNITIES,
@@ -27,15 +28,18 @@ from tests.support.limits import ROOMY
 from tests.support.wait import eventually
 
 SUCCESS_AT_3 = 0.9
+# (database, search backend): the postgres backend needs PostgreSQL.
+SETUPS = [(database, "whoosh") for database in BACKENDS] + [("postgresql", "postgres")]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=SETUPS, ids=["-".join(setup) for setup in SETUPS])
 def judged(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, dict]]:
     """A server whose database holds the corpus alone, and guide id -> corpus key."""
+    database, backend = request.param
     directory: Path = tmp_path_factory.mktemp("relevance")
-    with migrated_database(request.param, directory) as url:
+    with migrated_database(database, directory) as url:
         settings = Settings(
             base_url="http://127.0.0.1:8000",
             instance_name="Kith Relevance",
@@ -43,6 +47,7 @@ def judged(
             database_url=url,
             secret_key="test-secret",
             rate_limits=ROOMY,  # 67 queries, twice over, from one test client
+            search=SearchSettings(backend=backend),
         )
         admin = People(settings).make("admin", admin=True)
         with TestClient(app=create_app(settings, run_worker=True), base_url=settings.base_url) as client:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -44,6 +45,7 @@ from server.settings import normalize_database_url  # noqa: E402
 from tests.support import postgres  # noqa: E402
 from tests.support.fake_peer import FakePeer  # noqa: E402
 from tests.support.server import KithServer  # noqa: E402
+from tests.support.workers import children, start_worker, stop_all  # noqa: E402
 
 PROBE_INTERVAL = 0.05
 
@@ -104,12 +106,15 @@ async def soak(base_url: str, signed: list[tuple[bytes, dict[str, str]]], rate: 
 
         started = time.perf_counter()
         sends = []
+        late = 0.0
         for n, (body, headers) in enumerate(signed):
             # A steady schedule, not a burst: activity n leaves at n / rate seconds.
             delay = started + n / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            late = max(late, -delay)
             sends.append(asyncio.create_task(send(body, headers)))
+        print(f"the sender kept its schedule within {late * 1000:.0f} ms")
         await asyncio.gather(*sends)
         elapsed = time.perf_counter() - started
         stop.set()
@@ -147,6 +152,22 @@ _QUERIES = {
 }
 
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User and system CPU time of `pid` and of the processes it started that still run (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks + sum(cpu_seconds(child) for child in children(pid))
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -163,22 +184,38 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200, help="activities a second (default 200)")
     parser.add_argument("--duration", type=float, default=60, help="seconds of sending (default 60)")
     parser.add_argument("--postgres", action="store_true", help="run the instance on a fresh PostgreSQL database")
+    parser.add_argument(
+        "--in-process-worker", action="store_true", help="run the worker inside `kith serve` (default: `kith worker`)"
+    )
     args = parser.parse_args()
     count = int(args.rate * args.duration)
     with contextlib.ExitStack() as stack:
         database_url = stack.enter_context(postgres.database_for("postgresql" if args.postgres else "sqlite"))
         peer = stack.enter_context(FakePeer())
         kith = stack.enter_context(
-            KithServer(database_url=database_url, env={"KITH_PEERS": peer.base_url}, startup_timeout=60)
+            KithServer(
+                database_url=database_url,
+                env={"KITH_PEERS": peer.base_url},
+                worker=args.in_process_worker,
+                startup_timeout=60,
+            )
         )
+        processes = {"web": kith.pid}
+        if not args.in_process_worker:
+            worker = start_worker(kith, "worker")
+            stack.callback(stop_all, [worker])
+            processes["worker"] = worker.pid
         inbox = f"{kith.base_url}/inbox"
-        print(f"instance {kith.base_url} ({'PostgreSQL' if args.postgres else 'SQLite'}), peer {peer.base_url}")
+        where = "in kith serve" if args.in_process_worker else "as kith worker"
+        print(f"instance {kith.base_url} ({'PostgreSQL' if args.postgres else 'SQLite'}, the worker {where}), "
+              f"peer {peer.base_url}; load {load_average()}")  # fmt: skip
         body, headers = peer.signed(inbox, group_create(peer))
         assert httpx.post(inbox, content=body, headers=headers).status_code == 202
         person = peer.actor("/u/sam", "Person", name="Sam")
         signed = [peer.signed(inbox, article_create(peer, person, n)) for n in range(count)]
         idle = asyncio.run(baseline(kith.base_url, 10))
         print(f"API while idle:          {describe(idle)}")
+        cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
         statuses, during, elapsed = asyncio.run(soak(kith.base_url, signed, args.rate))
         print(f"sent {count} activities in {elapsed:.1f} s ({count / elapsed:.0f}/s); answers {statuses}")
         print(f"API during the soak:     {describe(during)}")
@@ -188,7 +225,10 @@ def main() -> None:
             print(f"API reads that failed during the soak: {failed_reads}; the server's log ends with:")
             print("\n".join(kith.log().splitlines()[-15:]))
         settled = wait_for_guides(kith.base_url, count, timeout=600)
-        print(f"all {count} applied {settled:.1f} s after the last was sent")
+        print(f"all {count} applied {settled:.1f} s after the last was sent; load {load_average()}")
+        for name, pid in processes.items():
+            used = cpu_seconds(pid) - cpu_before[name]
+            print(f"CPU of the {name} process and its children: {used:.1f} s, {used / count * 1000:.2f} ms an activity")
         counts = asyncio.run(applied_once(kith.database_url, peer))
         print("database: " + ", ".join(f"{name} {value}" for name, value in counts.items()))
         expected = {"inbox items": count + 1, "distinct activities": count + 1, "items done": count + 1,

@@ -27,6 +27,7 @@ from server.federation.delivery import Deliverer
 from server.federation.discovery import federation_router
 from server.federation.fetch import make_client
 from server.federation.inbox import inbox_router
+from server.federation.inbox_store import InboxWriter
 from server.federation.key_fetches import KeyFetches
 from server.federation.outbox import publish
 from server.federation.peers import PeerJobs
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.inbox_writer = InboxWriter(engine)
         app.state.http_client = make_client(settings)
         worker_task = None
         if run_worker:
@@ -123,6 +125,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(worker_task, timeout=10)
+            await app.state.inbox_writer.close()
             await app.state.http_client.aclose()
             await engine.dispose()
 

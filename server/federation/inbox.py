@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import jobs
-from server.db import utcnow
+from server.db import fetch_all, utcnow
 from server.errors import ProblemError, has_nul
 from server.federation import keys, vocab
 from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
-from server.models import ActorKey, InboxItem
+from server.models import ActorKey
 from server.settings import Settings, host_of
+
+log = logging.getLogger("kith.federation")
+
+# A peer's cached key, read for every request it signs: on SQLite a quick read on the loop, no transaction.
+_CACHED_KEY = select(ActorKey.public_key_pem).where(
+    ActorKey.key_id == bindparam("key_id"), ActorKey.private_key_pem.is_(None)
+)
 
 
 class KeyStore:
@@ -30,11 +37,9 @@ class KeyStore:
 
     async def __call__(self, key_id: str, refresh: bool) -> str | None:
         if not refresh:
-            cached = await self.session.scalar(
-                select(ActorKey.public_key_pem).where(ActorKey.key_id == key_id, ActorKey.private_key_pem.is_(None))
-            )
-            if cached:
-                return cached
+            cached = await fetch_all(self.state.engine, _CACHED_KEY, {"key_id": key_id}, quick=True)
+            if cached and cached[0][0]:
+                return str(cached[0][0])
         fetcher = await instance_fetcher(self.session, self.settings, self.state.http_client)
         await self.session.commit()  # the request's transaction is not held while the peer answers
         pem = await self.state.key_fetches.fetch(
@@ -110,13 +115,14 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     # The key vouches for one actor: a peer's key must not speak for another actor, even on its own host.
     if _actor_id(payload.get("actor")) != key_owner(verified.key_id):
         raise ProblemError(403, "The activity's actor is not the owner of the key that signed it.")
-    db.add(InboxItem(activity_uri=payload["id"], signer_host=signer_host, payload=payload))
     try:
-        await db.commit()
-    except IntegrityError:
-        await db.rollback()  # the same activity again: already stored once, nothing to do
-    else:
-        jobs.wake()  # the worker in this process applies it now, not after its nap
+        await state.inbox_writer.store(payload["id"], signer_host, payload)
+    except (IntegrityError, DataError) as exc:
+        log.error("the inbox could not store %s from %s: %s", payload["id"], signer_host, exc)
+        raise ProblemError(400, "The activity could not be stored.") from exc
+    except (DBAPIError, OSError) as exc:
+        log.warning("the inbox could not store %s from %s now: %s", payload["id"], signer_host, exc)
+        raise ProblemError(503, "The activity could not be stored now.", headers={"Retry-After": "30"}) from exc
     return Response(None, status_code=202)
 
 

@@ -28,10 +28,11 @@ _CACHED_KEY = select(ActorKey.public_key_pem).where(
 
 
 class KeyStore:
-    """Public keys of peers' actors: cached in actor_keys, fetched (signed, from peers only) when missing."""
+    """Public keys of peers' actors: cached in actor_keys, fetched (signed, from peers only) when missing.
 
-    def __init__(self, session: AsyncSession, settings: Settings, state: State) -> None:
-        self.session = session
+    A session is opened only to fetch a key: the cached one, read for nearly every request, needs none."""
+
+    def __init__(self, settings: Settings, state: State) -> None:
         self.settings = settings
         self.state = state
 
@@ -40,25 +41,27 @@ class KeyStore:
             cached = await fetch_all(self.state.engine, _CACHED_KEY, {"key_id": key_id}, quick=True)
             if cached and cached[0][0]:
                 return str(cached[0][0])
-        fetcher = await instance_fetcher(self.session, self.settings, self.state.http_client)
-        await self.session.commit()  # the request's transaction is not held while the peer answers
-        pem = await self.state.key_fetches.fetch(
-            key_id, host_of(key_owner(key_id)), lambda: _fetch_key(fetcher, key_id)
-        )
-        if pem is not None:
-            await self._remember(key_id, key_owner(key_id), pem)
+        async with self.state.sessionmaker() as session:
+            fetcher = await instance_fetcher(session, self.settings, self.state.http_client)
+            await session.commit()  # no transaction is held while the peer answers
+            pem = await self.state.key_fetches.fetch(
+                key_id, host_of(key_owner(key_id)), lambda: _fetch_key(fetcher, key_id)
+            )
+            if pem is not None:
+                await _remember(session, key_id, key_owner(key_id), pem)
         return pem
 
-    async def _remember(self, key_id: str, owner: str, pem: str) -> None:
-        key = await self.session.scalar(select(ActorKey).where(ActorKey.key_id == key_id))
-        if key is None:
-            self.session.add(ActorKey(key_id=key_id, owner_uri=owner, public_key_pem=pem))
-        elif key.private_key_pem is None:
-            key.public_key_pem, key.fetched_at = pem, utcnow()
-        try:
-            await self.session.commit()
-        except IntegrityError:
-            await self.session.rollback()
+
+async def _remember(session: AsyncSession, key_id: str, owner: str, pem: str) -> None:
+    key = await session.scalar(select(ActorKey).where(ActorKey.key_id == key_id))
+    if key is None:
+        session.add(ActorKey(key_id=key_id, owner_uri=owner, public_key_pem=pem))
+    elif key.private_key_pem is None:
+        key.public_key_pem, key.fetched_at = pem, utcnow()
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
 
 
 async def _fetch_key(fetcher: Fetcher, key_id: str) -> str | None:
@@ -80,7 +83,7 @@ def _owned_key(actor: vocab.APObject | None, key_id: str) -> str | None:
     return key.pem
 
 
-async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State) -> Response[Any]:
+async def receive(request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
     body = await request.body()
     try:
         key_id = claimed_key_id(
@@ -99,7 +102,7 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     state.limiter.refuse_if_spent("inbox", signer_host)
     try:
         verified = await verify_request(
-            request.method, _path_with_query(request), request.headers, body, KeyStore(db, settings, state),
+            request.method, _path_with_query(request), request.headers, body, KeyStore(settings, state),
             url_scheme=request.url.scheme, expected_host=settings.host,
         )  # fmt: skip
     except SignatureError as exc:
@@ -153,31 +156,25 @@ def _parse(body: bytes) -> dict[str, Any]:
 
 
 @post("/inbox", status_code=202)
-async def shared_inbox(
-    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
-) -> Response[Any]:
-    return await receive(request, db, settings, state)
+async def shared_inbox(request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
+    return await receive(request, settings, state)
 
 
 @post("/actor/inbox", status_code=202)
-async def instance_inbox(
-    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
-) -> Response[Any]:
-    return await receive(request, db, settings, state)
+async def instance_inbox(request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
+    return await receive(request, settings, state)
 
 
 @post("/c/{ref:str}/inbox", status_code=202)
-async def community_inbox(
-    ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
-) -> Response[Any]:
-    return await receive(request, db, settings, state)
+async def community_inbox(ref: str, request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
+    return await receive(request, settings, state)
 
 
 @post("/u/{username:str}/inbox", status_code=202)
 async def person_inbox(
-    username: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
+    username: str, request: Request[Any, Any, Any], settings: Settings, state: State
 ) -> Response[Any]:
-    return await receive(request, db, settings, state)
+    return await receive(request, settings, state)
 
 
 inbox_router = Router(

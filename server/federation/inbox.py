@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, Router, post
@@ -27,8 +30,39 @@ _CACHED_KEY = select(ActorKey.public_key_pem).where(
 )
 
 
+class RecentKeys:
+    """The peers' public keys this process read from actor_keys in the last MEMORY_SECONDS, by keyId.
+
+    A peer signs every delivery with the same key: reading it for each request cost PostgreSQL a pooled
+    connection per request, which a stream of deliveries used up, leaving the API's reads waiting for one. What
+    is remembered changes no answer: a key that stops verifying is forgotten and fetched again (verify_request
+    asks once more with refresh), and a peer that is removed is refused before its key is looked at.
+    """
+
+    MEMORY_SECONDS = 60.0
+    MAX_KEYS = 1000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._keys: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def get(self, key_id: str) -> str | None:
+        at, pem = self._keys.get(key_id, (float("-inf"), None))
+        return pem if self.clock() - at < self.MEMORY_SECONDS else None
+
+    def put(self, key_id: str, pem: str) -> None:
+        self._keys[key_id] = (self.clock(), pem)
+        self._keys.move_to_end(key_id)
+        while len(self._keys) > self.MAX_KEYS:
+            self._keys.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        self._keys.pop(key_id, None)
+
+
 class KeyStore:
-    """Public keys of peers' actors: cached in actor_keys, fetched (signed, from peers only) when missing.
+    """Public keys of peers' actors: remembered a while (RecentKeys), cached in actor_keys, fetched (signed, from
+    peers only) when missing.
 
     A session is opened only to fetch a key: the cached one, read for nearly every request, needs none."""
 
@@ -37,9 +71,15 @@ class KeyStore:
         self.state = state
 
     async def __call__(self, key_id: str, refresh: bool) -> str | None:
-        if not refresh:
+        recent: RecentKeys = self.state.recent_keys
+        if refresh:
+            recent.forget(key_id)
+        else:
+            if pem := recent.get(key_id):
+                return pem
             cached = await fetch_all(self.state.engine, _CACHED_KEY, {"key_id": key_id}, quick=True)
             if cached and cached[0][0]:
+                recent.put(key_id, str(cached[0][0]))
                 return str(cached[0][0])
         async with self.state.sessionmaker() as session:
             fetcher = await instance_fetcher(session, self.settings, self.state.http_client)

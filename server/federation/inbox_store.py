@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import Insert
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import jobs
 from server.models import InboxItem
@@ -61,19 +61,26 @@ class InboxWriter:
 
     async def _write_waiting(self) -> None:
         while self._waiting:
-            batch, self._waiting = self._waiting[:MAX_ROWS], self._waiting[MAX_ROWS:]
+            batch: list[Waiting] = []
             try:
-                await self._write(batch)
+                # One connection while rows keep coming: a checkout costs round trips of its own (the pool's ping).
+                async with self.engine.connect() as connection:
+                    while self._waiting:
+                        batch, self._waiting = self._waiting[:MAX_ROWS], self._waiting[MAX_ROWS:]
+                        await self._write(connection, batch)
+                        _settle(batch)
+                        batch = []
+                        jobs.wake()  # a worker in this process applies them now, not after its nap
             except Exception as exc:  # noqa: BLE001 - the batch alone failed: each row gets its own try
+                if not batch:  # no connection to be had: the rows waiting for one try alone too
+                    batch, self._waiting = self._waiting[:MAX_ROWS], self._waiting[MAX_ROWS:]
                 if len(batch) > 1:
                     log.warning("storing %d inbox rows together failed (%s); storing them one by one", len(batch), exc)
-                await self._write_each(batch, exc)
-            else:
-                _settle(batch)
-            jobs.wake()  # a worker in this process applies them now, not after its nap
+                await self._write_each(batch, exc)  # on connections of their own: that one may be broken
+                jobs.wake()
 
-    async def _write(self, batch: Sequence[Waiting]) -> None:
-        async with self.engine.begin() as connection:
+    async def _write(self, connection: AsyncConnection, batch: Sequence[Waiting]) -> None:
+        async with connection.begin():
             await connection.execute(self._insert, [row for row, _ in batch])
 
     async def _write_each(self, batch: Sequence[Waiting], error: Exception) -> None:
@@ -82,7 +89,8 @@ class InboxWriter:
             return
         for waiting in batch:
             try:
-                await self._write([waiting])
+                async with self.engine.connect() as connection:
+                    await self._write(connection, [waiting])
             except Exception as exc:  # noqa: BLE001 - this row's request is answered with it
                 _settle([waiting], exc)
             else:

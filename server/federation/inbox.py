@@ -11,7 +11,7 @@ from typing import Any
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db import fetch_all, utcnow
@@ -163,7 +163,7 @@ async def receive(request: Request[Any, Any, Any], settings: Settings, state: St
     except (IntegrityError, DataError) as exc:
         log.error("the inbox could not store %s from %s: %s", payload["id"], signer_host, exc)
         raise ProblemError(400, "The activity could not be stored.") from exc
-    except (DBAPIError, OSError) as exc:
+    except (SQLAlchemyError, OSError) as exc:  # the database could not be reached, or not in time: come back
         log.warning("the inbox could not store %s from %s now: %s", payload["id"], signer_host, exc)
         raise ProblemError(503, "The activity could not be stored now.", headers={"Retry-After": "30"}) from exc
     return Response(None, status_code=202)

@@ -27,7 +27,8 @@ from server.federation.api import FederationController
 from server.federation.delivery import Deliverer
 from server.federation.discovery import federation_router
 from server.federation.fetch import make_client
-from server.federation.inbox import inbox_router
+from server.federation.inbox import RecentKeys, inbox_router
+from server.federation.inbox_store import InboxWriter
 from server.federation.key_fetches import KeyFetches
 from server.federation.move_out import MoveController, MoveLearner
 from server.federation.outbox import publish
@@ -124,6 +125,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.inbox_writer = InboxWriter(engine)
         app.state.http_client = make_client(settings)
         worker_task = None
         if run_worker:
@@ -136,6 +138,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                     await asyncio.wait_for(worker_task, timeout=10)
+            await app.state.inbox_writer.close()
             await app.state.http_client.aclose()
             await engine.dispose()
 
@@ -179,6 +182,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
     )
     app.state.settings = settings
     app.state.key_fetches = KeyFetches()  # one memory of key fetches per process (see key_fetches.py)
+    app.state.recent_keys = RecentKeys()  # and of the peers' keys read from the database (see inbox.py)
     app.state.limiter = Limiter(settings.rate_limits)  # one count of the rate limits per process (ratelimit.py)
     # Object ids that people open in a browser answer with these pages (federation sits beside the web, not above).
     app.state.people_pages = {"community": community_page, "offer": offer_page}

@@ -2,58 +2,106 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response, Router, post
 from litestar.datastructures import State
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import jobs
-from server.db import utcnow
+from server.db import fetch_all, utcnow
 from server.errors import ProblemError, has_nul
 from server.federation import keys, vocab
 from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
-from server.models import ActorKey, InboxItem
+from server.models import ActorKey
 from server.settings import Settings, host_of
+
+log = logging.getLogger("kith.federation")
+
+# A peer's cached key, read for every request it signs: on SQLite a quick read on the loop, no transaction.
+_CACHED_KEY = select(ActorKey.public_key_pem).where(
+    ActorKey.key_id == bindparam("key_id"), ActorKey.private_key_pem.is_(None)
+)
+
+
+class RecentKeys:
+    """The peers' public keys this process read from actor_keys in the last MEMORY_SECONDS, by keyId.
+
+    A peer signs every delivery with the same key: reading it for each request cost PostgreSQL a pooled
+    connection per request, which a stream of deliveries used up, leaving the API's reads waiting for one. What
+    is remembered changes no answer: a key that stops verifying is forgotten and fetched again (verify_request
+    asks once more with refresh), and a peer that is removed is refused before its key is looked at.
+    """
+
+    MEMORY_SECONDS = 60.0
+    MAX_KEYS = 1000
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._keys: OrderedDict[str, tuple[float, str]] = OrderedDict()
+
+    def get(self, key_id: str) -> str | None:
+        at, pem = self._keys.get(key_id, (float("-inf"), None))
+        return pem if self.clock() - at < self.MEMORY_SECONDS else None
+
+    def put(self, key_id: str, pem: str) -> None:
+        self._keys[key_id] = (self.clock(), pem)
+        self._keys.move_to_end(key_id)
+        while len(self._keys) > self.MAX_KEYS:
+            self._keys.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        self._keys.pop(key_id, None)
 
 
 class KeyStore:
-    """Public keys of peers' actors: cached in actor_keys, fetched (signed, from peers only) when missing."""
+    """Public keys of peers' actors: remembered a while (RecentKeys), cached in actor_keys, fetched (signed, from
+    peers only) when missing.
 
-    def __init__(self, session: AsyncSession, settings: Settings, state: State) -> None:
-        self.session = session
+    A session is opened only to fetch a key: the cached one, read for nearly every request, needs none."""
+
+    def __init__(self, settings: Settings, state: State) -> None:
         self.settings = settings
         self.state = state
 
     async def __call__(self, key_id: str, refresh: bool) -> str | None:
-        if not refresh:
-            cached = await self.session.scalar(
-                select(ActorKey.public_key_pem).where(ActorKey.key_id == key_id, ActorKey.private_key_pem.is_(None))
+        recent: RecentKeys = self.state.recent_keys
+        if refresh:
+            recent.forget(key_id)
+        else:
+            if pem := recent.get(key_id):
+                return pem
+            cached = await fetch_all(self.state.engine, _CACHED_KEY, {"key_id": key_id}, quick=True)
+            if cached and cached[0][0]:
+                recent.put(key_id, str(cached[0][0]))
+                return str(cached[0][0])
+        async with self.state.sessionmaker() as session:
+            fetcher = await instance_fetcher(session, self.settings, self.state.http_client)
+            await session.commit()  # no transaction is held while the peer answers
+            pem = await self.state.key_fetches.fetch(
+                key_id, host_of(key_owner(key_id)), lambda: _fetch_key(fetcher, key_id)
             )
-            if cached:
-                return cached
-        fetcher = await instance_fetcher(self.session, self.settings, self.state.http_client)
-        await self.session.commit()  # the request's transaction is not held while the peer answers
-        pem = await self.state.key_fetches.fetch(
-            key_id, host_of(key_owner(key_id)), lambda: _fetch_key(fetcher, key_id)
-        )
-        if pem is not None:
-            await self._remember(key_id, key_owner(key_id), pem)
+            if pem is not None:
+                await _remember(session, key_id, key_owner(key_id), pem)
         return pem
 
-    async def _remember(self, key_id: str, owner: str, pem: str) -> None:
-        key = await self.session.scalar(select(ActorKey).where(ActorKey.key_id == key_id))
-        if key is None:
-            self.session.add(ActorKey(key_id=key_id, owner_uri=owner, public_key_pem=pem))
-        elif key.private_key_pem is None:
-            key.public_key_pem, key.fetched_at = pem, utcnow()
-        try:
-            await self.session.commit()
-        except IntegrityError:
-            await self.session.rollback()
+
+async def _remember(session: AsyncSession, key_id: str, owner: str, pem: str) -> None:
+    key = await session.scalar(select(ActorKey).where(ActorKey.key_id == key_id))
+    if key is None:
+        session.add(ActorKey(key_id=key_id, owner_uri=owner, public_key_pem=pem))
+    elif key.private_key_pem is None:
+        key.public_key_pem, key.fetched_at = pem, utcnow()
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
 
 
 async def _fetch_key(fetcher: Fetcher, key_id: str) -> str | None:
@@ -75,7 +123,7 @@ def _owned_key(actor: vocab.APObject | None, key_id: str) -> str | None:
     return key.pem
 
 
-async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State) -> Response[Any]:
+async def receive(request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
     body = await request.body()
     try:
         key_id = claimed_key_id(
@@ -94,7 +142,7 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     state.limiter.refuse_if_spent("inbox", signer_host)
     try:
         verified = await verify_request(
-            request.method, _path_with_query(request), request.headers, body, KeyStore(db, settings, state),
+            request.method, _path_with_query(request), request.headers, body, KeyStore(settings, state),
             url_scheme=request.url.scheme, expected_host=settings.host,
         )  # fmt: skip
     except SignatureError as exc:
@@ -110,13 +158,14 @@ async def receive(request: Request[Any, Any, Any], db: AsyncSession, settings: S
     # The key vouches for one actor: a peer's key must not speak for another actor, even on its own host.
     if _actor_id(payload.get("actor")) != key_owner(verified.key_id):
         raise ProblemError(403, "The activity's actor is not the owner of the key that signed it.")
-    db.add(InboxItem(activity_uri=payload["id"], signer_host=signer_host, payload=payload))
     try:
-        await db.commit()
-    except IntegrityError:
-        await db.rollback()  # the same activity again: already stored once, nothing to do
-    else:
-        jobs.wake()  # the worker in this process applies it now, not after its nap
+        await state.inbox_writer.store(payload["id"], signer_host, payload)
+    except (IntegrityError, DataError) as exc:
+        log.error("the inbox could not store %s from %s: %s", payload["id"], signer_host, exc)
+        raise ProblemError(400, "The activity could not be stored.") from exc
+    except (SQLAlchemyError, OSError) as exc:  # the database could not be reached, or not in time: come back
+        log.warning("the inbox could not store %s from %s now: %s", payload["id"], signer_host, exc)
+        raise ProblemError(503, "The activity could not be stored now.", headers={"Retry-After": "30"}) from exc
     return Response(None, status_code=202)
 
 
@@ -147,31 +196,25 @@ def _parse(body: bytes) -> dict[str, Any]:
 
 
 @post("/inbox", status_code=202)
-async def shared_inbox(
-    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
-) -> Response[Any]:
-    return await receive(request, db, settings, state)
+async def shared_inbox(request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
+    return await receive(request, settings, state)
 
 
 @post("/actor/inbox", status_code=202)
-async def instance_inbox(
-    request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
-) -> Response[Any]:
-    return await receive(request, db, settings, state)
+async def instance_inbox(request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
+    return await receive(request, settings, state)
 
 
 @post("/c/{ref:str}/inbox", status_code=202)
-async def community_inbox(
-    ref: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
-) -> Response[Any]:
-    return await receive(request, db, settings, state)
+async def community_inbox(ref: str, request: Request[Any, Any, Any], settings: Settings, state: State) -> Response[Any]:
+    return await receive(request, settings, state)
 
 
 @post("/u/{username:str}/inbox", status_code=202)
 async def person_inbox(
-    username: str, request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, state: State
+    username: str, request: Request[Any, Any, Any], settings: Settings, state: State
 ) -> Response[Any]:
-    return await receive(request, db, settings, state)
+    return await receive(request, settings, state)
 
 
 inbox_router = Router(

@@ -40,7 +40,7 @@ class MoveService:
         schemes = ("https://",) if self.settings.is_https else ("http://", "https://")
         if not target.startswith(schemes) or not host_of(target):
             raise invalid("target", "must be the absolute URI of the community's Group on its new home")
-        if host_of(target) == self.settings.host:
+        if target == community.uri or host_of(target) == self.settings.host:
             raise invalid("target", "is on this instance; a community moves to another instance")
         if host_of(target) not in self.settings.peer_hosts:
             raise invalid("target", f"{host_of(target)} is not a configured peer of this instance")

@@ -56,8 +56,13 @@ async def start_move(
         document = await fetcher.get_object(target)
     except FetchError as exc:
         raise ProblemError(502, f"The new home's Group could not be fetched: {exc.reason}") from exc
+    if document.get("id") != target:
+        # Peers check the Move against the Group whose id is the target itself; one reached by redirect is not it.
+        raise invalid("target", f"{target} answered the document of {str(document.get('id'))[:200]!r}, not itself")
     if document.get("type") != "Group":
         raise invalid("target", f"{target} is a {str(document.get('type'))[:40]}, not a community's Group")
+    if _term(document, "movedTo"):
+        raise invalid("target", f"{target} has itself moved away; a community moves to a Group that stays")
     community = await moves.movable(principal, ref, target)  # again: it may have moved while we waited
     peers = list(
         await session.scalars(
@@ -81,10 +86,15 @@ async def start_move(
 
 def claims(document: dict[str, Any]) -> list[str]:
     """The ids a document's `alsoKnownAs` names: one id, a list of them, or objects with ids."""
-    value = document.get("alsoKnownAs") or []
+    value = _term(document, "alsoKnownAs") or []
     items = value if isinstance(value, list) else [value]
     ids = [item.get("id") if isinstance(item, dict) else item for item in items]
     return [i for i in ids if isinstance(i, str)]
+
+
+def _term(document: dict[str, Any], name: str) -> Any:
+    """An ActivityStreams term, compacted as Mastodon and Kith write it or left with its `as:` prefix."""
+    return document.get(name) or document.get(f"as:{name}")
 
 
 def _move_activity(settings: Settings, community: Community, target: str) -> Activity:

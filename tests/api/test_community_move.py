@@ -16,7 +16,7 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 
 from server.app import create_app
-from server.federation import signatures
+from server.federation import move_out, signatures
 from server.federation.signatures.keys import generate_keypair
 from server.models import Activity, Community, CommunityMovePeer, Delivery, Job
 from server.settings import Settings
@@ -263,3 +263,34 @@ def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetc
     assert [(p["instance"], bool(p["acknowledged_at"]), p["notified_at"]) for p in status["peers"]] == [
         (peer.host, True, None)
     ]
+
+
+@pytest.mark.parametrize("case", ["redirected", "moved on", "own uri"])
+def test_a_move_to_a_group_that_is_not_exactly_the_target_or_has_moved_on_changes_nothing(
+    old: TestClient, peer: FakePeer, case: str
+):
+    admin = _admin(old)
+    community = _community(old, admin)
+    slug = uuid.uuid4().hex[:8]
+    target = f"{peer.base_url}/c/{slug}"
+    if case == "redirected":
+        # The Group that claims the community lives elsewhere; peers would check the target's own id, and fail.
+        peer.actor(f"/c/{slug}-real", "Group", alsoKnownAs=[community["uri"]])
+        peer.serve(f"/c/{slug}", b"", status=302, Location=f"{target}-real")
+    elif case == "moved on":
+        peer.actor(f"/c/{slug}", "Group", alsoKnownAs=[community["uri"]], movedTo=f"{peer.base_url}/c/further")
+    else:
+        target = community["uri"]
+    activities, jobs = _count(old, Activity), _count(old, Job)
+    response = old.post(f"/api/v1/communities/{community['slug']}/move", json={"target": target}, headers=admin.auth)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["errors"][0]["field"] == "target"
+    _assert_unchanged(old, community, activities, jobs)
+
+
+def test_the_claim_is_read_whether_or_not_the_term_keeps_its_prefix():
+    uri = "http://127.0.0.1:8000/c/movers"
+    assert move_out.claims({"alsoKnownAs": uri}) == [uri]
+    assert move_out.claims({"as:alsoKnownAs": [{"id": uri}]}) == [uri]
+    assert move_out.claims({"alsoKnownAs": [], "as:alsoKnownAs": [uri]}) == [uri]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, select, union_all, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.security import Principal
@@ -59,10 +60,26 @@ class MoveService:
                 "as its old name (its also_known_as), then the move can start.",
                 errors=[FieldError("target", f"does not list {community.uri} in alsoKnownAs")],
             )
-        community.moved_to = target
-        community.moved_at = utcnow()
+        # Compare-and-set: of two moves started at once, one marks the community and the other finds it marked.
+        marked = await self.session.execute(
+            update(Community)
+            .where(Community.id == community.id, Community.moved_to.is_(None))
+            .values(moved_to=target, moved_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(marked, "rowcount", 0) != 1:
+            await self.session.rollback()
+            await self.session.refresh(community)
+            rules.not_moved(community)
+            raise ProblemError(409, "This community is moving already.")
+        await self.session.refresh(community, ["moved_to", "moved_at"])
         for host in sorted(set(peer_hosts)):
-            self.session.add(CommunityMovePeer(community_id=community.id, instance=host))
+            # A community that arrived here by a move has rows from then, when this instance was its new home.
+            row = await self.session.get(CommunityMovePeer, (community.id, host))
+            if row is None:
+                self.session.add(CommunityMovePeer(community_id=community.id, instance=host))
+            else:
+                row.notified_at = row.acknowledged_at = None
         await self.session.flush()
 
     async def mark_notified(self, community_uri: str, host: str) -> None:
@@ -132,7 +149,10 @@ class MoveService:
             self.session.add(row)
         if row.acknowledged_at is None:
             row.acknowledged_at = utcnow()
-        await self.session.commit()
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()  # a fetch of the same peer at the same moment recorded it first
 
     # both
 

@@ -1,0 +1,111 @@
+"""Moves that race, and a community moving on again, between two real Kith servers on loopback: two moves of
+one community started at once give one move and one 409 (one Move activity); a community that arrived by a move
+can move again; a write racing a move either lands before it or is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from server.db import create_engine, utcnow
+from server.models import Community
+from server.settings import normalize_database_url
+from tests.api.test_community_move_servers import AS2, Side, _following
+from tests.support import postgres
+from tests.support.server import KithServer, free_port
+from tests.support.wait import eventually
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def sides(request: pytest.FixtureRequest) -> Iterator[tuple[Side, Side]]:
+    with postgres.database_for(request.param) as a_db, postgres.database_for(request.param) as b_db:
+        a_port, b_port = free_port(), free_port()
+        a = KithServer(database_url=a_db, port=a_port, env={"KITH_PEERS": f"http://127.0.0.1:{b_port}"})
+        b = KithServer(database_url=b_db, port=b_port, env={"KITH_PEERS": f"http://127.0.0.1:{a_port}"})
+        try:
+            a.start(), b.start()
+            pair = Side(a, a.token()), Side(b, b.token())
+            for side, other in (pair, pair[::-1]):
+                eventually(lambda s=side, o=other: _following(s, o), timeout=60, message="peers did not follow")
+            yield pair
+        finally:
+            b.close()
+            a.close()
+
+
+def _linked(old: Side, new: Side) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A community on `old` and one on `new` that claims it."""
+    slug = f"mv-{uuid.uuid4().hex[:8]}"
+    community = old.ok("POST", "/api/v1/communities", 201, json={"slug": slug, "name": "Movers"})
+    home = new.ok("POST", "/api/v1/communities", 201, json={"slug": f"{slug}-home", "name": "Movers"})
+    new.ok("PATCH", f"/api/v1/communities/{home['slug']}", json={"also_known_as": [community["uri"]]})
+    return community, home
+
+
+def _moves(side: Side, slug: str) -> int:
+    items = side.ok("GET", f"/c/{slug}/outbox", params={"page": "true"}, headers=AS2)["orderedItems"]
+    return sum(item["type"] == "Move" for item in items)
+
+
+def _arrived(server: KithServer, slug: str, old_uri: str) -> None:
+    """What the receiving side records when it applies a Move, unless it already has."""
+
+    async def write() -> None:
+        engine = create_engine(normalize_database_url(server.database_url))
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    update(Community)
+                    .where(Community.slug == slug, Community.local.is_(True), Community.moved_from.is_(None))
+                    .values(moved_from=old_uri, arrived_at=utcnow())
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+
+
+def test_two_moves_started_at_once_give_one_move_and_one_409(sides: tuple[Side, Side]):
+    a, b = sides
+    community, home = _linked(a, b)
+    answers: list[httpx.Response] = []
+    start = threading.Barrier(2)
+
+    def post() -> None:
+        start.wait()
+        answers.append(a.call("POST", f"/api/v1/communities/{community['slug']}/move", json={"target": home["uri"]}))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.status_code for r in answers) == [202, 409], [r.text for r in answers]
+    refused = next(r for r in answers if r.status_code == 409)
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert a.ok("GET", f"/api/v1/communities/{community['slug']}")["moved_to"] == home["uri"]
+    assert _moves(a, community["slug"]) == 1
+
+
+def test_a_community_that_arrived_by_a_move_can_move_on(sides: tuple[Side, Side]):
+    a, b = sides
+    community, home = _linked(a, b)
+    _arrived(b.server, home["slug"], community["uri"])
+    a.ok("POST", f"/api/v1/communities/{community['slug']}/move", 202, json={"target": home["uri"]})
+    # A fetched the new home while checking the link: B counts A as having heard (the row a second move reuses).
+    status = b.ok("GET", f"/api/v1/communities/{home['slug']}/move")
+    assert [p["instance"] for p in status["peers"] if p["acknowledged_at"]] == [a.server.host]
+    back = a.ok("POST", "/api/v1/communities", 201, json={"slug": f"{community['slug']}-back", "name": "Back"})
+    a.ok("PATCH", f"/api/v1/communities/{back['slug']}", json={"also_known_as": [home["uri"]]})
+    moved = b.ok("POST", f"/api/v1/communities/{home['slug']}/move", 202, json={"target": back["uri"]})
+    assert moved["moved_to"] == back["uri"]
+    assert _moves(b, home["slug"]) == 1
+    status = b.ok("GET", f"/api/v1/communities/{home['slug']}/move")
+    assert [p["instance"] for p in status["peers"]] == [a.server.host]

@@ -21,7 +21,7 @@ from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import FieldError, ProblemError, invalid
 from server.models import Community, CommunityMovedEntry, CommunityMovePeer, Guide, MentorshipOffer
-from server.settings import Settings, host_of
+from server.settings import Settings, host_of, is_http_url
 
 
 class MoveService:
@@ -38,8 +38,8 @@ class MoveService:
         community = await self.communities.get_local(ref)
         await self.communities.require_moderator(principal, community)
         rules.not_moved(community)
-        schemes = ("https://",) if self.settings.is_https else ("http://", "https://")
-        if not target.startswith(schemes) or not host_of(target):
+        schemes = ("https",) if self.settings.is_https else ("http", "https")
+        if not is_http_url(target, schemes):
             raise invalid("target", "must be the absolute URI of the community's Group on its new home")
         if target == community.uri or host_of(target) == self.settings.host:
             raise invalid("target", "is on this instance; a community moves to another instance")

@@ -108,6 +108,9 @@ def test_a_moderator_links_a_community_to_its_old_group_and_the_group_shows_it(n
         (["https://elsewhere.example/c/movers"], "not a configured peer"),
         (["/c/movers"], "absolute"),
         (["ftp://127.0.0.1:8000/c/movers"], "absolute"),
+        (["http://127.0.0.1:x/c/movers"], "absolute"),
+        (["http://[::1/c"], "absolute"),
+        (["http://someone@127.0.0.1:8000/c/movers"], "absolute"),
         (["http://127.0.0.1:8001/c/other"], "on this instance"),
         ([f"http://127.0.0.1:8000/c/m{n}" for n in range(6)], "at most 5"),
     ],
@@ -294,3 +297,15 @@ def test_the_claim_is_read_whether_or_not_the_term_keeps_its_prefix():
     assert move_out.claims({"alsoKnownAs": uri}) == [uri]
     assert move_out.claims({"as:alsoKnownAs": [{"id": uri}]}) == [uri]
     assert move_out.claims({"alsoKnownAs": [], "as:alsoKnownAs": [uri]}) == [uri]
+
+
+@pytest.mark.parametrize("target", ["http://b.example:x/c/a", "http://[::1/c", "http://someone@127.0.0.1:8000/c/a"])
+def test_a_move_to_a_malformed_uri_is_refused_readably_and_changes_nothing(old: TestClient, target: str):
+    admin = _admin(old)
+    community = _community(old, admin)
+    activities, jobs = _count(old, Activity), _count(old, Job)
+    response = old.post(f"/api/v1/communities/{community['slug']}/move", json={"target": target}, headers=admin.auth)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "must be the absolute URI" in response.text
+    _assert_unchanged(old, community, activities, jobs)

@@ -61,6 +61,18 @@ def test_the_move_forms_refuse_readably(moderator: tuple[TestClient, dict, Perso
     assert client.get(f"/api/v1/communities/{community['slug']}").json()["moved_to"] is None
 
 
+@pytest.mark.parametrize("uri", ["http://b.example:x/c/a", "http://[::1/c"])
+def test_the_move_forms_refuse_a_malformed_uri_readably(moderator: tuple[TestClient, dict, Person], uri: str):
+    client, community, _ = moderator
+    here = f"/c/{community['slug']}"
+    response = submit(client, here, f"{here}/move", {"target": uri, "confirm": "yes"}, follow_redirects=True)
+    assert response.status_code == 200 and "Not moved: target: must be the absolute URI" in response.text
+    response = submit(client, here, f"{here}/also-known-as", {"also_known_as": uri}, follow_redirects=True)
+    assert response.status_code == 200 and "is not an absolute http or https URI" in response.text
+    after = client.get(f"/api/v1/communities/{community['slug']}").json()
+    assert after["moved_to"] is None and after["also_known_as"] == []
+
+
 def test_a_moved_community_confirms_redirects_and_refuses_writes(
     moderator: tuple[TestClient, dict, Person], peer: FakePeer, app_settings: Settings
 ):

@@ -140,8 +140,9 @@ class MoveService:
     # the new home
 
     async def acknowledge(self, community: Community, host: str) -> None:
-        """A peer's instance fetched this linked Group (as it does to check a Move): it has heard of the move."""
-        if not community.local or not community.also_known_as or host not in self.settings.peer_hosts:
+        """A peer's instance fetched this Group after it arrived by a move (as a peer does to check the Move): it
+        has heard of the move. Fetches from before the arrival (peers reading the imported entries) do not count."""
+        if not community.local or not community.moved_from or host not in self.settings.peer_hosts:
             return
         row = await self.session.get(CommunityMovePeer, (community.id, host))
         if row is None:

@@ -236,10 +236,11 @@ async def read_new_places(fetcher: Fetcher, target: str) -> list[tuple[str, str,
 async def note_signed_fetch(
     request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, group: Community
 ) -> None:
-    """On the new home: a peer's instance actor fetching a linked Group with a valid signature is checking a
-    Move (or following the new home), which is what move-status calls acknowledged. A fetch that is unsigned,
-    badly signed or not from a peer is answered all the same, and noted nowhere."""
-    if not group.local or not group.also_known_as:
+    """On the new home: a peer's instance actor fetching a Group that arrived by a move, with a valid signature,
+    is checking the Move (or following the new home), which is what move-status calls acknowledged. A fetch that
+    is unsigned, badly signed, not from a peer or from before the arrival is answered all the same, and noted
+    nowhere."""
+    if not group.local or not group.moved_from:
         return
     query = request.scope.get("query_string", b"").decode("latin-1")
     path = request.url.path + (f"?{query}" if query else "")

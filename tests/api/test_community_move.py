@@ -16,6 +16,7 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 
 from server.app import create_app
+from server.db import utcnow
 from server.federation import move_out, signatures
 from server.federation.signatures.keys import generate_keypair
 from server.models import Activity, Community, CommunityMovePeer, Delivery, Job
@@ -219,6 +220,17 @@ def test_a_move_is_refused_before_any_fetch_to_a_stranger_or_by_a_member(old: Te
     assert len(peer.requests) == fetched
 
 
+def _arrive(client: TestClient, slug: str, old_uri: str) -> None:
+    """What the receiving side records when this instance applies the Move of `old_uri` to `slug`."""
+
+    async def work(session) -> None:  # type: ignore[no-untyped-def]
+        community = await session.scalar(select(Community).where(Community.slug == slug, Community.local.is_(True)))
+        community.moved_from, community.arrived_at = old_uri, utcnow()
+        await session.commit()
+
+    with_session(client.app.state.settings, work)
+
+
 def _assert_unchanged(client: TestClient, community: dict, activities: int, jobs: int) -> None:
     after = client.get(f"/api/v1/communities/{community['slug']}").json()
     assert after["moved_to"] is None and after["moved_at"] is None
@@ -237,7 +249,7 @@ def _assert_unchanged(client: TestClient, community: dict, activities: int, jobs
     assert response.status_code == 201
 
 
-def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetches_the_linked_group(
+def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetches_the_arrived_group(
     new: TestClient, old: TestClient, peer: FakePeer
 ):
     admin = _admin(new)
@@ -258,8 +270,14 @@ def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetc
     ]
     for headers in fetches:
         assert new.get(path, headers={**AS2, **headers}).status_code == 200  # answered all the same
+    signed = signatures.sign_request("GET", url, None, f"{peer.base_url}/actor#main-key", peer.private_pem, {})
+    assert new.get(path, headers={**AS2, **signed}).json()["alsoKnownAs"]  # before the arrival: peers reading
     status = new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()
     assert status["peers"] == []
+    _arrive(new, community["slug"], f"{old.app.state.settings.base_url}/c/x")
+    for headers in fetches:
+        assert new.get(path, headers={**AS2, **headers}).status_code == 200
+    assert new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()["peers"] == []
     signed = signatures.sign_request("GET", url, None, f"{peer.base_url}/actor#main-key", peer.private_pem, {})
     assert new.get(path, headers={**AS2, **signed}).json()["alsoKnownAs"]
     status = new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()

@@ -4,7 +4,6 @@ can move again; a write racing a move either lands before it or is refused."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -12,12 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
 
-from server.db import create_engine, utcnow
-from server.models import Community
-from server.settings import normalize_database_url
-from tests.api.test_community_move_servers import AS2, Side, _following
+from tests.api.test_community_move_servers import AS2, Side, _arrived, _following
 from tests.support import postgres
 from tests.support.server import KithServer, free_port
 from tests.support.wait import eventually
@@ -52,24 +47,6 @@ def _linked(old: Side, new: Side) -> tuple[dict[str, Any], dict[str, Any]]:
 def _moves(side: Side, slug: str) -> int:
     items = side.ok("GET", f"/c/{slug}/outbox", params={"page": "true"}, headers=AS2)["orderedItems"]
     return sum(item["type"] == "Move" for item in items)
-
-
-def _arrived(server: KithServer, slug: str, old_uri: str) -> None:
-    """What the receiving side records when it applies a Move, unless it already has."""
-
-    async def write() -> None:
-        engine = create_engine(normalize_database_url(server.database_url))
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    update(Community)
-                    .where(Community.slug == slug, Community.local.is_(True), Community.moved_from.is_(None))
-                    .values(moved_from=old_uri, arrived_at=utcnow())
-                )
-        finally:
-            await engine.dispose()
-
-    asyncio.run(write())
 
 
 def test_two_moves_started_at_once_give_one_move_and_one_409(sides: tuple[Side, Side]):

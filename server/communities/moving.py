@@ -24,6 +24,21 @@ from server.models import Community, CommunityMovedEntry, CommunityMovePeer, Gui
 from server.settings import Settings, host_of, is_http_url
 
 
+async def not_moved_locked(session: AsyncSession, community: Community) -> None:
+    """`rules.not_moved`, read under a lock on the community's row held until the caller commits: a local write
+    racing the move either commits before the move marks the community or waits for it and is refused."""
+    if session.get_bind().dialect.name == "sqlite":
+        # No row locks: taking SQLite's one write lock before the check keeps the check and the write together.
+        await session.execute(
+            update(Community).where(Community.id == community.id).values(moved_to=Community.moved_to)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+    else:
+        await session.execute(select(Community.id).where(Community.id == community.id).with_for_update())
+    await session.refresh(community, ["moved_to"])
+    rules.not_moved(community)
+
+
 class MoveService:
     def __init__(self, session: AsyncSession, settings: Settings) -> None:
         self.session = session

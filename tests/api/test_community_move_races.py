@@ -86,3 +86,56 @@ def test_a_community_that_arrived_by_a_move_can_move_on(sides: tuple[Side, Side]
     assert _moves(b, home["slug"]) == 1
     status = b.ok("GET", f"/api/v1/communities/{home['slug']}/move")
     assert [p["instance"] for p in status["peers"]] == [a.server.host]
+
+
+def test_writes_racing_a_move_land_before_it_or_are_refused(sides: tuple[Side, Side]):
+    a, b = sides
+    community, home = _linked(a, b)
+    path = f"/api/v1/communities/{community['slug']}"
+    answers: list[httpx.Response] = []
+    start = threading.Barrier(5)
+
+    def call(method: str, url: str, body: dict[str, Any]) -> None:
+        start.wait()
+        answers.append(a.call(method, url, json=body))
+
+    calls = [("POST", f"{path}/move", {"target": home["uri"]})] + [
+        ("POST", f"{path}/guides", {"title": f"Race {n}", "body_markdown": "Quick."}) for n in range(4)
+    ]
+    threads = [threading.Thread(target=call, args=c) for c in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    moved = a.ok("GET", path)
+    assert moved["moved_to"] == home["uri"]
+    guides = [r for r in answers if r.request.url.path.endswith("/guides")]
+    assert {r.status_code for r in guides} <= {201, 409}, [r.text for r in guides]
+    for refused in (r for r in guides if r.status_code == 409):
+        assert refused.json()["moved_to"] == home["uri"]
+    # Every guide that was written was written before the move: its Create precedes the Move in the outbox.
+    items = a.ok("GET", f"/c/{community['slug']}/outbox", params={"page": "true"}, headers=AS2)["orderedItems"]
+    order = [(item["type"], item["object"]) for item in items]
+    written = [r.json()["uri"] for r in guides if r.status_code == 201]
+    created = [i for i, (kind, obj) in enumerate(order) if kind == "Create" and obj.get("id") in written]
+    assert len(created) == len(written)
+    assert all(i > order.index(("Move", community["uri"])) for i in created), (order, created)  # newest first
+
+
+def test_a_mentor_cannot_accept_a_request_once_the_community_moved(sides: tuple[Side, Side]):
+    a, b = sides
+    community, home = _linked(a, b)
+    offer = a.ok(
+        "POST", f"/api/v1/communities/{community['slug']}/mentorship/offers", 201,
+        json={"title": "Lifting", "description_markdown": "Knees.", "topics": ["moving"], "format": "group",
+              "capacity": 3},
+    )  # fmt: skip
+    asker = f"asker{uuid.uuid4().hex[:6]}"
+    a.server.create_user(asker)
+    asking = Side(a.server, a.server.token(asker, "write"))
+    request = asking.ok("POST", f"/api/v1/mentorship/offers/{offer['id']}/requests", 201, json={"message": "May I?"})
+    a.ok("POST", f"/api/v1/communities/{community['slug']}/move", 202, json={"target": home["uri"]})
+    refused = a.call("POST", f"/api/v1/mentorship/requests/{request['id']}/accept")
+    assert refused.status_code == 409 and refused.json()["moved_to"] == home["uri"]
+    assert asking.ok("GET", f"/api/v1/mentorship/requests/{request['id']}")["state"] == request["state"]
+    assert a.ok("GET", f"/api/v1/mentorship/offers/{offer['id']}")["seats_taken"] == offer["seats_taken"]

@@ -32,7 +32,7 @@ from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.inbox import KeyStore
 from server.federation.outbox import new_activity_uri
 from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
-from server.models import Activity, Community, Delivery, Job, Peer
+from server.models import Activity, Community, Delivery, Guide, Job, MentorshipOffer, Peer
 from server.openapi_docs import WRITE, problems
 from server.queues import JOBS, fail, move
 from server.settings import Settings, host_of
@@ -78,10 +78,21 @@ async def start_move(
     for peer in peers:
         session.add(Delivery(activity_seq=activity.seq, inbox_url=peer.inbox_url, peer_host=peer.host))
     session.add(Job(kind=LEARN_JOB, payload={"community_id": str(community.id)}))
+    if settings.search.backend == "whoosh":
+        session.add_all(await _unindex_jobs(session, community.id))
     await session.commit()
     jobs.wake()
     log.info("community %s moved to %s; the Move goes to %d peers", community.uri, target, len(peers))
     return community
+
+
+async def _unindex_jobs(session: AsyncSession, community_id: uuid.UUID) -> list[Job]:
+    """Index jobs for every entry of a community that moved: the index drops them as it drops deleted ones, since
+    their pages redirect to the new home, whose copies are the ones to find."""
+    guides = await session.scalars(select(Guide.id).where(Guide.community_id == community_id))
+    offers = await session.scalars(select(MentorshipOffer.id).where(MentorshipOffer.community_id == community_id))
+    ids = [("guide", i) for i in guides] + [("offer", i) for i in offers]
+    return [Job(kind="index", payload={"type": kind, "id": str(i)}) for kind, i in ids]
 
 
 def claims(document: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from server.etags import check_if_match, make_etag
 from server.guides.schemas import Origin as OriginRef
 from server.markdown import render
 from server.mentorship import rules, schemas
-from server.models import MentorshipOffer, MentorshipRequest, User
+from server.models import Community, MentorshipOffer, MentorshipRequest, User
 from server.pagination import keyset, split_page
 from server.refs import Origin, apply_origin_filters, key_of
 from server.rules import is_news, normalize_labels
@@ -72,7 +72,9 @@ class MentorshipService:
         format: schemas.Format | None = None, open_seats: bool = False, limit: int = 20, cursor: str | None = None,
     ) -> tuple[list[schemas.Offer], str | None]:  # fmt: skip
         """`open_seats`: only open offers with a seat left. Filters run in the query, so pages are full."""
-        query = select(MentorshipOffer).where(MentorshipOffer.deleted_at.is_(None))
+        query = select(MentorshipOffer).where(
+            MentorshipOffer.deleted_at.is_(None), ~MentorshipOffer.community.has(Community.moved_to.is_not(None))
+        )
         query = apply_origin_filters(
             query, MentorshipOffer, self.settings.host, origin=origin, instance=instance, community=community
         )

@@ -139,3 +139,35 @@ def test_a_mentor_cannot_accept_a_request_once_the_community_moved(sides: tuple[
     assert refused.status_code == 409 and refused.json()["moved_to"] == home["uri"]
     assert asking.ok("GET", f"/api/v1/mentorship/requests/{request['id']}")["state"] == request["state"]
     assert a.ok("GET", f"/api/v1/mentorship/offers/{offer['id']}")["seats_taken"] == offer["seats_taken"]
+
+
+def test_a_moved_communitys_entries_leave_its_lists_feeds_and_search(sides: tuple[Side, Side]):
+    a, b = sides
+    community, home = _linked(a, b)
+    word = f"crate{uuid.uuid4().hex[:8]}"
+    guide = a.ok(
+        "POST", f"/api/v1/communities/{community['slug']}/guides", 201,
+        json={"title": f"Packing {word}", "body_markdown": f"The {word} goes first."},
+    )  # fmt: skip
+    offer = a.ok(
+        "POST", f"/api/v1/communities/{community['slug']}/mentorship/offers", 201,
+        json={"title": f"Lifting {word}", "description_markdown": "Knees.", "topics": ["moving"], "format": "group",
+              "capacity": 3},
+    )  # fmt: skip
+
+    def found() -> list[str]:
+        return [item["url"] for item in a.ok("GET", "/api/v1/search", params={"q": word})["items"]]
+
+    def listed() -> set[str]:
+        guides = a.ok("GET", "/api/v1/guides", params={"limit": 100})["items"]
+        offers = a.ok("GET", "/api/v1/mentorship/offers", params={"limit": 100})["items"]
+        pages = [httpx.get(f"{a.server.base_url}{path}", timeout=30).text for path in ("/", "/feeds/guides.atom")]
+        return {g["id"] for g in guides} | {o["id"] for o in offers} | {word for page in pages if word in page}
+
+    eventually(lambda: len(found()) == 2, timeout=60, message="the entries were never searchable")
+    assert {guide["id"], offer["id"], word} <= listed()
+    a.ok("POST", f"/api/v1/communities/{community['slug']}/move", 202, json={"target": home["uri"]})
+    eventually(lambda: found() == [], timeout=60, message="the moved community's entries stayed in search")
+    assert not {guide["id"], offer["id"], word} & listed()
+    # Their pages still answer, with the way to the new home.
+    assert httpx.get(guide["url"], timeout=30).status_code == 301

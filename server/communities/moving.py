@@ -114,7 +114,11 @@ class MoveService:
         only for this community's own entries, and only when the new uri and page are on the new home. Returns
         how many were new."""
         home = host_of(community.moved_to or "")
-        wanted = {old: (new, url) for old, new, url in found if host_of(new) == home and host_of(url) == home}
+        # The new page is a 301's Location for every reader of the old one: an http(s) page on the new home only.
+        wanted = {
+            old: (new, url) for old, new, url in found
+            if is_http_url(new) and is_http_url(url) and host_of(new) == home and host_of(url) == home
+        }  # fmt: skip
         if not home or not wanted:
             return 0
         ours = set(

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_community_move_servers import AS2, Side, _arrived, _following
+from tests.api.test_community_move_servers import AS2, Side, _arrived, _following, _mark_moved
 from tests.support import postgres
 from tests.support.server import KithServer, free_port
 from tests.support.wait import eventually
@@ -171,3 +171,25 @@ def test_a_moved_communitys_entries_leave_its_lists_feeds_and_search(sides: tupl
     assert not {guide["id"], offer["id"], word} & listed()
     # Their pages still answer, with the way to the new home.
     assert httpx.get(guide["url"], timeout=30).status_code == 301
+
+
+def test_a_peers_copy_of_a_moved_entry_is_not_redirected_by_this_instance(sides: tuple[Side, Side]):
+    a, b = sides
+    community = b.ok("POST", "/api/v1/communities", 201, json={"slug": f"far-{uuid.uuid4().hex[:8]}", "name": "Far"})
+    guide = b.ok(
+        "POST", f"/api/v1/communities/{community['slug']}/guides", 201,
+        json={"title": "Far away", "body_markdown": "Held by peers."},
+    )  # fmt: skip
+
+    def copy() -> dict[str, Any] | None:
+        held = a.ok("GET", "/api/v1/guides", params={"origin": "remote", "limit": 100})["items"]
+        return next((g for g in held if g["uri"] == guide["uri"]), None)
+
+    held = eventually(copy, timeout=60, message="A never received B's guide")
+    before = httpx.get(f"{a.server.base_url}/guides/{held['id']}", timeout=30)
+    # A peer marks its copy of a community moved when it applies the Move (the receiving side); marked by hand
+    # here. The copy's page on A belongs to B's community: A never sends its readers off-site for it.
+    _mark_moved(a.server, community["uri"], f"{b.server.base_url}/c/elsewhere")
+    after = httpx.get(f"{a.server.base_url}/guides/{held['id']}", timeout=30)
+    assert all(hop.status_code != 301 for hop in after.history)
+    assert (after.status_code, str(after.url)) == (before.status_code, str(before.url))

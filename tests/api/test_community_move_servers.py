@@ -114,6 +114,24 @@ def _arrived(server: KithServer, slug: str, old_uri: str) -> None:
     asyncio.run(write())
 
 
+def _mark_moved(server: KithServer, uri: str, target: str) -> None:
+    """What a peer records of a community it holds when it applies the community's Move, unless it already has."""
+
+    async def write() -> None:
+        engine = create_engine(normalize_database_url(server.database_url))
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    update(Community)
+                    .where(Community.uri == uri, Community.moved_to.is_(None))
+                    .values(moved_to=target, moved_at=utcnow())
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+
+
 def _following(side: Side, other: Side) -> bool:
     peers = side.ok("GET", "/api/v1/federation/peers")
     return any(p["host"] == other.server.host and p["state"] == "following" and p["followed_back"] for p in peers)

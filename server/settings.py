@@ -117,6 +117,20 @@ def host_of(url: str) -> str:
     return host
 
 
+def is_http_url(value: str, schemes: tuple[str, ...] = ("http", "https")) -> bool:
+    """An absolute URL of one of `schemes` that reads whole: a host, a numeric port, closed IPv6 brackets, no
+    credentials (they only serve to make one host look like another) and no spaces or control characters."""
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    has_userinfo = parts.username is not None or parts.password is not None
+    return parts.scheme in schemes and bool(parts.hostname) and not has_userinfo
+
+
 # key in kith.toml -> (environment variable, table in kith.toml or None)
 _KEYS: dict[str, tuple[str, str | None]] = {
     "base_url": ("KITH_BASE_URL", None),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, select, union_all, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.security import Principal
@@ -20,7 +21,22 @@ from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import FieldError, ProblemError, invalid
 from server.models import Community, CommunityMovedEntry, CommunityMovePeer, Guide, MentorshipOffer
-from server.settings import Settings, host_of
+from server.settings import Settings, host_of, is_http_url
+
+
+async def not_moved_locked(session: AsyncSession, community: Community) -> None:
+    """`rules.not_moved`, read under a lock on the community's row held until the caller commits: a local write
+    racing the move either commits before the move marks the community or waits for it and is refused."""
+    if session.get_bind().dialect.name == "sqlite":
+        # No row locks: taking SQLite's one write lock before the check keeps the check and the write together.
+        await session.execute(
+            update(Community).where(Community.id == community.id).values(moved_to=Community.moved_to)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+    else:
+        await session.execute(select(Community.id).where(Community.id == community.id).with_for_update())
+    await session.refresh(community, ["moved_to"])
+    rules.not_moved(community)
 
 
 class MoveService:
@@ -37,10 +53,10 @@ class MoveService:
         community = await self.communities.get_local(ref)
         await self.communities.require_moderator(principal, community)
         rules.not_moved(community)
-        schemes = ("https://",) if self.settings.is_https else ("http://", "https://")
-        if not target.startswith(schemes) or not host_of(target):
+        schemes = ("https",) if self.settings.is_https else ("http", "https")
+        if not is_http_url(target, schemes):
             raise invalid("target", "must be the absolute URI of the community's Group on its new home")
-        if host_of(target) == self.settings.host:
+        if target == community.uri or host_of(target) == self.settings.host:
             raise invalid("target", "is on this instance; a community moves to another instance")
         if host_of(target) not in self.settings.peer_hosts:
             raise invalid("target", f"{host_of(target)} is not a configured peer of this instance")
@@ -59,10 +75,26 @@ class MoveService:
                 "as its old name (its also_known_as), then the move can start.",
                 errors=[FieldError("target", f"does not list {community.uri} in alsoKnownAs")],
             )
-        community.moved_to = target
-        community.moved_at = utcnow()
+        # Compare-and-set: of two moves started at once, one marks the community and the other finds it marked.
+        marked = await self.session.execute(
+            update(Community)
+            .where(Community.id == community.id, Community.moved_to.is_(None))
+            .values(moved_to=target, moved_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(marked, "rowcount", 0) != 1:
+            await self.session.rollback()
+            await self.session.refresh(community)
+            rules.not_moved(community)
+            raise ProblemError(409, "This community is moving already.")
+        await self.session.refresh(community, ["moved_to", "moved_at"])
         for host in sorted(set(peer_hosts)):
-            self.session.add(CommunityMovePeer(community_id=community.id, instance=host))
+            # A community that arrived here by a move has rows from then, when this instance was its new home.
+            row = await self.session.get(CommunityMovePeer, (community.id, host))
+            if row is None:
+                self.session.add(CommunityMovePeer(community_id=community.id, instance=host))
+            else:
+                row.notified_at = row.acknowledged_at = None
         await self.session.flush()
 
     async def mark_notified(self, community_uri: str, host: str) -> None:
@@ -82,7 +114,11 @@ class MoveService:
         only for this community's own entries, and only when the new uri and page are on the new home. Returns
         how many were new."""
         home = host_of(community.moved_to or "")
-        wanted = {old: (new, url) for old, new, url in found if host_of(new) == home and host_of(url) == home}
+        # The new page is a 301's Location for every reader of the old one: an http(s) page on the new home only.
+        wanted = {
+            old: (new, url) for old, new, url in found
+            if is_http_url(new) and is_http_url(url) and host_of(new) == home and host_of(url) == home
+        }  # fmt: skip
         if not home or not wanted:
             return 0
         ours = set(
@@ -123,8 +159,9 @@ class MoveService:
     # the new home
 
     async def acknowledge(self, community: Community, host: str) -> None:
-        """A peer's instance fetched this linked Group (as it does to check a Move): it has heard of the move."""
-        if not community.local or not community.also_known_as or host not in self.settings.peer_hosts:
+        """A peer's instance fetched this Group after it arrived by a move (as a peer does to check the Move): it
+        has heard of the move. Fetches from before the arrival (peers reading the imported entries) do not count."""
+        if not community.local or not community.moved_from or host not in self.settings.peer_hosts:
             return
         row = await self.session.get(CommunityMovePeer, (community.id, host))
         if row is None:
@@ -132,7 +169,10 @@ class MoveService:
             self.session.add(row)
         if row.acknowledged_at is None:
             row.acknowledged_at = utcnow()
-        await self.session.commit()
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()  # a fetch of the same peer at the same moment recorded it first
 
     # both
 

@@ -12,7 +12,7 @@ from server.db import utcnow
 from server.errors import ProblemError, invalid
 from server.models import Community
 from server.rules import clean_text
-from server.settings import Settings, host_of
+from server.settings import Settings, host_of, is_http_url
 
 DEFAULT_COLOR = "#3b6e8f"
 # A peer's community whose colour we cannot read: a neutral grey, not our own default, so it never looks local.
@@ -73,11 +73,11 @@ def remote_fields(remote: schemas.RemoteCommunity, slug: str) -> dict[str, Any]:
 def also_known_as(uris: list[str], own_uri: str, settings: Settings) -> list[str]:
     """The old Groups a community may claim to be: Groups of configured peers only, since the claim is what lets
     that peer move its community here, and a peer checks it by fetching this Group, which only a peer may do."""
-    schemes = ("https://",) if settings.is_https else ("http://", "https://")
+    schemes = ("https",) if settings.is_https else ("http", "https")
     kept: list[str] = []
     for uri in uris:
-        if not uri.startswith(schemes) or not host_of(uri):
-            raise invalid("also_known_as", f"{uri!r} is not an absolute {' or '.join(s[:-3] for s in schemes)} URI")
+        if not is_http_url(uri, schemes):
+            raise invalid("also_known_as", f"{uri!r} is not an absolute {' or '.join(schemes)} URI")
         if uri == own_uri or host_of(uri) == settings.host:
             raise invalid("also_known_as", f"{uri!r} is on this instance; name the Group on the old instance")
         if host_of(uri) not in settings.peer_hosts:

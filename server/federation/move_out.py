@@ -32,7 +32,7 @@ from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.inbox import KeyStore
 from server.federation.outbox import new_activity_uri
 from server.federation.signatures import SignatureError, claimed_key_id, key_owner, verify_request
-from server.models import Activity, Community, Delivery, Job, Peer
+from server.models import Activity, Community, Delivery, Guide, Job, MentorshipOffer, Peer
 from server.openapi_docs import WRITE, problems
 from server.queues import JOBS, fail, move
 from server.settings import Settings, host_of
@@ -40,8 +40,9 @@ from server.settings import Settings, host_of
 log = logging.getLogger("kith.federation")
 
 LEARN_JOB = "move-learn"
-# Pages of the new home's outbox read per attempt: about 10,000 activities.
-MAX_PAGES = 100
+# Pages of the new home's outbox read per attempt; the job keeps the next page in its payload and reads on from
+# there at its next attempt, so a long outbox is read once, in steps, and a failed step is not read again.
+PAGES_PER_ATTEMPT = 20
 
 
 async def start_move(
@@ -56,8 +57,13 @@ async def start_move(
         document = await fetcher.get_object(target)
     except FetchError as exc:
         raise ProblemError(502, f"The new home's Group could not be fetched: {exc.reason}") from exc
+    if document.get("id") != target:
+        # Peers check the Move against the Group whose id is the target itself; one reached by redirect is not it.
+        raise invalid("target", f"{target} answered the document of {str(document.get('id'))[:200]!r}, not itself")
     if document.get("type") != "Group":
         raise invalid("target", f"{target} is a {str(document.get('type'))[:40]}, not a community's Group")
+    if _term(document, "movedTo"):
+        raise invalid("target", f"{target} has itself moved away; a community moves to a Group that stays")
     community = await moves.movable(principal, ref, target)  # again: it may have moved while we waited
     peers = list(
         await session.scalars(
@@ -73,18 +79,34 @@ async def start_move(
     for peer in peers:
         session.add(Delivery(activity_seq=activity.seq, inbox_url=peer.inbox_url, peer_host=peer.host))
     session.add(Job(kind=LEARN_JOB, payload={"community_id": str(community.id)}))
+    if settings.search.backend == "whoosh":
+        session.add_all(await _unindex_jobs(session, community.id))
     await session.commit()
     jobs.wake()
     log.info("community %s moved to %s; the Move goes to %d peers", community.uri, target, len(peers))
     return community
 
 
+async def _unindex_jobs(session: AsyncSession, community_id: uuid.UUID) -> list[Job]:
+    """Index jobs for every entry of a community that moved: the index drops them as it drops deleted ones, since
+    their pages redirect to the new home, whose copies are the ones to find."""
+    guides = await session.scalars(select(Guide.id).where(Guide.community_id == community_id))
+    offers = await session.scalars(select(MentorshipOffer.id).where(MentorshipOffer.community_id == community_id))
+    ids = [("guide", i) for i in guides] + [("offer", i) for i in offers]
+    return [Job(kind="index", payload={"type": kind, "id": str(i)}) for kind, i in ids]
+
+
 def claims(document: dict[str, Any]) -> list[str]:
     """The ids a document's `alsoKnownAs` names: one id, a list of them, or objects with ids."""
-    value = document.get("alsoKnownAs") or []
+    value = _term(document, "alsoKnownAs") or []
     items = value if isinstance(value, list) else [value]
     ids = [item.get("id") if isinstance(item, dict) else item for item in items]
     return [i for i in ids if isinstance(i, str)]
+
+
+def _term(document: dict[str, Any], name: str) -> Any:
+    """An ActivityStreams term, compacted as Mastodon and Kith write it or left with its `as:` prefix."""
+    return document.get(name) or document.get(f"as:{name}")
 
 
 def _move_activity(settings: Settings, community: Community, target: str) -> Activity:
@@ -150,10 +172,14 @@ class MoveLearner:
     """Worker step: learns where a moved community's entries went, from the new home's outbox, until every one
     is known (retried with the queue's backoff while the new home is down or has not published them all)."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient):
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient,
+        pages: int = PAGES_PER_ATTEMPT,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.sessions = sessions
         self.client = client
+        self.pages = pages
 
     async def __call__(self) -> int:
         done = 0
@@ -161,15 +187,23 @@ class MoveLearner:
             for job_id in await jobs.claim(session, Job, kind=LEARN_JOB, limit=1):
                 job = await session.get(Job, job_id)
                 assert job is not None
+                community_id, start = job.payload.get("community_id"), job.payload.get("next")
                 try:
-                    unknown = await self._learn(session, uuid.UUID(str(job.payload.get("community_id"))))
+                    unknown, next_page = await self._learn(
+                        session, uuid.UUID(str(community_id)), start if isinstance(start, str) else None
+                    )
                 except (FetchError, ValueError) as exc:
                     await session.rollback()
                     job = await session.get(Job, job_id)
                     assert job is not None
-                    fail(JOBS, job, str(exc))
+                    fail(JOBS, job, str(exc))  # the next attempt reads on from the same page
                 else:
-                    if unknown:
+                    job.payload = {"community_id": community_id, **({"next": next_page} if next_page else {})}
+                    if unknown and next_page:
+                        move(job, JOBS["retry"], note=f"{unknown} entries not yet found; reading on at {next_page}")
+                        job.next_attempt_at = utcnow()
+                    elif unknown:
+                        # Read to the end: what the new home publishes later is on its first page again.
                         fail(JOBS, job, f"{unknown} entries not yet found on the new home")
                     else:
                         move(job, JOBS["finished"])
@@ -177,41 +211,46 @@ class MoveLearner:
                 done += 1
         return done
 
-    async def _learn(self, session: AsyncSession, community_id: uuid.UUID) -> int:
-        """How many entries are still unknown after reading the new home's outbox once."""
+    async def _learn(self, session: AsyncSession, community_id: uuid.UUID, start: str | None) -> tuple[int, str | None]:
+        """How many entries are still unknown after reading a few pages of the new home's outbox from `start`
+        (its first page when None), and the page to read next (None once the outbox was read to its end)."""
         moves = MoveService(session, self.settings)
         community = await session.get(Community, community_id)
         if community is None or not community.moved_to:
-            return 0
+            return 0, None
         target = community.moved_to
         fetcher = await instance_fetcher(session, self.settings, self.client)
         await session.commit()
-        found = await read_new_places(fetcher, target)
+        found, next_page = await read_new_places(fetcher, target, start, self.pages)
         community = await session.get(Community, community_id)
         assert community is not None
         learnt = await moves.learn(community, found)
         await session.commit()
         unknown = await moves.unknown_count(community_id)
         log.info("learnt %d new places for %s; %d still unknown", learnt, community.uri, unknown)
-        return unknown
+        return unknown, next_page
 
 
-async def read_new_places(fetcher: Fetcher, target: str) -> list[tuple[str, str, str]]:
-    """(old uri, new uri, new page) for every entry in the new home's outbox that names its former uri."""
-    group = await fetcher.get_object(target)
-    outbox = group.get("outbox")
-    if not isinstance(outbox, str) or host_of(outbox) != host_of(target):
-        raise FetchError(f"{target} has no outbox on its own host")
-    collection = await fetcher.get_object(outbox)
-    page: Any = collection.get("first")
+async def read_new_places(
+    fetcher: Fetcher, target: str, start: str | None = None, pages: int = PAGES_PER_ATTEMPT
+) -> tuple[list[tuple[str, str, str]], str | None]:
+    """(old uri, new uri, new page) for every entry that names its former uri in `pages` pages of the new home's
+    outbox, from `start` (its first page when None); and the page to read next, None once at the end."""
+    page: Any = start
+    if start is None:
+        group = await fetcher.get_object(target)
+        outbox = group.get("outbox")
+        if not isinstance(outbox, str) or host_of(outbox) != host_of(target):
+            raise FetchError(f"{target} has no outbox on its own host")
+        page = (await fetcher.get_object(outbox)).get("first")
     found: list[tuple[str, str, str]] = []
-    for _ in range(MAX_PAGES):
+    for _ in range(pages):
         if isinstance(page, str):
             if host_of(page) != host_of(target):
-                break
+                return found, None
             page = await fetcher.get_object(page)
         if not isinstance(page, dict):
-            break
+            return found, None
         for item in page.get("orderedItems") or []:
             entry = item.get("object") if isinstance(item, dict) else None
             if isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("formerUri", "id")):
@@ -219,17 +258,18 @@ async def read_new_places(fetcher: Fetcher, target: str) -> list[tuple[str, str,
                 found.append((entry["formerUri"], entry["id"], url))
         page = page.get("next")
         if page is None:
-            break
-    return found
+            return found, None
+    return found, page if isinstance(page, str) else None
 
 
 async def note_signed_fetch(
     request: Request[Any, Any, Any], db: AsyncSession, settings: Settings, group: Community
 ) -> None:
-    """On the new home: a peer's instance actor fetching a linked Group with a valid signature is checking a
-    Move (or following the new home), which is what move-status calls acknowledged. A fetch that is unsigned,
-    badly signed or not from a peer is answered all the same, and noted nowhere."""
-    if not group.local or not group.also_known_as:
+    """On the new home: a peer's instance actor fetching a Group that arrived by a move, with a valid signature,
+    is checking the Move (or following the new home), which is what move-status calls acknowledged. A fetch that
+    is unsigned, badly signed, not from a peer or from before the arrival is answered all the same, and noted
+    nowhere."""
+    if not group.local or not group.moved_from:
         return
     query = request.scope.get("query_string", b"").decode("latin-1")
     path = request.url.path + (f"?{query}" if query else "")

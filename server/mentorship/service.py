@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
-from server.communities import rules as community_rules
+from server.communities.moving import not_moved_locked
 from server.communities.service import CommunityService, community_ref
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, invalid, not_found
@@ -20,7 +20,7 @@ from server.etags import check_if_match, make_etag
 from server.guides.schemas import Origin as OriginRef
 from server.markdown import render
 from server.mentorship import rules, schemas
-from server.models import MentorshipOffer, MentorshipRequest, User
+from server.models import Community, MentorshipOffer, MentorshipRequest, User
 from server.pagination import keyset, split_page
 from server.refs import Origin, apply_origin_filters, key_of
 from server.rules import is_news, normalize_labels
@@ -72,7 +72,9 @@ class MentorshipService:
         format: schemas.Format | None = None, open_seats: bool = False, limit: int = 20, cursor: str | None = None,
     ) -> tuple[list[schemas.Offer], str | None]:  # fmt: skip
         """`open_seats`: only open offers with a seat left. Filters run in the query, so pages are full."""
-        query = select(MentorshipOffer).where(MentorshipOffer.deleted_at.is_(None))
+        query = select(MentorshipOffer).where(
+            MentorshipOffer.deleted_at.is_(None), ~MentorshipOffer.community.has(Community.moved_to.is_not(None))
+        )
         query = apply_origin_filters(
             query, MentorshipOffer, self.settings.host, origin=origin, instance=instance, community=community
         )
@@ -110,12 +112,12 @@ class MentorshipService:
             raise forbidden("This offer lives on another instance; it can only be changed there.")
         if not principal.can_write or not await self.is_mentor_or_moderator(principal, offer):
             raise forbidden("Only the mentor or a moderator of the community can manage this offer.")
-        community_rules.not_moved(offer.community)
+        await not_moved_locked(self.session, offer.community)
 
     async def create(self, principal: Principal, community_ref_: str, data: schemas.OfferCreate) -> MentorshipOffer:
         community = await self.communities.get_local(community_ref_)
         await self.communities.require_member(principal, community)
-        community_rules.not_moved(community)
+        await not_moved_locked(self.session, community)
         topics = normalize_labels("topics", data.topics)
         languages = normalize_labels("languages", data.languages)
         title = rules.title(data.title)

@@ -23,7 +23,7 @@ from server.guides import queries as guides
 from server.guides.queries import GuideCard, drafts_visible_to, guide_card
 from server.mentorship import queries as offers
 from server.mentorship.queries import OfferCard, offer_card
-from server.models import Guide, MentorshipOffer
+from server.models import Community, Guide, MentorshipOffer
 from server.pagination import keyset, keyset_bound, keyset_params
 
 __all__ = ["GuideCard", "OfferCard", "guide_card", "guide_cards_query", "offer_card", "offer_cards_query"]
@@ -48,8 +48,13 @@ def guide_cards_query(
     return keyset_bound(query, Guide, after=bool(cursor)), params
 
 
+# A moved community's entries are listed under its new home; here their pages only redirect there.
+_MOVED_AWAY = select(Community.id).where(Community.moved_to.is_not(None)).scalar_subquery()
+
+
 def _cards_query(by_community: bool, status: str) -> Select[Any]:
     query = guides.joined(select(*guides.CARD.columns)).where(Guide.deleted_at.is_(None), Guide.status == status)
+    query = query.where(Guide.community_id.not_in(_MOVED_AWAY))
     if by_community:
         query = query.where(Guide.community_id == bindparam("community_id"))
     return query
@@ -66,6 +71,7 @@ def offer_cards_query(*, by_community: bool, open_only: bool, limit: int) -> Sel
     """The newest offers, as `MentorshipService.list(community=..., status=...)` lists them; with
     `by_community`, bind `community_id`."""
     query = offers.joined(select(*offers.OFFER.columns)).where(MentorshipOffer.deleted_at.is_(None))
+    query = query.where(MentorshipOffer.community_id.not_in(_MOVED_AWAY))
     if by_community:
         query = query.where(MentorshipOffer.community_id == bindparam("community_id"))
     if open_only:

@@ -3,8 +3,9 @@
 A moved community stays on this instance for as long as the instance lives, read-only, so that every link to it
 keeps working: its community page and feeds go to the new community, each guide and offer page to the same entry
 on the new home once its new place is known (server/federation/move_out.py learns them), else to the new
-community. Its ActivityPub documents still answer, with `movedTo`, for peers to check the move; so do its inbox,
-outbox and followers.
+community. Only its own published, undeleted entries redirect: a peer's copy of an entry that moved (its page
+here belongs to the peer's community) and a deleted or draft entry answer as they did. Its ActivityPub documents
+still answer, with `movedTo`, for peers to check the move; so do its inbox, outbox and followers.
 """
 
 from __future__ import annotations
@@ -36,22 +37,39 @@ _MOVED = select(Community.id, Community.moved_to).where(
 )
 _GUIDE_BY_SLUG = (
     select(CommunityMovedEntry.new_url)
-    .join(Guide, Guide.uri == CommunityMovedEntry.old_uri)
-    .where(Guide.community_id == bindparam("community_id"), Guide.slug == bindparam("guide_slug"))
+    .select_from(Guide)
+    .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == Guide.uri)
+    .where(
+        Guide.community_id == bindparam("community_id"),
+        Guide.slug == bindparam("guide_slug"),
+        Guide.deleted_at.is_(None),
+        Guide.status == "published",
+    )  # fmt: skip
 )
 _GUIDE_BY_ID = (
     select(Community.moved_to, CommunityMovedEntry.new_url)
     .select_from(Guide)
     .join(Community, Community.id == Guide.community_id)
     .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == Guide.uri)
-    .where(Guide.id == bindparam("id"), Community.moved_to.is_not(None))
+    .where(
+        Guide.id == bindparam("id"),
+        Community.moved_to.is_not(None),
+        Community.local.is_(True),
+        Guide.deleted_at.is_(None),
+        Guide.status == "published",
+    )  # fmt: skip
 )
 _OFFER_BY_ID = (
     select(Community.moved_to, CommunityMovedEntry.new_url)
     .select_from(MentorshipOffer)
     .join(Community, Community.id == MentorshipOffer.community_id)
     .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == MentorshipOffer.uri)
-    .where(MentorshipOffer.id == bindparam("id"), Community.moved_to.is_not(None))
+    .where(
+        MentorshipOffer.id == bindparam("id"),
+        Community.moved_to.is_not(None),
+        Community.local.is_(True),
+        MentorshipOffer.deleted_at.is_(None),
+    )  # fmt: skip
 )
 
 
@@ -89,8 +107,8 @@ async def redirect_moved(request: Request[Any, Any, Any]) -> Response[Any] | Non
         found = await fetch_all(
             engine, _GUIDE_BY_SLUG, {"community_id": community_id, "guide_slug": match.group(3)}, quick=True
         )
-        if found:
-            return _moved(found[0][0])
+        # A deleted or draft guide answers as it would have (410, 404); a published one goes to its new page.
+        return _moved(found[0][0] or moved_to) if found else None
     return _moved(moved_to)
 
 

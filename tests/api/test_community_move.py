@@ -16,7 +16,8 @@ from litestar.testing import TestClient
 from sqlalchemy import func, select
 
 from server.app import create_app
-from server.federation import signatures
+from server.db import utcnow
+from server.federation import move_out, signatures
 from server.federation.signatures.keys import generate_keypair
 from server.models import Activity, Community, CommunityMovePeer, Delivery, Job
 from server.settings import Settings
@@ -108,6 +109,9 @@ def test_a_moderator_links_a_community_to_its_old_group_and_the_group_shows_it(n
         (["https://elsewhere.example/c/movers"], "not a configured peer"),
         (["/c/movers"], "absolute"),
         (["ftp://127.0.0.1:8000/c/movers"], "absolute"),
+        (["http://127.0.0.1:x/c/movers"], "absolute"),
+        (["http://[::1/c"], "absolute"),
+        (["http://someone@127.0.0.1:8000/c/movers"], "absolute"),
         (["http://127.0.0.1:8001/c/other"], "on this instance"),
         ([f"http://127.0.0.1:8000/c/m{n}" for n in range(6)], "at most 5"),
     ],
@@ -216,6 +220,17 @@ def test_a_move_is_refused_before_any_fetch_to_a_stranger_or_by_a_member(old: Te
     assert len(peer.requests) == fetched
 
 
+def _arrive(client: TestClient, slug: str, old_uri: str) -> None:
+    """What the receiving side records when this instance applies the Move of `old_uri` to `slug`."""
+
+    async def work(session) -> None:  # type: ignore[no-untyped-def]
+        community = await session.scalar(select(Community).where(Community.slug == slug, Community.local.is_(True)))
+        community.moved_from, community.arrived_at = old_uri, utcnow()
+        await session.commit()
+
+    with_session(client.app.state.settings, work)
+
+
 def _assert_unchanged(client: TestClient, community: dict, activities: int, jobs: int) -> None:
     after = client.get(f"/api/v1/communities/{community['slug']}").json()
     assert after["moved_to"] is None and after["moved_at"] is None
@@ -234,7 +249,7 @@ def _assert_unchanged(client: TestClient, community: dict, activities: int, jobs
     assert response.status_code == 201
 
 
-def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetches_the_linked_group(
+def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetches_the_arrived_group(
     new: TestClient, old: TestClient, peer: FakePeer
 ):
     admin = _admin(new)
@@ -255,11 +270,60 @@ def test_the_new_home_counts_a_peer_as_acknowledged_when_its_instance_actor_fetc
     ]
     for headers in fetches:
         assert new.get(path, headers={**AS2, **headers}).status_code == 200  # answered all the same
+    signed = signatures.sign_request("GET", url, None, f"{peer.base_url}/actor#main-key", peer.private_pem, {})
+    assert new.get(path, headers={**AS2, **signed}).json()["alsoKnownAs"]  # before the arrival: peers reading
     status = new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()
     assert status["peers"] == []
+    _arrive(new, community["slug"], f"{old.app.state.settings.base_url}/c/x")
+    for headers in fetches:
+        assert new.get(path, headers={**AS2, **headers}).status_code == 200
+    assert new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()["peers"] == []
     signed = signatures.sign_request("GET", url, None, f"{peer.base_url}/actor#main-key", peer.private_pem, {})
     assert new.get(path, headers={**AS2, **signed}).json()["alsoKnownAs"]
     status = new.get(f"/api/v1/communities/{community['slug']}/move", headers=admin.auth).json()
     assert [(p["instance"], bool(p["acknowledged_at"]), p["notified_at"]) for p in status["peers"]] == [
         (peer.host, True, None)
     ]
+
+
+@pytest.mark.parametrize("case", ["redirected", "moved on", "own uri"])
+def test_a_move_to_a_group_that_is_not_exactly_the_target_or_has_moved_on_changes_nothing(
+    old: TestClient, peer: FakePeer, case: str
+):
+    admin = _admin(old)
+    community = _community(old, admin)
+    slug = uuid.uuid4().hex[:8]
+    target = f"{peer.base_url}/c/{slug}"
+    if case == "redirected":
+        # The Group that claims the community lives elsewhere; peers would check the target's own id, and fail.
+        peer.actor(f"/c/{slug}-real", "Group", alsoKnownAs=[community["uri"]])
+        peer.serve(f"/c/{slug}", b"", status=302, Location=f"{target}-real")
+    elif case == "moved on":
+        peer.actor(f"/c/{slug}", "Group", alsoKnownAs=[community["uri"]], movedTo=f"{peer.base_url}/c/further")
+    else:
+        target = community["uri"]
+    activities, jobs = _count(old, Activity), _count(old, Job)
+    response = old.post(f"/api/v1/communities/{community['slug']}/move", json={"target": target}, headers=admin.auth)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["errors"][0]["field"] == "target"
+    _assert_unchanged(old, community, activities, jobs)
+
+
+def test_the_claim_is_read_whether_or_not_the_term_keeps_its_prefix():
+    uri = "http://127.0.0.1:8000/c/movers"
+    assert move_out.claims({"alsoKnownAs": uri}) == [uri]
+    assert move_out.claims({"as:alsoKnownAs": [{"id": uri}]}) == [uri]
+    assert move_out.claims({"alsoKnownAs": [], "as:alsoKnownAs": [uri]}) == [uri]
+
+
+@pytest.mark.parametrize("target", ["http://b.example:x/c/a", "http://[::1/c", "http://someone@127.0.0.1:8000/c/a"])
+def test_a_move_to_a_malformed_uri_is_refused_readably_and_changes_nothing(old: TestClient, target: str):
+    admin = _admin(old)
+    community = _community(old, admin)
+    activities, jobs = _count(old, Activity), _count(old, Job)
+    response = old.post(f"/api/v1/communities/{community['slug']}/move", json={"target": target}, headers=admin.auth)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "must be the absolute URI" in response.text
+    _assert_unchanged(old, community, activities, jobs)

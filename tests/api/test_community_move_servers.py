@@ -5,13 +5,18 @@ to its own new page), writes to it on A are refused with a pointer, and move-sta
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
+from server.db import create_engine, utcnow
+from server.models import Community
+from server.settings import normalize_database_url
 from tests.support import postgres
 from tests.support.server import KithServer, ServerError, free_port
 from tests.support.wait import eventually
@@ -84,8 +89,47 @@ def _move(a: Side, b: Side) -> Moved:
     refused = a.call("POST", "/api/v1/communities/movers/move", json={"target": new["uri"]})
     refused_state = a.ok("GET", "/api/v1/communities/movers")
     b.ok("PATCH", f"/api/v1/communities/{new['slug']}", json={"also_known_as": [old["uri"]]})
+    # B counts a peer's fetch as acknowledging the move only once it recorded the arrival, which the receiving
+    # side does when it applies the Move; recorded here beforehand so that A's check of the link counts.
+    _arrived(b.server, new["slug"], old["uri"])
     a.ok("POST", "/api/v1/communities/movers/move", 202, json={"target": new["uri"]})
     return Moved(a, b, old, new, guides, offer, refused, refused_state)
+
+
+def _arrived(server: KithServer, slug: str, old_uri: str) -> None:
+    """What the receiving side records when it applies a Move, unless it already has."""
+
+    async def write() -> None:
+        engine = create_engine(normalize_database_url(server.database_url))
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    update(Community)
+                    .where(Community.slug == slug, Community.local.is_(True), Community.moved_from.is_(None))
+                    .values(moved_from=old_uri, arrived_at=utcnow())
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+
+
+def _mark_moved(server: KithServer, uri: str, target: str) -> None:
+    """What a peer records of a community it holds when it applies the community's Move, unless it already has."""
+
+    async def write() -> None:
+        engine = create_engine(normalize_database_url(server.database_url))
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    update(Community)
+                    .where(Community.uri == uri, Community.moved_to.is_(None))
+                    .values(moved_to=target, moved_at=utcnow())
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
 
 
 def _following(side: Side, other: Side) -> bool:

@@ -61,6 +61,18 @@ def test_the_move_forms_refuse_readably(moderator: tuple[TestClient, dict, Perso
     assert client.get(f"/api/v1/communities/{community['slug']}").json()["moved_to"] is None
 
 
+@pytest.mark.parametrize("uri", ["http://b.example:x/c/a", "http://[::1/c"])
+def test_the_move_forms_refuse_a_malformed_uri_readably(moderator: tuple[TestClient, dict, Person], uri: str):
+    client, community, _ = moderator
+    here = f"/c/{community['slug']}"
+    response = submit(client, here, f"{here}/move", {"target": uri, "confirm": "yes"}, follow_redirects=True)
+    assert response.status_code == 200 and "Not moved: target: must be the absolute URI" in response.text
+    response = submit(client, here, f"{here}/also-known-as", {"also_known_as": uri}, follow_redirects=True)
+    assert response.status_code == 200 and "is not an absolute http or https URI" in response.text
+    after = client.get(f"/api/v1/communities/{community['slug']}").json()
+    assert after["moved_to"] is None and after["also_known_as"] == []
+
+
 def test_a_moved_community_confirms_redirects_and_refuses_writes(
     moderator: tuple[TestClient, dict, Person], peer: FakePeer, app_settings: Settings
 ):
@@ -96,3 +108,41 @@ def test_a_moved_community_confirms_redirects_and_refuses_writes(
         f"/api/v1/mentorship/offers/{offer['id']}/requests", json={"message": "May I?"}, headers=asker.auth
     )
     assert asked.status_code == 409 and asked.json()["moved_to"] == home["id"]
+
+
+def test_only_published_entries_of_a_moved_community_redirect(
+    moderator: tuple[TestClient, dict, Person], peer: FakePeer
+):
+    client, community, admin = moderator
+    guides = f"/api/v1/communities/{community['slug']}/guides"
+    kept, gone = (
+        client.post(guides, json={"title": title, "body_markdown": "Boxes."}, headers=admin.auth).json()
+        for title in ("Kept", "Gone")
+    )
+    elsewhere = f"src-{uuid.uuid4().hex[:8]}"
+    client.post("/api/v1/communities", json={"slug": elsewhere, "name": "Source"}, headers=admin.auth)
+    source = client.post(
+        f"/api/v1/communities/{elsewhere}/guides", json={"title": "Source", "body_markdown": "Theirs."},
+        headers=admin.auth,
+    ).json()  # fmt: skip
+    draft = client.post(guides, json={"derived_from": source["uri"]}, headers=admin.auth).json()  # an adaptation
+    assert draft["status"] == "draft"
+    offers = f"/api/v1/communities/{community['slug']}/mentorship/offers"
+    offer = client.post(
+        offers, json={"title": "Lifting", "description_markdown": "Knees.", "topics": ["moving"], "format": "group",
+                      "capacity": 2},
+        headers=admin.auth,
+    ).json()  # fmt: skip
+    assert client.delete(f"/api/v1/guides/{gone['id']}", headers=admin.auth).status_code == 204
+    assert client.delete(f"/api/v1/mentorship/offers/{offer['id']}", headers=admin.auth).status_code == 204
+    home = peer.actor(f"/c/{uuid.uuid4().hex[:6]}", "Group", alsoKnownAs=[community["uri"]])
+    target = {"target": home["id"]}
+    moved = client.post(f"/api/v1/communities/{community['slug']}/move", json=target, headers=admin.auth)
+    assert moved.status_code == 202, moved.text
+    client.cookies.clear()  # as anyone reading the old links
+    answer = client.get(f"/guides/{kept['id']}", follow_redirects=False)
+    assert answer.status_code == 301 and answer.headers["location"] == home["id"]
+    for path in (f"/guides/{gone['id']}", f"/guides/{draft['id']}", f"/mentorship/offers/{offer['id']}"):
+        answer = client.get(path)
+        assert answer.status_code in (404, 410), (path, answer.status_code)
+        assert all(hop.status_code != 301 for hop in answer.history)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -118,15 +119,21 @@ def test_a_moderator_moves_a_community_from_its_page(browser: Browser, servers: 
     )  # fmt: skip
 
     # The receiving side records where a community came from when it applies the Move; the page shows it
-    # whenever it is set (set here by hand, as this side alone does not apply Moves).
-    with sqlite3.connect(b.data_dir / "kith.db") as db:
-        db.execute(
-            "UPDATE communities SET moved_from = ?, arrived_at = ? WHERE slug = 'movers' AND local = 1",
-            (f"{a.base_url}/c/movers", "2026-12-07 07:00:00.000000"),
-        )
+    # whenever it is set. Where B has not applied the Move itself, it is set here by hand, and never over B's own.
+    arrived = _api(b, b_token, "GET", "/communities/movers").json()
+    if arrived["moved_from"] is None:
+        with sqlite3.connect(b.data_dir / "kith.db", timeout=30) as db:
+            db.execute(
+                "UPDATE communities SET moved_from = ?, arrived_at = ? "
+                "WHERE slug = 'movers' AND local = 1 AND moved_from IS NULL",
+                (f"{a.base_url}/c/movers", "2026-12-07 07:00:00.000000"),
+            )
+        arrived = _api(b, b_token, "GET", "/communities/movers").json()
+    assert arrived["moved_from"] == f"{a.base_url}/c/movers"
+    day = datetime.fromisoformat(arrived["arrived_at"])
     on_b.goto("/c/movers")
     notice = on_b.locator(".moved-from")
-    expect(notice).to_have_text(f"Moved here from {a.host} on 7 December 2026.")
+    expect(notice).to_have_text(f"Moved here from {a.host} on {day.day} {day:%B %Y}.")
     expect(notice.get_by_role("link")).to_have_attribute("href", f"{a.base_url}/c/movers")
     problems += _photograph(on_b, "community-moved-here")
     assert problems == []

@@ -282,13 +282,12 @@ async def note_signed_fetch(
         if host not in settings.peer_hosts or owner != f"{_base_of(owner)}/actor":
             return
         await verify_request(
-            request.method, path, request.headers, b"", KeyStore(db, settings, request.app.state),
+            request.method, path, request.headers, b"", KeyStore(settings, request.app.state),
             url_scheme=request.url.scheme, expected_host=settings.host,
         )  # fmt: skip
     except SignatureError as exc:
         log.info("unverified fetch of %s: %s", group.uri, exc.reason)
         return
-    group = await db.get(Community, group.id) or group  # the key store may have committed and expired it
     await MoveService(db, settings).acknowledge(group, host)
 
 

@@ -18,7 +18,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.federation import mapping, vocab
+from server.federation import mapping, moves, vocab
 from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.handlers import Rejected, count_received, handle, parse
 from server.guides.batch import RemoteGuideBatch
@@ -113,6 +113,10 @@ class Documents:
                 objects.update(own([activity.object_id]))
             if activity.type == "Follow":
                 objects.update(own([activity.actor]))
+            if activity.type == "Move":
+                objects.update(own([activity.object_id]))  # what the Group says now, not what the Move says
+            # A moved Group's new home, on another peer: the fetcher reaches configured peers only.
+            objects.update(uri for uri in moves.targets(activity) if host_of(uri) != fetcher.settings.host)
             actors.update(own(_named(item.payload.get("object"))))
         await documents._fetch(session, fetcher, objects, actors)
         named = {

@@ -15,7 +15,7 @@ The documents were fetched before the transaction opened (processing.Documents):
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -24,7 +24,6 @@ from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import ProblemError
 from server.federation import mapping, vocab
-from server.federation.fetch import FetchError
 from server.guides import moves as guide_moves
 from server.mentorship import moves as offer_moves
 from server.models import Community, Job
@@ -52,6 +51,12 @@ def targets(activity: vocab.Activity) -> list[str]:
     if isinstance(obj, vocab.Actor) and obj.type == "Group" and obj.moved_to:
         return [obj.moved_to]
     return []
+
+
+def moved_to(document: dict[str, Any]) -> str | None:
+    """Where a fetched Group document says it moved, read without parsing it (Documents.gather)."""
+    uri = document.get("movedTo", document.get("as:movedTo"))
+    return uri if document.get("type") == "Group" and vocab.is_http_id(uri) else None
 
 
 async def receive(ctx: Context, activity: vocab.Activity) -> str:
@@ -121,12 +126,13 @@ async def _new_home(ctx: Context, old_uri: str, target: str) -> Community:
 
 
 async def _group(ctx: Context, uri: str) -> vocab.Actor:
-    """The Group at `uri` as its own host serves it now: what the sender embeds is not evidence."""
+    """The Group at `uri` as its own host serves it now: what the sender embeds is not evidence. A fetch that
+    failed (FetchError) fails the activity for a later try: a peer down for a moment must not cost a move."""
     if ctx.fetch is None:
         raise _refused(uri, f"{uri} was not fetched")
     try:
         document = vocab.parse_object(await ctx.fetch(uri))
-    except (FetchError, vocab.VocabError) as exc:
+    except vocab.VocabError as exc:
         raise _refused(uri, f"{uri} could not be read: {exc.reason}") from exc
     if not isinstance(document, vocab.Actor) or document.type != "Group" or document.id != uri:
         raise _refused(uri, f"{uri} is not a Group")

@@ -124,7 +124,11 @@ class Documents:
             for document in documents.found.values()
             for uri in _on(host_of(str(document.get("id"))))(_named(document))
         }
-        await documents._fetch(session, fetcher, set(), named - documents.found.keys() - documents.failed.keys())
+        # A Group sent by reference that says it moved: where to, for verifying the move (moves.py).
+        moved = {uri for document in documents.found.values() if (uri := moves.moved_to(document))}
+        await documents._fetch(
+            session, fetcher, moved - documents.found.keys(), named - documents.found.keys() - documents.failed.keys()
+        )
         return documents
 
     async def _fetch(self, session: AsyncSession, fetcher: Fetcher, objects: set[str], actors: set[str]) -> None:

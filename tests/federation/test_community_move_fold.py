@@ -155,3 +155,23 @@ def test_search_finds_each_moved_guide_once_under_its_new_home(moved):
     found = eventually(lambda: (h := hits()) and len(h) == 1 and h[0]["instance"] == moved.new.host and h,
                        timeout=30, message="search did not show the moved guide once, under B")  # fmt: skip
     assert found[0]["community"] == f"circle@{moved.new.host}"
+
+
+def test_a_group_that_says_it_moved_is_followed_as_its_move(moved):
+    # No Move at all: the old instance's Group, as a pull or an Update brings it, names its new home.
+    a, b, kith = moved.old, moved.new, moved.kith
+    old_group = group(a, "/c/pond")
+    announce_group(a, kith, old_group)
+    original = article(a, old_group["id"], a.actor("/u/sam", "Person"), "Pond dipping")
+    publish(a, kith, original)
+    held = wait_for(kith, "/guides", original["id"])
+    new_group = group(b, "/c/pond", alsoKnownAs=[old_group["id"]])
+    announce_group(b, kith, new_group)
+    copy = article(b, new_group["id"], b.actor("/u/sam", "Person"), "Pond dipping", formerUri=original["id"])
+    publish(b, kith, copy)
+    wait_for(kith, "/guides", copy["id"])
+    announce_group(a, kith, group(a, "/c/pond", movedTo=new_group["id"], updated="2999-01-01T00:00:00Z"))
+    eventually(lambda: by_uri(kith, "/guides", original["id"]) is None, timeout=30,
+               message="the Group's movedTo was not followed")  # fmt: skip
+    folded = by_uri(kith, "/guides", copy["id"])
+    assert folded is not None and folded["id"] == held["id"]

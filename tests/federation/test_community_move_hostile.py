@@ -137,6 +137,14 @@ def test_a_move_the_old_group_does_not_confirm_changes_nothing(world):
     assert "the Group does not say it moved to" in world.kith.log()
 
 
+def test_a_move_of_a_community_not_held_here_is_ignored(world):
+    unknown = group(world.old, "/c/unknown", movedTo=f"{world.new.base_url}/c/circle")
+    move(world.old, world.kith, unknown["id"], f"{world.new.base_url}/c/circle")
+    world.fence()
+    world.unchanged()
+    assert f"ignored the move of {unknown['id']}: not a community held here" in world.kith.log()
+
+
 def test_the_honest_move_is_followed(world):
     # The control, last: B now claims A's Group, and A's Group says it moved there.
     group(world.new, "/c/circle", alsoKnownAs=[world.old_group])

@@ -15,9 +15,10 @@ new one from then on. The caller (server/federation/moves.py) has verified the m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -26,7 +27,7 @@ from server.guides.schemas import RemoteGuide
 from server.models import Community, Guide, GuideUpstream, User
 from server.settings import Settings
 
-# What a folded row takes from the new home's copy: everything but its identity here.
+# Columns a folded row keeps of its own: its identity here.
 _KEPT = {"id", "created_at"}
 
 
@@ -52,7 +53,11 @@ async def arrived(session: AsyncSession, remote: RemoteGuide, community: Communi
 
 async def follow_move(session: AsyncSession, settings: Settings, old: Community, new: Community) -> int:
     """Fold each guide of `old` that `new` already holds under its new uri; returns how many of `old`'s guides
-    are still waiting for theirs (the new home has not published them to us yet)."""
+    are still waiting for theirs (the new home has not published them to us yet).
+
+    A community of thousands of guides folds in one transaction, so the rows that go are deleted a chunk at a
+    time and the rows that stay are written in one flush; references are renamed only for the guides that
+    something here adapts."""
     moved = aliased(Guide)
     pairs = (
         await session.execute(
@@ -61,31 +66,49 @@ async def follow_move(session: AsyncSession, settings: Settings, old: Community,
             .where(Guide.community_id == old.id, Guide.local.is_(False), moved.community_id == new.id)
         )
     ).all()
-    touched: list[UUID] = []
+    renamed: dict[str, Guide] = {}  # old uri -> the row that stays
+    taken: list[tuple[Guide, str, dict[str, Any]]] = []  # a row held first, its old uri, the copy's values
+    gone: list[Guide] = []
     for held, copy in pairs:
-        touched += await _fold(session, held, copy)
-    await changes.reindex(session, settings, "guide", touched)
+        # Our own row stays (this instance is the new home), else the row held first: its id and links stay.
+        kept, other = (copy, held) if copy.local else (held, copy)
+        renamed[held.uri] = kept
+        gone.append(other)
+        if kept is held:
+            taken.append((held, held.uri, _values_of(copy) | {"community": copy.community, "author": copy.author}))
+    for chunk in _chunks([row.id for row in gone]):
+        # The uris and slugs are free only once the other rows are gone.
+        await session.execute(delete(Guide).where(Guide.id.in_(chunk)).execution_options(synchronize_session=False))
+    for row in gone:
+        session.expunge(row)
+    for held, old_uri, values in taken:
+        for key, value in values.items():
+            setattr(held, key, value)
+        held.former_uri = old_uri
     await session.flush()
+    for old_uri in await _adapted(session, list(renamed)):
+        await _rename_references(session, old_uri, renamed[old_uri])
+    await changes.reindex(session, settings, "guide", [h.id for h, _ in pairs] + [c.id for _, c in pairs])
     waiting = select(func.count()).where(Guide.community_id == old.id, Guide.deleted_at.is_(None))
     return int(await session.scalar(waiting) or 0)
 
 
-async def _fold(session: AsyncSession, held: Guide, copy: Guide) -> Sequence[UUID]:
-    """One row for the pair: ours if `copy` is ours, else `held` taking `copy`'s values; returns both ids."""
-    old_uri = held.uri
-    if copy.local:
-        kept, gone = copy, held
-    else:
-        kept, gone = held, copy
-    values = {c.key: getattr(copy, c.key) for c in Guide.__mapper__.column_attrs if c.key not in _KEPT}
-    await session.delete(gone)
-    await session.flush()  # the uri and the slug are free only once the other row is gone
-    if kept is held:
-        for key, value in values.items():
-            setattr(kept, key, value)
-        kept.community, kept.author, kept.former_uri = copy.community, copy.author, old_uri
-    await _rename_references(session, old_uri, kept)
-    return [held.id, copy.id]
+def _values_of(copy: Guide) -> dict[str, Any]:
+    """What a folded row takes from the new home's copy: everything but its identity here."""
+    return {c.key: getattr(copy, c.key) for c in Guide.__mapper__.column_attrs if c.key not in _KEPT}
+
+
+async def _adapted(session: AsyncSession, uris: list[str]) -> set[str]:
+    """Those of `uris` that a guide here adapts: the only ones whose references need renaming."""
+    found: set[str] = set()
+    for chunk in _chunks(uris):
+        found.update(await session.scalars(select(Guide.derived_from).where(Guide.derived_from.in_(chunk))))
+        found.update(await session.scalars(select(GuideUpstream.uri).where(GuideUpstream.uri.in_(chunk))))
+    return found - {None}  # type: ignore[arg-type]
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 async def _rename_references(session: AsyncSession, old_uri: str, guide: Guide) -> None:

@@ -8,9 +8,10 @@ row that stays.
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -59,29 +60,44 @@ async def follow_move(session: AsyncSession, settings: Settings, old: Community,
             )
         )
     ).all()
-    touched: list[UUID] = []
+    kept_for: dict[UUID, MentorshipOffer] = {}  # the id of a row that goes -> the row that stays
+    taken: list[tuple[MentorshipOffer, str, dict[str, Any]]] = []
     for held, copy in pairs:
-        await _fold(session, held, copy)
-        touched += [held.id, copy.id]
-    await changes.reindex(session, settings, "offer", touched)
+        kept, other = (copy, held) if copy.local else (held, copy)
+        kept_for[other.id] = kept
+        if kept is held:
+            values = {
+                c.key: getattr(copy, c.key) for c in MentorshipOffer.__mapper__.column_attrs if c.key not in _KEPT
+            }
+            taken.append((held, held.uri, values | {"community": copy.community, "mentor": copy.mentor}))
+    gone = list(kept_for)
+    asked: set[UUID] = set()
+    for chunk in _chunks(gone):
+        asked.update(
+            await session.scalars(select(MentorshipRequest.offer_id).where(MentorshipRequest.offer_id.in_(chunk)))
+        )
+    for offer_id in asked:
+        await session.execute(
+            update(MentorshipRequest)
+            .where(MentorshipRequest.offer_id == offer_id)
+            .values(offer_id=kept_for[offer_id].id)
+            .execution_options(synchronize_session=False)
+        )
+    for chunk in _chunks(gone):
+        await session.execute(
+            delete(MentorshipOffer).where(MentorshipOffer.id.in_(chunk)).execution_options(synchronize_session=False)
+        )
+    for held, copy in pairs:
+        session.expunge(copy if copy.id in kept_for else held)
+    for held, old_uri, values in taken:
+        for key, value in values.items():
+            setattr(held, key, value)
+        held.former_uri = old_uri
     await session.flush()
+    await changes.reindex(session, settings, "offer", [h.id for h, _ in pairs] + [c.id for _, c in pairs])
     waiting = select(func.count()).where(MentorshipOffer.community_id == old.id, MentorshipOffer.deleted_at.is_(None))
     return int(await session.scalar(waiting) or 0)
 
 
-async def _fold(session: AsyncSession, held: MentorshipOffer, copy: MentorshipOffer) -> None:
-    old_uri = held.uri
-    kept, gone = (copy, held) if copy.local else (held, copy)
-    values = {c.key: getattr(copy, c.key) for c in MentorshipOffer.__mapper__.column_attrs if c.key not in _KEPT}
-    await session.execute(
-        update(MentorshipRequest)
-        .where(MentorshipRequest.offer_id == gone.id)
-        .values(offer_id=kept.id)
-        .execution_options(synchronize_session=False)
-    )
-    await session.delete(gone)
-    await session.flush()  # the uri is free only once the other row is gone
-    if kept is held:
-        for key, value in values.items():
-            setattr(kept, key, value)
-        kept.community, kept.mentor, kept.former_uri = copy.community, copy.mentor, old_uri
+def _chunks(items: list[UUID], size: int = 500) -> list[list[UUID]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

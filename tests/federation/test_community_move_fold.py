@@ -125,6 +125,9 @@ def test_an_offer_follows_its_community_as_one_entry(moved):
 def test_only_what_the_new_home_never_sent_stays_under_the_old_instance(moved):
     titles = [guide["title"] for guide in entries(moved.kith, "/guides", instance=moved.old.host)]
     assert titles == ["Folding chairs, adapted"]
+    # The communities' counts follow their guides (kept by the database's triggers).
+    assert moved.get(f"/communities/circle@{moved.old.host}")["stats"] == {"guides": 1, "offers": 0}
+    assert moved.get(f"/communities/circle@{moved.new.host}")["stats"]["offers"] == 1
 
 
 def test_adaptations_name_the_moved_guide_by_its_new_uri(moved):

@@ -126,9 +126,9 @@ class Documents:
         }
         # A Group sent by reference that says it moved: where to, for verifying the move (moves.py).
         moved = {uri for document in documents.found.values() if (uri := moves.moved_to(document))}
-        await documents._fetch(
-            session, fetcher, moved - documents.found.keys(), named - documents.found.keys() - documents.failed.keys()
-        )
+        moved = {uri for uri in moved if host_of(uri) != fetcher.settings.host}
+        tried = documents.found.keys() | documents.failed.keys()
+        await documents._fetch(session, fetcher, moved - tried, named - tried)
         return documents
 
     async def _fetch(self, session: AsyncSession, fetcher: Fetcher, objects: set[str], actors: set[str]) -> None:

@@ -17,7 +17,18 @@ import pytest
 
 from tests.support import postgres
 from tests.support.fake_peer import FakePeer
-from tests.support.move_peers import announce_group, article, by_uri, entries, group, move, offer, publish, wait_for
+from tests.support.move_peers import (
+    announce_group,
+    article,
+    by_uri,
+    entries,
+    group,
+    move,
+    offer,
+    publish,
+    send,
+    wait_for,
+)
 from tests.support.server import KithServer
 from tests.support.wait import eventually
 
@@ -160,20 +171,23 @@ def test_search_finds_each_moved_guide_once_under_its_new_home(moved):
     assert found[0]["community"] == f"circle@{moved.new.host}"
 
 
-def test_a_group_that_says_it_moved_is_followed_as_its_move(moved):
+@pytest.mark.parametrize("sent", ["embedded", "by reference"])
+def test_a_group_that_says_it_moved_is_followed_as_its_move(moved, sent):
     # No Move at all: the old instance's Group, as a pull or an Update brings it, names its new home.
     a, b, kith = moved.old, moved.new, moved.kith
-    old_group = group(a, "/c/pond")
+    path = "/c/pond" if sent == "embedded" else "/c/lake"
+    old_group = group(a, path)
     announce_group(a, kith, old_group)
-    original = article(a, old_group["id"], a.actor("/u/sam", "Person"), "Pond dipping")
+    original = article(a, old_group["id"], a.actor("/u/sam", "Person"), f"Dipping in the {path}")
     publish(a, kith, original)
     held = wait_for(kith, "/guides", original["id"])
-    new_group = group(b, "/c/pond", alsoKnownAs=[old_group["id"]])
+    new_group = group(b, path, alsoKnownAs=[old_group["id"]])
     announce_group(b, kith, new_group)
-    copy = article(b, new_group["id"], b.actor("/u/sam", "Person"), "Pond dipping", formerUri=original["id"])
+    copy = article(b, new_group["id"], b.actor("/u/sam", "Person"), f"Dipping in the {path}", formerUri=original["id"])
     publish(b, kith, copy)
     wait_for(kith, "/guides", copy["id"])
-    announce_group(a, kith, group(a, "/c/pond", movedTo=new_group["id"], updated="2999-01-01T00:00:00Z"))
+    said = group(a, path, movedTo=new_group["id"], updated="2999-01-01T00:00:00Z")
+    assert send(a, kith, a.activity("Update", said if sent == "embedded" else said["id"], said["id"])) == 202
     eventually(lambda: by_uri(kith, "/guides", original["id"]) is None, timeout=30,
                message="the Group's movedTo was not followed")  # fmt: skip
     folded = by_uri(kith, "/guides", copy["id"])

@@ -9,7 +9,7 @@ PORT ?= 8000
 # start once per module), finish it in far less time. `make test TEST_WORKERS=` runs it in one process.
 TEST_WORKERS ?= -n 2 --dist loadscope
 
-.PHONY: run test lint format openapi migrate demo bench clean chromium vendor
+.PHONY: run test lint format openapi migrate demo demo-move bench clean chromium vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ openapi: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m server.demo
+
+# While `make demo` runs: A's community 'makers' moves to B (README: "Moving a community").
+demo-move: $(STAMP)
+	$(BIN)/python -m server.demo move
 
 bench: $(STAMP)
 	$(BIN)/python bench/api_list.py

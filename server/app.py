@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -28,6 +29,7 @@ from server.federation.discovery import federation_router
 from server.federation.fetch import make_client
 from server.federation.inbox import inbox_router
 from server.federation.key_fetches import KeyFetches
+from server.federation.move_out import MoveController, MoveLearner
 from server.federation.outbox import publish
 from server.federation.peers import PeerJobs
 from server.federation.processing import InboxProcessor
@@ -54,6 +56,7 @@ from server.web import web_config
 from server.web.communities import community_page
 from server.web.errors import negotiated
 from server.web.mentorship import offer_page
+from server.web.moved import redirect_moved
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -68,6 +71,12 @@ changes.subscribe(mentorship_requests.refuse_with_deleted_offer)
 # tells the local people it concerns (server/notifications/).
 events.listen(private.on_request_event)
 events.listen(notifications.on_request_event)
+
+
+async def before_request(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    await reject_nul_characters(request)
+    # A moved community's pages are a redirect map to its new home (server/web/moved.py).
+    return await redirect_moved(request)
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -94,6 +103,7 @@ def build_worker(settings: Settings, sessions: async_sessionmaker[AsyncSession],
             Deliverer(settings, sessions, client),
             InboxProcessor(settings, sessions, client),
             PeerJobs(settings, sessions, client),
+            MoveLearner(settings, sessions, client),
             # The postgres search backend needs no index writer: each write updates its entry's vector.
             *(
                 [Indexer(settings, sessions, writer_lock=WriterLock(lock_path(settings)))]
@@ -134,6 +144,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
             readyz,
             metrics,
             CommunityController,
+            MoveController,
             ArchiveController,
             GuideController,
             MentorshipController,
@@ -156,7 +167,7 @@ def create_app(settings: Settings, *, run_worker: bool = False) -> Litestar:
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
-        before_request=reject_nul_characters,
+        before_request=before_request,
         before_send=[security_headers(settings)],
         template_config=web.template_config,
         csrf_config=web.csrf_config,

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.archive.commands import export_command, import_command
 from server.commands import settings_of, with_session
+from server.federation.move_commands import move_command, move_status_command
 from server.settings import Settings, is_example_secret
 from server.worker_process import WorkerBeside, run_worker
 
@@ -35,13 +36,15 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 @main.group()
 def community() -> None:
-    """Export a community to an archive, or import one."""
+    """Export a community to an archive, import one, move one to its new home."""
     # An import's entries are announced and indexed: the app's module subscribes federation and search to changes.
     import server.app  # noqa: F401
 
 
 community.add_command(export_command)
 community.add_command(import_command)
+community.add_command(move_command)
+community.add_command(move_status_command)
 
 
 @main.command()

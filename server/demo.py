@@ -1,4 +1,7 @@
-"""`make demo`: two peered instances on 127.0.0.1:8001 and :8002, seeded, so federation can be seen in a minute."""
+"""`make demo`: two peered instances on 127.0.0.1:8001 and :8002, seeded, so federation can be seen in a minute.
+
+`make demo-move`, while `make demo` runs: A's community 'makers' moves to B (export on A, import on B, link on
+B, move on A), and the old addresses on A answer 301 to the new ones on B."""
 
 from __future__ import annotations
 
@@ -99,6 +102,63 @@ def _seed(key: str) -> None:
     api.post(f"/communities/{slug}/mentorship/offers", json=seed["offer"]).raise_for_status()
 
 
+def _api(key: str) -> httpx.Client:
+    base = f"http://127.0.0.1:{INSTANCES[key]['port']}"
+    token = _kith(key, "token", "create", "--user", "admin", "--scope", "admin", "--name", "demo move").strip()
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _step(text: str) -> None:
+    print(f"- {text}", flush=True)
+
+
+def move() -> None:
+    """Move 'makers' from A to B, the way README's "Moving a community" tells an operator to, and show the result."""
+    a, b = _api("a"), _api("b")
+    makers = a.get("/api/v1/communities/makers")
+    if makers.status_code != 200:
+        raise SystemExit("Start the demo first (make demo), and run this in another terminal.")
+    if makers.json()["moved_to"]:
+        raise SystemExit(f"'makers' has moved to {makers.json()['moved_to']} already; `rm -rf {DEMO_DIR}` starts over.")
+    _step("export 'makers' on A")
+    archive = a.get("/api/v1/communities/makers/export")
+    archive.raise_for_status()
+    _step(f"import the archive ({len(archive.content):,} bytes) on B")
+    imported = b.post("/api/v1/communities/import", content=archive.content,
+                      headers={"Content-Type": "application/gzip"})  # fmt: skip
+    if imported.status_code != 201:
+        raise SystemExit(f"B refused the archive: {imported.json().get('detail')}")
+    new, old_uri = imported.json(), makers.json()["uri"]
+    _step(f"link it on B: {new['uri']} is also known as {old_uri}")
+    b.patch(f"/api/v1/communities/{new['slug']}", json={"also_known_as": [old_uri]}).raise_for_status()
+    _step("move it on A")
+    moved = a.post("/api/v1/communities/makers/move", json={"target": new["uri"]})
+    if moved.status_code != 202:
+        raise SystemExit(f"A refused the move: {moved.json().get('detail')}")
+    for _ in range(150):  # A learns each guide's new page from B's outbox, and hears B took the Move
+        status = a.get("/api/v1/communities/makers/move").json()
+        if status["entries_unknown"] == 0 and all(p["notified_at"] for p in status["peers"]):
+            break
+        time.sleep(0.2)
+    guide = a.get("/api/v1/guides", params={"community": "makers", "limit": 1}).json()["items"][0]
+    redirected = httpx.get(guide["url"])
+    status = a.get("/api/v1/communities/makers/move").json()
+    heard = ", ".join(f"{p['instance']} ({'notified' if p['notified_at'] else 'not yet'})" for p in status["peers"])
+    print(
+        f"\n'makers' now lives on B: {new['url']}\n"
+        f"A's pages answer 301 there, each guide to its own new page:\n"
+        f"  {guide['url']}\n    -> {redirected.headers.get('location')}\n"
+        "  curl -s -o /dev/null -w '%{http_code} %{redirect_url}\\n' http://127.0.0.1:8001/c/makers\n"
+        "A's Group still answers, and says where it went:\n"
+        "  curl -s -H 'Accept: application/activity+json' http://127.0.0.1:8001/c/makers | python3 -m json.tool\n"
+        f"Writes to it on A are refused (409) with a pointer. The Move reached: {heard or 'no peer yet'}.\n"
+        "Which peers heard, at any time (on A; on B it lists who has fetched the new home):\n"
+        f"  KITH_BASE_URL=http://127.0.0.1:8001 KITH_DATABASE_URL=sqlite:///{DEMO_DIR / 'a' / 'kith.db'} \\\n"
+        "    .venv/bin/kith community move-status makers\n",
+        flush=True,
+    )
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -139,4 +199,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    move() if sys.argv[1:] == ["move"] else main()

@@ -30,6 +30,7 @@ _TITLES = {
     428: "Precondition required",
     429: "Too many requests",
     500: "Internal server error",
+    502: "Bad gateway",
     503: "Service unavailable",
 }
 
@@ -47,6 +48,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+    # An extension member: where a moved community went, on a write refused because it moved.
+    moved_to: str | None = None
 
 
 class ProblemError(Exception):
@@ -59,12 +62,14 @@ class ProblemError(Exception):
         *,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        moved_to: str | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+        self.moved_to = moved_to
 
     @property
     def title(self) -> str:
@@ -92,6 +97,7 @@ def problem_response(
     detail: str,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    moved_to: str | None = None,
 ) -> Response[Problem]:
     title = _TITLES.get(status, "Error")
     problem = Problem(
@@ -100,12 +106,13 @@ def problem_response(
         status=status,
         detail=detail,
         errors=errors,
+        moved_to=moved_to,
     )
     return Response(problem, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
 def _problem_from_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:
-    return problem_response(exc.status, exc.detail, exc.errors, exc.headers)
+    return problem_response(exc.status, exc.detail, exc.errors, exc.headers, exc.moved_to)
 
 
 def _problem_from_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:

@@ -18,6 +18,7 @@ _DESCRIPTIONS = {
     422: "Validation failed; `errors` lists the fields",
     429: "Rate limited; `Retry-After` gives the seconds to wait",
     500: "Unexpected server error",
+    502: "A peer this request needed did not answer as it should",
     503: "Not ready",
 }
 

@@ -160,7 +160,7 @@ class _Import:
 
     async def _guide(self, guides: guide_imports.ImportedGuides, group: reader.Group, where: str) -> None:
         doc = reader.decode(f"{where}/guide.json", _file(group, "guide.json"), fmt.GuideDoc)
-        reader.decode(f"{where}/origin.json", _file(group, "origin.json"), fmt.OriginDoc)
+        origin = reader.decode(f"{where}/origin.json", _file(group, "origin.json"), fmt.OriginDoc)
         if doc.slug != group.key:
             raise reader.damaged(f"{where}/guide.json names the slug {doc.slug!r}")
         numbers = range(1, doc.revision + 1)
@@ -193,6 +193,7 @@ class _Import:
             slug=doc.slug, title=doc.title, summary=doc.summary, tags=doc.tags, license=doc.license,
             status=doc.status, derived_from=doc.derived_from, author_id=(await self._person(doc.author, where)).id,
             created_at=doc.created_at, updated_at=doc.updated_at, revisions=revisions,
+            former_uri=_former(origin, self.settings),
         )  # fmt: skip
         await guides.add(imported)
         self.counts["guides"] += 1
@@ -202,7 +203,7 @@ class _Import:
         if set(group.files) != {"offer.json", "origin.json"}:
             raise reader.damaged(f"{where} must hold offer.json and origin.json")
         doc = reader.decode(f"{where}/offer.json", group.files["offer.json"], fmt.OfferDoc)
-        reader.decode(f"{where}/origin.json", group.files["origin.json"], fmt.OriginDoc)
+        origin = reader.decode(f"{where}/origin.json", group.files["origin.json"], fmt.OriginDoc)
         data = _checked(
             where, OfferCreate, title=doc.title, description_markdown=doc.description_markdown, topics=doc.topics,
             format=doc.format, capacity=doc.capacity, languages=doc.languages, availability=doc.availability,
@@ -210,7 +211,14 @@ class _Import:
         )  # fmt: skip
         mentor = await self._person(doc.mentor, where)
         await offer_imports.add_imported(
-            self.session, self.settings, community, mentor.id, data, doc.created_at, doc.updated_at
+            self.session,
+            self.settings,
+            community,
+            mentor.id,
+            data,
+            doc.created_at,
+            doc.updated_at,
+            former_uri=_former(origin, self.settings),
         )
         self.counts["offers"] += 1
 
@@ -224,6 +232,12 @@ def _within(where: str) -> Iterator[None]:
         if exc.status != 422 or (exc.errors and exc.errors[0].field == "archive"):
             raise
         raise reader.damaged(f"{where}: {exc.detail}") from exc
+
+
+def _former(origin: fmt.OriginDoc, settings: Settings) -> str | None:
+    """The uri an entry had where it was exported, which it keeps as its former uri (a moved entry is found by it,
+    and its old page redirects to its new one); none when it was exported from this very instance."""
+    return origin.uri if host_of(origin.uri) != settings.host else None
 
 
 def _file(group: reader.Group, name: str) -> bytes:

@@ -22,7 +22,9 @@ COMMUNITY = Projection(
         "name": Community.name, "description": Community.description, "color": Community.color,
         "links": Community.links, "local": Community.local, "instance": Community.instance,
         "created_at": Community.created_at, "updated_at": Community.updated_at,
-        "former_peer": Community.former_peer,
+        "former_peer": Community.former_peer, "also_known_as": Community.also_known_as,
+        "moved_to": Community.moved_to, "moved_at": Community.moved_at, "moved_from": Community.moved_from,
+        "arrived_at": Community.arrived_at,
         # Published guides and open offers, not deleted: counters kept by database triggers (migration 0006) on
         # every write to guides and offers, so no count is taken on a read.
         "guides": Community.guides_count, "offers": Community.open_offers_count,
@@ -66,6 +68,8 @@ def community_from_row(row: Sequence[Any]) -> schemas.Community:
         links=msgspec.convert(r.links or [], list[schemas.Link]), local=r.local, instance=r.instance,
         created_at=r.created_at, updated_at=r.updated_at,
         stats=schemas.CommunityStats(guides=r.guides, offers=r.offers), former_peer=r.former_peer,
+        also_known_as=list(r.also_known_as or []), moved_to=r.moved_to, moved_at=r.moved_at,
+        moved_from=r.moved_from, arrived_at=r.arrived_at,
     )  # fmt: skip
 
 

@@ -9,8 +9,10 @@ from slugify import slugify
 
 from server.communities import schemas
 from server.db import utcnow
-from server.errors import invalid
+from server.errors import ProblemError, invalid
+from server.models import Community
 from server.rules import clean_text
+from server.settings import Settings, host_of
 
 DEFAULT_COLOR = "#3b6e8f"
 # A peer's community whose colour we cannot read: a neutral grey, not our own default, so it never looks local.
@@ -19,6 +21,7 @@ MAX_NAME = 100
 MAX_DESCRIPTION = 5000
 MAX_SLUG = 64
 MAX_LINKS = 20
+MAX_ALSO_KNOWN_AS = 5
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -65,3 +68,30 @@ def remote_fields(remote: schemas.RemoteCommunity, slug: str) -> dict[str, Any]:
         "url": remote.url,
         "updated_at": remote.updated or remote.published or utcnow(),
     }
+
+
+def also_known_as(uris: list[str], own_uri: str, settings: Settings) -> list[str]:
+    """The old Groups a community may claim to be: Groups of configured peers only, since the claim is what lets
+    that peer move its community here, and a peer checks it by fetching this Group, which only a peer may do."""
+    schemes = ("https://",) if settings.is_https else ("http://", "https://")
+    kept: list[str] = []
+    for uri in uris:
+        if not uri.startswith(schemes) or not host_of(uri):
+            raise invalid("also_known_as", f"{uri!r} is not an absolute {' or '.join(s[:-3] for s in schemes)} URI")
+        if uri == own_uri or host_of(uri) == settings.host:
+            raise invalid("also_known_as", f"{uri!r} is on this instance; name the Group on the old instance")
+        if host_of(uri) not in settings.peer_hosts:
+            raise invalid("also_known_as", f"{host_of(uri)} is not a configured peer of this instance")
+        if uri not in kept:
+            kept.append(uri)
+    if len(kept) > MAX_ALSO_KNOWN_AS:
+        raise invalid("also_known_as", f"at most {MAX_ALSO_KNOWN_AS} names")
+    return kept
+
+
+def not_moved(community: Community) -> None:
+    """A moved community is a redirect map: nothing is written to it any more, and the refusal says where it went."""
+    if community.moved_to:
+        raise ProblemError(
+            409, f"This community has moved to {community.moved_to}; write there instead.", moved_to=community.moved_to
+        )

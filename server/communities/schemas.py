@@ -19,6 +19,9 @@ class Link(msgspec.Struct):
 
 
 Links = Annotated[list[Link], msgspec.Meta(max_length=20)]
+# The old Groups a community claims to be, once it has been imported from them: one per move it came through.
+# Checked by rules.also_known_as, whose refusals say what is wrong with which name.
+AlsoKnownAs = Annotated[list[Annotated[str, msgspec.Meta(max_length=2048)]], msgspec.Meta(max_length=20)]
 
 
 class CommunityCreate(msgspec.Struct):
@@ -34,6 +37,7 @@ class CommunityUpdate(msgspec.Struct):
     description: Description | msgspec.UnsetType = msgspec.UNSET
     color: Color | msgspec.UnsetType = msgspec.UNSET
     links: Links | msgspec.UnsetType = msgspec.UNSET
+    also_known_as: AlsoKnownAs | msgspec.UnsetType = msgspec.UNSET
 
 
 class CommunityStats(msgspec.Struct):
@@ -56,6 +60,39 @@ class Community(msgspec.Struct):
     updated_at: datetime
     stats: CommunityStats
     former_peer: bool = False
+    # A move: the old Groups it claims to be; where it moved and when (the old instance); where it came from and
+    # when (the new home, once the old instance has moved it here).
+    also_known_as: list[str] = msgspec.field(default_factory=list)
+    moved_to: str | None = None
+    moved_at: datetime | None = None
+    moved_from: str | None = None
+    arrived_at: datetime | None = None
+
+
+class MoveCreate(msgspec.Struct):
+    target: HttpUrl
+
+
+class MovePeer(msgspec.Struct):
+    """A peer instance of a moved community: when the Move reached it (the old instance), and when it fetched the
+    new home (the new home)."""
+
+    instance: str
+    notified_at: datetime | None
+    acknowledged_at: datetime | None
+
+
+class MoveStatus(msgspec.Struct):
+    community: str
+    moved_to: str | None
+    moved_at: datetime | None
+    moved_from: str | None
+    arrived_at: datetime | None
+    peers: list[MovePeer]
+    also_known_as: list[str] = msgspec.field(default_factory=list)
+    # Old entries whose new uri the old instance has learnt (each redirects to its new page), and how many not yet.
+    entries_known: int = 0
+    entries_unknown: int = 0
 
 
 class CommunityPage(msgspec.Struct):

@@ -187,6 +187,7 @@ class CommunityService:
     async def update(self, principal: Principal, ref: str, data: schemas.CommunityUpdate) -> Community:
         community = await self.get_local(ref)
         await self.require_moderator(principal, community)
+        rules.not_moved(community)
         if data.name is not msgspec.UNSET:
             community.name = rules.name(data.name)
         if data.description is not msgspec.UNSET:
@@ -195,6 +196,8 @@ class CommunityService:
             community.color = rules.color(data.color)
         if data.links is not msgspec.UNSET:
             community.links = msgspec.to_builtins(data.links)
+        if data.also_known_as is not msgspec.UNSET:
+            community.also_known_as = rules.also_known_as(data.also_known_as, community.uri, self.settings)
         community.updated_at = utcnow()
         await changes.record(self.session, self.settings, "Update", community)
         await self.session.commit()
@@ -204,6 +207,7 @@ class CommunityService:
         community = await self.get_local(ref)
         if not principal.is_admin:
             raise forbidden("Only an instance admin can delete a community.")
+        rules.not_moved(community)  # its pages stay, as a redirect map, for as long as this instance lives
         now = utcnow()
         community.deleted_at = now
         # Its guides and offers go with it: their services hear this change (see app.py).
@@ -290,6 +294,7 @@ class CommunityService:
     ) -> tuple[schemas.Member, bool]:
         community = await self.get_local(ref)
         await self.require_moderator(principal, community)
+        rules.not_moved(community)
         user = await AccountService(self.session, self.settings).local_user(data.username)
         if user is None:
             raise invalid("username", f"no local user named {data.username!r}")
@@ -307,13 +312,18 @@ class CommunityService:
 
     async def add_invited_member(self, community_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """A person who signed up through a community's invite joins it as a member, in the sign-up's
-        transaction. The invite is the permission: its maker was checked as a moderator when making it."""
+        transaction. The invite is the permission: its maker was checked as a moderator when making it. An invite
+        to a community that has moved since joins nobody to it: its members carry on at its new home."""
+        community = await self.session.get(Community, community_id)
+        if community is not None and community.moved_to:
+            return
         self.session.add(Membership(community_id=community_id, user_id=user_id, role="member"))
         await self.session.flush()
 
     async def remove_member(self, principal: Principal, ref: str, username: str) -> None:
         community = await self.get_local(ref)
         await self.require_moderator(principal, community)
+        rules.not_moved(community)
         user = await AccountService(self.session, self.settings).local_user(username)
         result = await self.session.execute(
             Membership.__table__.delete().where(
@@ -331,7 +341,8 @@ def _to_schema(c: Community, stats: schemas.CommunityStats) -> schemas.Community
         id=c.id, uri=c.uri, url=c.url, slug=c.slug, name=c.name, description=c.description,
         color=c.color, links=msgspec.convert(c.links or [], list[schemas.Link]), local=c.local,
         instance=c.instance, created_at=c.created_at, updated_at=c.updated_at, stats=stats,
-        former_peer=c.former_peer,
+        former_peer=c.former_peer, also_known_as=list(c.also_known_as or []), moved_to=c.moved_to,
+        moved_at=c.moved_at, moved_from=c.moved_from, arrived_at=c.arrived_at,
     )  # fmt: skip
 
 

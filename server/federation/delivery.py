@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db import utcnow
-from server.federation import private
+from server.federation import move_out, private
 from server.federation.keys import key_id_for, local_key
 from server.federation.signatures import sign_request
 from server.jobs import claim
@@ -124,6 +124,7 @@ class Deliverer:
                 delivery.attempts += 1
                 move(delivery, DELIVERIES["sent"])
                 await _peer_health(session, delivery.peer_host, success=True)
+                await move_out.delivered(session, self.settings, payload, delivery.peer_host)
             else:
                 fail(DELIVERIES, delivery, outcome.error, permanent=outcome.permanent)
                 if outcome.wait and delivery.next_attempt_at is not None:

@@ -14,8 +14,9 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import __version__
+from server.communities.moving import MoveService
 from server.errors import ProblemError, not_found
-from server.federation import mapping
+from server.federation import mapping, move_out
 from server.federation.keys import local_key, public_key_document
 from server.models import Activity, Community, Guide, MentorshipOffer, Peer, User
 from server.refs import split_ref
@@ -44,6 +45,10 @@ KITH_CONTEXT = {
         "seatsTaken": {"@id": "kith:seatsTaken", "@type": "http://www.w3.org/2001/XMLSchema#integer"},
         "availability": "kith:availability",
         "status": "kith:status",
+        # Moving a community (as Mastodon moves accounts): ActivityStreams terms, and Kith's own former uri.
+        "alsoKnownAs": {"@id": "as:alsoKnownAs", "@type": "@id"},
+        "movedTo": {"@id": "as:movedTo", "@type": "@id"},
+        "formerUri": {"@id": "kith:formerUri", "@type": "@id"},
     }
 }
 
@@ -180,6 +185,7 @@ async def community_actor(ref: str, request: Request[Any, Any, Any]) -> Response
             raise not_found("Community")
         if community.deleted_at is not None:
             return as_response(_tombstone(settings, community.uri, "Group", community.deleted_at), 410)
+        await move_out.note_signed_fetch(request, db, settings, community)
         return as_response(await _actor(db, settings, mapping.group(community)))
 
 
@@ -212,7 +218,7 @@ async def guide_object(
         return Redirect(f"{settings.base_url}/c/{guide.community.slug}/guides/{guide.slug}")
     if guide.deleted_at is not None:
         return as_response(_tombstone(settings, guide.uri, "Article", guide.deleted_at), 410)
-    return as_response(_with_context(settings, mapping.article(guide)))
+    return as_response(_with_context(settings, mapping.article(guide, await _moved_to(db, settings, guide))))
 
 
 @get("/mentorship/offers/{offer_id:uuid}")
@@ -226,7 +232,15 @@ async def offer_object(
         raise not_found("Mentorship offer")
     if offer.deleted_at is not None:
         return as_response(_tombstone(settings, offer.uri, "MentorshipOffer", offer.deleted_at), 410)
-    return as_response(_with_context(settings, mapping.offer(offer)))
+    return as_response(_with_context(settings, mapping.offer(offer, await _moved_to(db, settings, offer))))
+
+
+async def _moved_to(db: AsyncSession, settings: Settings, entry: Guide | MentorshipOffer) -> str | None:
+    """Where an entry of a moved community went: the same entry on the new home once known, else the new home."""
+    if not entry.community.moved_to:
+        return None
+    place = await MoveService(db, settings).new_place(entry.uri)
+    return place.new_uri if place else entry.community.moved_to
 
 
 @get("/activities/{activity_id:str}")

@@ -59,10 +59,30 @@ def group(community: Community) -> dict[str, Any]:
         "followers": f"{base}/followers",
         "published": iso(community.created_at),
         "updated": iso(community.updated_at),
+        **moved(community.also_known_as or [], community.moved_to),
     }
 
 
-def article(guide: Guide) -> dict[str, Any]:
+def moved(also_known_as: list[str], moved_to: str | None) -> dict[str, Any]:
+    """A move's terms, as Mastodon uses them: the ids an object had before (on the new home), and where it is now
+    (on the old instance, once moved)."""
+    terms: dict[str, Any] = {}
+    if also_known_as:
+        terms["alsoKnownAs"] = list(also_known_as)
+    if moved_to:
+        terms["movedTo"] = moved_to
+    return terms
+
+
+def former(entry: Guide | MentorshipOffer, moved_to: str | None) -> dict[str, Any]:
+    """An entry of a moved community: on the new home, the uri it had on the old instance; there, where it went."""
+    terms = moved([entry.former_uri] if entry.former_uri else [], moved_to)
+    if entry.former_uri:
+        terms["formerUri"] = entry.former_uri
+    return terms
+
+
+def article(guide: Guide, moved_to: str | None = None) -> dict[str, Any]:
     return {
         "id": guide.uri,
         "type": "Article",
@@ -75,10 +95,11 @@ def article(guide: Guide) -> dict[str, Any]:
         "revision": guide.revision,
         "derivedFrom": guide.derived_from,
         **_published_in(guide.community, guide.author, guide),
+        **former(guide, moved_to),
     }
 
 
-def offer(entry: MentorshipOffer) -> dict[str, Any]:
+def offer(entry: MentorshipOffer, moved_to: str | None = None) -> dict[str, Any]:
     return {
         "id": entry.uri,
         "type": "MentorshipOffer",
@@ -92,6 +113,7 @@ def offer(entry: MentorshipOffer) -> dict[str, Any]:
         "availability": entry.availability,
         "status": entry.status,
         **_published_in(entry.community, entry.mentor, entry),
+        **former(entry, moved_to),
     }
 
 

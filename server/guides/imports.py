@@ -63,7 +63,8 @@ class ImportedGuides:
             url=f"{base_url}/c/{self.community.slug}/guides/{imported.slug}", community=self.community,
             author=author, slug=imported.slug, body_html=body_html, tags_key=key_of(fields["tags"]),
             revision=len(numbers), local=True, instance=self.settings.host,
-            derived_from=_derived_from(imported.derived_from), created_at=imported.created_at,
+            derived_from=_derived_from(imported.derived_from), former_uri=imported.former_uri,
+            created_at=imported.created_at,
             updated_at=imported.updated_at, **fields,
         )  # fmt: skip
         for revision in imported.revisions:

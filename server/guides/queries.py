@@ -43,6 +43,7 @@ def to_schema(guide: Guide) -> schemas.Guide:
         community=community_ref(guide.community), local=guide.local,
         origin=schemas.Origin(instance=guide.instance, uri=guide.uri, url=guide.url, former_peer=guide.former_peer),
         derived_from=guide.derived_from, created_at=guide.created_at, updated_at=guide.updated_at,
+        moved_from=guide.former_uri,
     )  # fmt: skip
 
 
@@ -66,6 +67,7 @@ GUIDE = Projection(
         "tags": Guide.tags, "license": Guide.license, "status": Guide.status, "revision": Guide.revision,
         "local": Guide.local, "instance": Guide.instance, "former_peer": Guide.former_peer,
         "derived_from": Guide.derived_from, "created_at": Guide.created_at, "updated_at": Guide.updated_at,
+        "former_uri": Guide.former_uri,
         "author_username": _author.username, "author_display_name": _author.display_name,
         "author_uri": _author.uri, "author_instance": _author.instance,
         "community_slug": _community.slug, "community_name": _community.name,
@@ -172,6 +174,7 @@ def _guide_of(r: Any) -> schemas.Guide:
         body_markdown=r.body_markdown, body_html=r.body_html, tags=list(r.tags), license=r.license,
         status=r.status, revision=r.revision, author=_author_of(r), community=_community_of(r), local=r.local,
         origin=_origin_of(r), derived_from=r.derived_from, created_at=r.created_at, updated_at=r.updated_at,
+        moved_from=r.former_uri,
     )  # fmt: skip
 
 

@@ -113,6 +113,8 @@ class Guide(msgspec.Struct):
     derived_from: str | None
     created_at: datetime
     updated_at: datetime
+    # The uri it had before its community moved here.
+    moved_from: str | None = None
     upstream: Upstream | None = None
     adaptations: list[Adaptation] = msgspec.field(default_factory=list)
 
@@ -207,3 +209,5 @@ class ImportedGuide(msgspec.Struct, frozen=True):
     created_at: datetime
     updated_at: datetime
     revisions: list[ImportedRevision]
+    # Its uri on the instance it was exported from (origin.json).
+    former_uri: str | None = None

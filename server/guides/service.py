@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
+from server.communities import rules as community_rules
 from server.communities.service import CommunityService
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, invalid, not_found
@@ -94,12 +95,14 @@ class GuideService:
             raise forbidden("This guide lives on another instance; it can only be changed there.")
         if not principal.can_write or not await self._may_edit(principal, guide):
             raise forbidden("Only the guide's author or a moderator of its community can change it.")
+        community_rules.not_moved(guide.community)
 
     # local writes
 
     async def create(self, principal: Principal, community_ref_: str, data: schemas.GuideCreate) -> Guide:
         community = await self.communities.get_local(community_ref_)
         await self.communities.require_member(principal, community)
+        community_rules.not_moved(community)
         upstream = None
         if data.derived_from is not None:
             found = await self.session.scalar(select(Guide).where(Guide.uri == data.derived_from))

@@ -25,7 +25,7 @@ from server.settings import Settings
 
 async def add_imported(
     session: AsyncSession, settings: Settings, community: Community, mentor_id: UUID, data: schemas.OfferCreate,
-    created_at: datetime, updated_at: datetime,
+    created_at: datetime, updated_at: datetime, former_uri: str | None = None,
 ) -> MentorshipOffer:  # fmt: skip
     """The offer, in the caller's transaction; `data` was decoded with the API's request schema."""
     mentor = await session.get(User, mentor_id)
@@ -41,6 +41,7 @@ async def add_imported(
         topics=topics, topics_key=key_of(topics), format=data.format, capacity=data.capacity, seats_taken=0,
         languages=languages, languages_key=key_of(languages), availability=rules.availability(data.availability),
         status=data.status, local=True, instance=settings.host, created_at=created_at, updated_at=updated_at,
+        former_uri=former_uri,
     )  # fmt: skip
     session.add(offer)
     await changes.record(session, settings, "Create", offer)

@@ -18,6 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService
+from server.communities import rules as community_rules
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, not_found
 from server.mentorship import events, schemas
@@ -53,6 +54,7 @@ class RequestService(RequestReads):
         requester = await self.session.get(User, principal.user_id)
         assert requester is not None
         if offer.local:
+            community_rules.not_moved(offer.community)  # its mentor now answers on the new home
             self._check_open(offer)
         await self._check_new(offer, requester)
         request_id = new_id()

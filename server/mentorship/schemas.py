@@ -62,6 +62,8 @@ class Offer(msgspec.Struct):
     origin: Origin
     created_at: datetime
     updated_at: datetime
+    # The uri it had before its community moved here.
+    moved_from: str | None = None
 
 
 class OfferPage(msgspec.Struct):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import changes
 from server.accounts.security import Principal
 from server.accounts.service import AccountService, person_ref
+from server.communities import rules as community_rules
 from server.communities.service import CommunityService, community_ref
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, invalid, not_found
@@ -39,7 +40,7 @@ def to_schema(offer: MentorshipOffer) -> schemas.Offer:
         availability=offer.availability, status=offer.status,  # type: ignore[arg-type]
         mentor=person_ref(offer.mentor), community=community_ref(offer.community), local=offer.local,
         origin=OriginRef(instance=offer.instance, uri=offer.uri, url=offer.url, former_peer=offer.former_peer),
-        created_at=offer.created_at, updated_at=offer.updated_at,
+        created_at=offer.created_at, updated_at=offer.updated_at, moved_from=offer.former_uri,
     )  # fmt: skip
 
 
@@ -109,10 +110,12 @@ class MentorshipService:
             raise forbidden("This offer lives on another instance; it can only be changed there.")
         if not principal.can_write or not await self.is_mentor_or_moderator(principal, offer):
             raise forbidden("Only the mentor or a moderator of the community can manage this offer.")
+        community_rules.not_moved(offer.community)
 
     async def create(self, principal: Principal, community_ref_: str, data: schemas.OfferCreate) -> MentorshipOffer:
         community = await self.communities.get_local(community_ref_)
         await self.communities.require_member(principal, community)
+        community_rules.not_moved(community)
         topics = normalize_labels("topics", data.topics)
         languages = normalize_labels("languages", data.languages)
         title = rules.title(data.title)

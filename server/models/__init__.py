@@ -1,7 +1,7 @@
 """All ORM models; importing this module registers every table on Base.metadata."""
 
 from server.models.accounts import ApiToken, Membership, User
-from server.models.communities import Community, CommunityImport, CommunityMovePeer
+from server.models.communities import Community, CommunityImport, CommunityMovedEntry, CommunityMovePeer
 from server.models.federation import Activity, ActorKey, DeletedObject, Delivery, InboxItem, Job, Peer
 from server.models.guides import Guide, GuideRevision, GuideUpstream
 from server.models.mentorship import MentorshipMessage, MentorshipOffer, MentorshipRequest
@@ -17,6 +17,7 @@ __all__ = [
     "Community",
     "CommunityImport",
     "CommunityMovePeer",
+    "CommunityMovedEntry",
     "DeletedObject",
     "Delivery",
     "Guide",

@@ -67,3 +67,16 @@ class CommunityMovePeer(Base):
     instance: Mapped[str] = mapped_column(String(255), primary_key=True)
     notified_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
+
+
+class CommunityMovedEntry(Base):
+    """The redirect map of a community that moved away: each of its guides and offers (by the uri it had here) and
+    the uri and page it has on the new home, learnt from the new home's entries' `formerUri`."""
+
+    __tablename__ = "community_moved_entries"
+
+    old_uri: Mapped[str] = mapped_column(String(2048), primary_key=True)
+    community_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("communities.id", ondelete="CASCADE"), index=True)
+    new_uri: Mapped[str] = mapped_column(String(2048))
+    new_url: Mapped[str] = mapped_column(String(2048))
+    learnt_at: Mapped[datetime] = mapped_column(default=utcnow)

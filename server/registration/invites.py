@@ -12,6 +12,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.accounts.security import Principal
+from server.communities import rules as community_rules
 from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import FieldError, ProblemError, forbidden, not_found
@@ -85,6 +86,7 @@ class InviteService:
             communities = CommunityService(self.session, self.settings)
             community = await communities.get_local(data.community)
             await communities.require_moderator(principal, community)
+            community_rules.not_moved(community)
         elif not principal.is_admin:
             raise forbidden("Only instance admins make invites to the instance alone; name a community you moderate.")
         code = secrets.token_urlsafe(16)

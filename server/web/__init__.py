@@ -26,6 +26,7 @@ from server.web.filters import register_filters
 from server.web.guides import guide_handlers
 from server.web.invite_pages import invite_handlers
 from server.web.mentorship import mentorship_handlers
+from server.web.moving import moving_handlers
 from server.web.notifications import notification_handlers
 from server.web.oidc import oidc_handlers
 from server.web.search import search_handlers
@@ -57,6 +58,7 @@ web_router = Router(
     path="/",
     route_handlers=[
         *community_handlers,
+        *moving_handlers,
         *guide_handlers,
         *adapt_handlers,
         *mentorship_handlers,

@@ -45,8 +45,9 @@ async def signed_in(request: Request[Any, Any, Any], db: AsyncSession) -> Viewer
 
 
 def error_page(
-    request: Request[Any, Any, Any], status: int, detail: str, headers: dict[str, str] | None = None
-) -> Template:
+    request: Request[Any, Any, Any], status: int, detail: str, headers: dict[str, str] | None = None,
+    moved_to: str | None = None,
+) -> Template:  # fmt: skip
     template = "partials/errors/_error.html" if is_fragment_request(request) else "pages/errors/error.html"
     return Template(
         template_name=template,
@@ -59,6 +60,7 @@ def error_page(
             "title": _HEADLINES.get(status, "Error"),
             "flashes": [],
             "current_path": request.url.path,
+            "moved_to": moved_to,
         },
         status_code=status,
         headers={"Vary": "HX-Request", **(headers or {})},
@@ -66,7 +68,7 @@ def error_page(
 
 
 def _from_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Any]:
-    return error_page(request, exc.status, exc.detail, exc.headers)
+    return error_page(request, exc.status, exc.detail, exc.headers, exc.moved_to)
 
 
 def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:

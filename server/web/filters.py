@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from server.communities.schemas import Community
 from server.markdown import sanitize
+from server.settings import host_of
 from server.web.cards import GuideCard, OfferCard
 
 HTMX_VERSION = "2.0.11"
@@ -110,7 +111,7 @@ def register_filters(engine: JinjaTemplateEngine, local_host: str) -> None:
     """`local_host` is the instance's own host, for `community_ref` (a global, so that macros imported without
     the page's context can use it)."""
     env = engine.engine
-    env.filters.update(when=when, iso=iso, community_ref=community_ref, text_on=text_on, prose=prose)
+    env.filters.update(when=when, iso=iso, community_ref=community_ref, text_on=text_on, prose=prose, host_of=host_of)
     env.globals["htmx_version"] = HTMX_VERSION
     env.globals["local_host"] = local_host
     env.globals["guide_card"] = CardMarkup(env, "guide_card", GuideCard)

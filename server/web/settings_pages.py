@@ -14,6 +14,7 @@ from server.accounts.passwords import PasswordService
 from server.accounts.schemas import TokenCreate
 from server.accounts.security import SCOPES
 from server.accounts.service import AccountService
+from server.communities.moving import MoveService
 from server.db import utcnow
 from server.errors import ProblemError, forbidden, invalid, not_found
 from server.federation.peers import peer_statuses, request_sync
@@ -133,7 +134,8 @@ async def federation(request: Request[Any, Any, Any], db: AsyncSession, settings
     peers = await peer_statuses(db)
     known = {peer.host for peer in peers}
     configured = [host for host in settings.peer_hosts if host not in known]
-    context = {"peers": peers, "configured": configured, "peer_hosts": settings.peer_hosts}
+    moves = await MoveService(db, settings).moved_statuses()
+    context = {"peers": peers, "configured": configured, "peer_hosts": settings.peer_hosts, "moves": moves}
     return await page(request, db, "admin/federation", context, title="Federation")
 
 

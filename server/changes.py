@@ -60,6 +60,14 @@ async def record(session: AsyncSession, settings: Settings, verb: Verb, entry: E
     await record_all(session, settings, [Change.of(verb, entry, public=public)])
 
 
+async def reindex(session: AsyncSession, settings: Settings, kind: Kind, entry_ids: Sequence[UUID]) -> None:
+    """Queue the search index jobs of entries re-pointed or removed without a change of their own to announce (a
+    moved community's entries folded on a peer): search shows them as they are now, and nobody hears of it."""
+    if settings.search.backend == "whoosh" and entry_ids:
+        jobs = [{"kind": "index", "payload": {"type": kind, "id": str(entry_id)}} for entry_id in entry_ids]
+        await session.execute(insert(Job), jobs)
+
+
 async def record_all(session: AsyncSession, settings: Settings, changes: Sequence[Change]) -> None:
     if any(change.local for change in changes) and not _subscribers:
         # A local write nobody announces would silently never reach the peers.

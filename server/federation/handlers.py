@@ -17,7 +17,7 @@ from server.accounts.schemas import RemotePerson
 from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import ProblemError
-from server.federation import mapping, outbox, private, vocab
+from server.federation import mapping, moves, outbox, private, vocab
 from server.federation.fetch import FetchError
 from server.guides.service import GuideService
 from server.mentorship.service import MentorshipService
@@ -169,7 +169,8 @@ async def _create_or_update(ctx: Context, activity: vocab.Activity) -> str:
         return "ignored: object was deleted"
     if isinstance(obj, vocab.Actor) and obj.type == "Group":
         remote = mapping.remote_community(obj, ctx.signer_host)
-        return await _domain(ctx, CommunityService(ctx.session, ctx.settings).apply_remote(remote))
+        outcome = await _domain(ctx, CommunityService(ctx.session, ctx.settings).apply_remote(remote))
+        return await moves.noticed(ctx, obj) if obj.moved_to else outcome
     if isinstance(obj, vocab.Post) and (obj.mentorship is not None or obj.type in ("Article", "Page")):
         offers = MentorshipService(ctx.session, ctx.settings)
         guides = GuideService(ctx.session, ctx.settings)
@@ -205,6 +206,13 @@ def entry_services(
 ) -> tuple[GuideService, MentorshipService, CommunityService]:
     """The services of a peer's entries, entries before their communities (which they refer to)."""
     return GuideService(session, settings), MentorshipService(session, settings), CommunityService(session, settings)
+
+
+async def _move(ctx: Context, activity: vocab.Activity) -> str:
+    try:
+        return await moves.receive(ctx, activity)
+    except moves.Refused as exc:
+        raise Rejected(exc.reason) from exc
 
 
 # --- mentorship requests: private, between two people (private.py) ------------------------------------
@@ -320,4 +328,5 @@ _HANDLERS: dict[str, Callable[[Context, vocab.Activity], Awaitable[str]]] = {
     "Create": _create_or_update,
     "Update": _create_or_update,
     "Delete": _delete,
+    "Move": _move,
 }

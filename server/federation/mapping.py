@@ -189,7 +189,7 @@ def remote_guide(post: vocab.Post, host: str, author: RemotePerson) -> RemoteGui
         audience=list(post.audience), author=author, title=post.name or "", summary=plain(post.summary or ""),
         body_markdown=markdown, body_html=html, tags=[t.name or "" for t in post.tags if t.type == "Hashtag"],
         license=post.license or "", slug_hint=post.slug, revision=post.revision, derived_from=post.derived_from,
-        published=post.published, updated=post.updated,
+        published=post.published, updated=post.updated, former_uri=post.former_uri,
     )  # fmt: skip
 
 
@@ -202,7 +202,7 @@ def remote_offer(post: vocab.Post, host: str, mentor: RemotePerson) -> RemoteOff
         mentor=mentor, title=post.name or "", description_markdown=markdown, description_html=html,
         topics=list(details.topics), languages=list(details.languages), format=details.format,
         capacity=details.capacity, seats_taken=details.seats_taken, availability=details.availability or "",
-        status=details.status, published=post.published, updated=post.updated,
+        status=details.status, published=post.published, updated=post.updated, former_uri=post.former_uri,
     )  # fmt: skip
 
 

@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.federation import mapping, vocab
+from server.federation import mapping, moves, vocab
 from server.federation.fetch import Fetcher, FetchError, instance_fetcher
 from server.federation.handlers import Rejected, count_received, handle, parse
 from server.guides.batch import RemoteGuideBatch
@@ -124,6 +124,10 @@ class Documents:
                 objects.update(own([activity.object_id]))
             if activity.type == "Follow":
                 objects.update(own([activity.actor]))
+            if activity.type == "Move":
+                objects.update(own([activity.object_id]))  # what the Group says now, not what the Move says
+            # A moved Group's new home, on another peer: the fetcher reaches configured peers only.
+            objects.update(uri for uri in moves.targets(activity) if host_of(uri) != fetcher.settings.host)
             actors.update(own(_named(item.payload.get("object"))))
         await documents._fetch(session, fetcher, objects, actors)
         named = {
@@ -131,7 +135,11 @@ class Documents:
             for document in documents.found.values()
             for uri in _on(host_of(str(document.get("id"))))(_named(document))
         }
-        await documents._fetch(session, fetcher, set(), named - documents.found.keys() - documents.failed.keys())
+        # A Group sent by reference that says it moved: where to, for verifying the move (moves.py).
+        moved = {uri for document in documents.found.values() if (uri := moves.moved_to(document))}
+        moved = {uri for uri in moved if host_of(uri) != fetcher.settings.host}
+        tried = documents.found.keys() | documents.failed.keys()
+        await documents._fetch(session, fetcher, moved - tried, named - tried)
         return documents
 
     async def _fetch(self, session: AsyncSession, fetcher: Fetcher, objects: set[str], actors: set[str]) -> None:

@@ -50,6 +50,8 @@ class RemoteGuideBatch:
         author = self._authors.get(remote.author.uri)
         if remote.uri in self._existing or community is None or author is None:
             return False
+        if remote.former_uri is not None or community.moved_to is not None:
+            return False  # a moved guide: apply_remote re-points our copy of its former uri
         try:
             fields = rules.remote_fields(remote, 0)
         except ProblemError:

@@ -176,6 +176,8 @@ class RemoteGuide(msgspec.Struct, frozen=True):
     derived_from: str | None = None
     published: datetime | None = None
     updated: datetime | None = None
+    # The uri it had before its community moved to `instance` (`formerUri`): our copy under that uri is this guide.
+    former_uri: str | None = None
 
 
 class ImportedRevision(msgspec.Struct, frozen=True):

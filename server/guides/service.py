@@ -17,7 +17,7 @@ from server.communities.service import CommunityService
 from server.db import new_id, utcnow
 from server.errors import conflict, forbidden, invalid, not_found
 from server.etags import check_if_match
-from server.guides import adaptation, rules, schemas
+from server.guides import adaptation, moves, rules, schemas
 from server.guides.batch import RemoteGuideBatch
 from server.guides.queries import etag, revision_detail, to_schema
 from server.markdown import render
@@ -271,13 +271,18 @@ class GuideService:
         if host_of(remote.uri) != remote.instance:
             raise invalid("id", "the guide is not on the instance that sends it")
         community = await self.communities.remote_home(remote.community_uris, remote.instance)
+        if community.moved_to is not None:
+            return "ignored guide of a community that moved"  # its new home sends it now
         author = await AccountService(self.session, self.settings).apply_remote_person(remote.author)
+        if guide is None and remote.former_uri is not None:
+            guide = await moves.arrived(self.session, remote, community, author)
         fields = rules.remote_fields(remote, guide.revision if guide else 0)
         if guide is None:
             slug = await free_slug(self.session, community, remote.slug_hint or fields["title"])
             guide = Guide(
                 uri=remote.uri, community=community, author=author, slug=slug, status="published", local=False,
-                instance=remote.instance, created_at=remote.published or utcnow(), **fields,
+                instance=remote.instance, former_uri=remote.former_uri, created_at=remote.published or utcnow(),
+                **fields,
             )  # fmt: skip
             self.session.add(guide)
             await self.session.flush()

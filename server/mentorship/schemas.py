@@ -170,3 +170,5 @@ class RemoteOffer(msgspec.Struct, frozen=True):
     status: str | None
     published: datetime | None = None
     updated: datetime | None = None
+    # The uri it had before its community moved to `instance` (`formerUri`): our copy under that uri is this offer.
+    former_uri: str | None = None

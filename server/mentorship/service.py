@@ -19,7 +19,7 @@ from server.errors import conflict, forbidden, invalid, not_found
 from server.etags import check_if_match, make_etag
 from server.guides.schemas import Origin as OriginRef
 from server.markdown import render
-from server.mentorship import rules, schemas
+from server.mentorship import moves, rules, schemas
 from server.models import Community, MentorshipOffer, MentorshipRequest, User
 from server.pagination import keyset, split_page
 from server.refs import Origin, apply_origin_filters, key_of
@@ -208,12 +208,16 @@ class MentorshipService:
         if host_of(remote.uri) != remote.instance:
             raise invalid("id", "the offer is not on the instance that sends it")
         community = await self.communities.remote_home(remote.community_uris, remote.instance)
+        if community.moved_to is not None:
+            return "ignored offer of a community that moved"  # its new home sends it now
         mentor = await AccountService(self.session, self.settings).apply_remote_person(remote.mentor)
+        if offer is None and remote.former_uri is not None:
+            offer = await moves.arrived(self.session, remote, community, mentor)
         fields = rules.remote_fields(remote)
         if offer is None:
             offer = MentorshipOffer(
                 uri=remote.uri, community=community, mentor=mentor, local=False, instance=remote.instance,
-                created_at=remote.published or utcnow(), **fields,
+                former_uri=remote.former_uri, created_at=remote.published or utcnow(), **fields,
             )  # fmt: skip
             self.session.add(offer)
             await self.session.flush()

@@ -611,3 +611,61 @@ def test_delete_by_uri_has_no_embedded_object() -> None:
     assert delete.type == "Delete"
     assert delete.object_id == "https://a.example/guides/7"
     assert delete.object is None
+
+
+# --- moving a community (issue 13) ---
+
+
+def test_a_groups_other_names_are_read_from_a_real_payload() -> None:
+    group = parse_object((FIXTURES / "wordpress" / "objects" / "group.json").read_bytes())
+    assert isinstance(group, Actor)
+    assert group.also_known_as == ("https://dbzer0.com/?author=0", "https://dbzer0.com", "https://dbzer0.com/")
+    assert group.moved_to is None
+
+
+def test_a_move_is_parsed_as_mastodon_sends_it() -> None:
+    # Mastodon's shape (its account moves): actor and object the old actor, target the new one, by id.
+    move = parse_activity({
+        "@context": "https://www.w3.org/ns/activitystreams", "id": "https://old.example/users/ana#moves/1",
+        "type": "Move", "actor": "https://old.example/users/ana", "object": "https://old.example/users/ana",
+        "target": "https://new.example/users/ana",
+    })  # fmt: skip
+    assert move.type == "Move"
+    assert move.actor == move.object_id == "https://old.example/users/ana"
+    assert move.object is None
+    assert move.target == "https://new.example/users/ana"
+
+
+def test_a_moved_group_and_a_moved_guide_carry_their_terms() -> None:
+    group = parse_object({
+        "id": "https://a.example/c/river", "type": "Group", "as:movedTo": {"id": "https://b.example/c/river"},
+        "alsoKnownAs": "https://a.example/c/brook",
+    })  # fmt: skip
+    assert isinstance(group, Actor)
+    assert group.moved_to == "https://b.example/c/river"
+    assert group.also_known_as == ("https://a.example/c/brook",)
+    guide = parse_object({
+        "id": "https://b.example/guides/1", "type": "Article", "kith:formerUri": "https://a.example/guides/1",
+        "alsoKnownAs": ["https://a.example/guides/1"],
+    })  # fmt: skip
+    assert isinstance(guide, Post)
+    assert guide.former_uri == "https://a.example/guides/1"
+    assert guide.also_known_as == ("https://a.example/guides/1",)
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"type": "Move", "target": ["https://b.example/c/1", "https://c.example/c/1"]}, "target has 2 values"),
+        ({"type": "Move", "target": "ftp://b.example/c/1"}, "target must be an absolute http(s) URL"),
+        ({"type": "Group", "movedTo": 7}, "movedTo must be a URI or an object"),
+        ({"type": "Group", "alsoKnownAs": [{"name": "no id"}]}, "alsoKnownAs.id is missing"),
+        ({"type": "Article", "formerUri": "javascript:alert(1)"}, "formerUri must be an absolute http(s) URL"),
+    ],
+)
+def test_move_terms_that_are_not_ids_are_refused(document: dict[str, Any], reason: str) -> None:
+    base = {"id": "https://a.example/x/1", "actor": "https://a.example/c/1", "object": "https://a.example/c/1"}
+    parse = parse_activity if document["type"] == "Move" else parse_object
+    with pytest.raises(VocabError) as raised:
+        parse(base | document)
+    assert reason in raised.value.reason

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from server.federation.vocab.documents import load_document
-from server.federation.vocab.objects import _object, _refs, _required_ref
+from server.federation.vocab.objects import _object, _optional_ref, _refs, _required_ref
 from server.federation.vocab.types import ACTIVITY_TYPES, OBJECT_TYPES, Activity, ActivityType, APObject, VocabError
 from server.federation.vocab.uris import _addressees, _id, _single, _uri
 from server.federation.vocab.values import _at, _datetime, _kith_terms, _pick_type, _str, _text, _type_names
@@ -28,6 +28,7 @@ def _activity(doc: Mapping[str, Any], where: str) -> Activity:
         actor=_required_ref(doc, "actor", where, embedded),
         object_id=object_id,
         object=obj,
+        target=_optional_ref(doc, "target", where, {}),
         to=_addressees(doc, "to", where),
         cc=_addressees(doc, "cc", where),
         audience=_refs(doc, "audience", where, embedded),

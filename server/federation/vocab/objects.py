@@ -87,6 +87,9 @@ def _post(doc: Mapping[str, Any], where: str, kind: PostType) -> Post:
         revision=_int(terms, "revision", where),
         derived_from=_optional_ref(terms, "derivedFrom", where, embedded),
         mentorship=_mentorship(terms, where) if kind == "MentorshipOffer" else None,
+        former_uri=_optional_ref(terms, "formerUri", where, {}),
+        also_known_as=_as_refs(doc, "alsoKnownAs", where),
+        moved_to=_as_ref(doc, "movedTo", where),
         embedded=embedded,
     )
 
@@ -124,6 +127,8 @@ def _actor(doc: Mapping[str, Any], where: str, kind: ActorType) -> Actor:
         attributed_to=_refs(doc, "attributedTo", where, embedded),
         color=_str(_kith_terms(doc), "color", where),
         links=_links(doc, where),
+        also_known_as=_as_refs(doc, "alsoKnownAs", where),
+        moved_to=_as_ref(doc, "movedTo", where),
         published=_datetime(doc, "published", where),
         updated=_datetime(doc, "updated", where),
         embedded=embedded,
@@ -177,6 +182,16 @@ def _required_ref(doc: Mapping[str, Any], key: str, where: str, embedded: dict[s
     if ref is None:
         raise VocabError(f"{_at(where, key)} is missing")
     return ref
+
+
+def _as_refs(doc: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """An ActivityStreams-namespace term Mastodon sends bare (`alsoKnownAs`), or prefixed: the ids it names. What
+    it embeds is not kept: only the documents fetched from their own hosts are believed."""
+    return _refs({key: doc.get(key, doc.get(f"as:{key}"))}, key, where, {})
+
+
+def _as_ref(doc: Mapping[str, Any], key: str, where: str) -> str | None:
+    return _optional_ref({key: doc.get(key, doc.get(f"as:{key}"))}, key, where, {})
 
 
 # --- Parts ------------------------------------------------------------------------------

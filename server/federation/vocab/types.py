@@ -12,7 +12,7 @@ MAX_DEPTH = 10
 MAX_ID_LENGTH = 2048
 
 ActivityType = Literal[
-    "Create", "Update", "Delete", "Follow", "Accept", "TentativeAccept", "Reject", "Undo", "Announce", "Offer"
+    "Create", "Update", "Delete", "Follow", "Accept", "TentativeAccept", "Reject", "Undo", "Announce", "Offer", "Move"
 ]
 # Agreement: a mentorship request, the object of an Offer (FEP-0837's shape).
 PostType = Literal["Article", "Page", "Note", "MentorshipOffer", "Agreement"]
@@ -38,6 +38,7 @@ KITH_TERMS = (
     "seatsTaken",
     "availability",
     "status",
+    "formerUri",
 )
 
 
@@ -109,6 +110,11 @@ class Post(msgspec.Struct, frozen=True, kw_only=True):
     revision: int | None = None
     derived_from: str | None = None
     mentorship: Mentorship | None = None
+    # Once its community moved (issue 13): the id it had before (`formerUri`, also in `alsoKnownAs`), or, on the
+    # old instance, where it went (`movedTo`).
+    former_uri: str | None = None
+    also_known_as: tuple[str, ...] = ()
+    moved_to: str | None = None
     embedded: dict[str, APObject] = {}
 
     @property
@@ -136,6 +142,9 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
     attributed_to: tuple[str, ...] = ()
     color: str | None = None
     links: tuple[Link, ...] = ()
+    # A Group that moved (issue 13): the old one names the new in `movedTo`, the new one the old in `alsoKnownAs`.
+    also_known_as: tuple[str, ...] = ()
+    moved_to: str | None = None
     published: datetime | None = None
     updated: datetime | None = None
     embedded: dict[str, APObject] = {}
@@ -162,6 +171,8 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True):
     actor: str
     object_id: str
     object: Activity | APObject | None = None
+    # Where a Move goes: the new Group.
+    target: str | None = None
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
     audience: tuple[str, ...] = ()

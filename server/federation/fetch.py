@@ -27,9 +27,11 @@ TOTAL_SECONDS = 30.0
 
 
 class FetchError(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        # The peer's HTTP status when it answered: 404 and 410 say the document is gone, not that it is late.
+        self.status = status
 
 
 def make_client(settings: Settings) -> httpx.AsyncClient:
@@ -109,7 +111,7 @@ class Fetcher:
                     url = urljoin(url, response.headers.get("location", ""))
                     continue
                 if response.status_code != 200:
-                    raise FetchError(f"{url} answered {response.status_code}")
+                    raise FetchError(f"{url} answered {response.status_code}", response.status_code)
                 return await _read_capped(response, url), url, response.headers.get("content-type", "")
         raise FetchError(f"more than {MAX_REDIRECTS} redirects from {url}")
 

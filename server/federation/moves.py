@@ -24,6 +24,7 @@ from server.communities.service import CommunityService
 from server.db import utcnow
 from server.errors import ProblemError
 from server.federation import mapping, vocab
+from server.federation.fetch import FetchError
 from server.guides import moves as guide_moves
 from server.mentorship import moves as offer_moves
 from server.models import Community, Job
@@ -83,6 +84,8 @@ async def noticed(ctx: Context, group: vocab.Actor) -> str:
 async def follow(ctx: Context, old_uri: str, target: str, old_group: vocab.Actor | None = None) -> str:
     """Follow the move of `old_uri` to `target` once verified; `old_group` is the old Group's document when the
     signer sent it itself (its own Group, as good as fetching it)."""
+    if target == old_uri:
+        raise _refused(old_uri, "the Move's target is the Group it moves")
     old = await remote_moves.held(ctx.session, old_uri)
     if old is None:
         log.info("ignored the move of %s: not a community held here", old_uri)
@@ -109,12 +112,17 @@ async def _new_home(ctx: Context, old_uri: str, target: str) -> Community:
         local = await remote_moves.local_claimant(ctx.session, target, old_uri)
         if local is None:
             raise _refused(old_uri, f"{target} is not a community of this instance that claims it")
+        if local.moved_to is not None:
+            raise _refused(old_uri, f"{target} has moved on itself")
         return local
     if host_of(target) not in ctx.settings.peer_hosts:
         raise _refused(old_uri, f"the target {target} is not on a configured peer")
     group = await _group(ctx, target)
     if old_uri not in group.also_known_as:
         raise _refused(old_uri, f"the target {target} does not list it in alsoKnownAs")
+    if group.moved_to is not None:
+        # A move onto a Group that moved on (or back: a loop) would leave both copies moved, taking nothing.
+        raise _refused(old_uri, f"the target {target} has moved on itself, to {group.moved_to}")
     try:
         await CommunityService(ctx.session, ctx.settings).apply_remote(mapping.remote_community(group, host_of(target)))
     except ProblemError as exc:
@@ -127,13 +135,18 @@ async def _new_home(ctx: Context, old_uri: str, target: str) -> Community:
 
 async def _group(ctx: Context, uri: str) -> vocab.Actor:
     """The Group at `uri` as its own host serves it now: what the sender embeds is not evidence. A fetch that
-    failed (FetchError) fails the activity for a later try: a peer down for a moment must not cost a move."""
+    failed (FetchError) fails the activity for a later try: a peer down for a moment must not cost a move; one
+    that answered the Group is gone refuses it."""
     if ctx.fetch is None:
         raise _refused(uri, f"{uri} was not fetched")
     try:
         document = vocab.parse_object(await ctx.fetch(uri))
     except vocab.VocabError as exc:
         raise _refused(uri, f"{uri} could not be read: {exc.reason}") from exc
+    except FetchError as exc:
+        if exc.status in (404, 410):
+            raise _refused(uri, f"{uri} is gone ({exc.status})") from exc
+        raise
     if not isinstance(document, vocab.Actor) or document.type != "Group" or document.id != uri:
         raise _refused(uri, f"{uri} is not a Group")
     return document

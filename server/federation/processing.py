@@ -126,8 +126,10 @@ class Documents:
                 objects.update(own([activity.actor]))
             if activity.type == "Move":
                 objects.update(own([activity.object_id]))  # what the Group says now, not what the Move says
-            # A moved Group's new home, on another peer: the fetcher reaches configured peers only.
-            objects.update(uri for uri in moves.targets(activity) if host_of(uri) != fetcher.settings.host)
+            # A moved Group's new home, on another peer (the fetcher reaches configured peers only), for a Group
+            # of the signer's own: a Move the handler will refuse fetches nothing.
+            if own([activity.object_id]):
+                objects.update(uri for uri in moves.targets(activity) if host_of(uri) != fetcher.settings.host)
             actors.update(own(_named(item.payload.get("object"))))
         await documents._fetch(session, fetcher, objects, actors)
         named = {

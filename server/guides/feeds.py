@@ -23,7 +23,7 @@ FEED_ENTRIES = 50
 _FEED = (
     joined(select(*VIEW.columns))
     .where(Guide.deleted_at.is_(None), Guide.status == "published", _community.deleted_at.is_(None))
-    .where(_community.moved_to.is_(None))  # listed under the new home; its pages here redirect there
+    .where(~_community.moved_away)  # listed under the new home; its pages here redirect there
     .order_by(Guide.updated_at.desc(), Guide.id.desc())
     .limit(FEED_ENTRIES)
 )

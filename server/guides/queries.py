@@ -206,7 +206,7 @@ def _list_statement(
 ) -> Select[Any]:  # fmt: skip
     """The list's statement for these filters, built once: building and hashing a select of this size costs
     more than running it. Only the page position and size are left as parameters (see keyset_params)."""
-    query = _READ.where(Guide.deleted_at.is_(None), Guide.status == status, _community.moved_to.is_(None))
+    query = _READ.where(Guide.deleted_at.is_(None), Guide.status == status, ~_community.moved_away)
     query = apply_origin_filters(query, Guide, local_host, origin=origin, instance=instance, community=community)
     if status == "draft":
         query = drafts_visible_to(query, drafts_for)

@@ -73,7 +73,7 @@ class MentorshipService:
     ) -> tuple[list[schemas.Offer], str | None]:  # fmt: skip
         """`open_seats`: only open offers with a seat left. Filters run in the query, so pages are full."""
         query = select(MentorshipOffer).where(
-            MentorshipOffer.deleted_at.is_(None), ~MentorshipOffer.community.has(Community.moved_to.is_not(None))
+            MentorshipOffer.deleted_at.is_(None), ~MentorshipOffer.community.has(Community.moved_away)
         )
         query = apply_origin_filters(
             query, MentorshipOffer, self.settings.host, origin=origin, instance=instance, community=community

@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, text
+from sqlalchemy import ColumnElement, ForeignKey, String, Text, UniqueConstraint, and_, text
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, new_id, utcnow
@@ -44,6 +45,17 @@ class Community(Base):
     moved_at: Mapped[datetime | None]
     moved_from: Mapped[str | None] = mapped_column(String(2048))
     arrived_at: Mapped[datetime | None]
+
+    @hybrid_property
+    def moved_away(self) -> bool:
+        """A community of this instance that moved to a new home: its entries are listed and found there, and its
+        pages here redirect. A peer's community that moved keeps what its new home never sent."""
+        return self.local and self.moved_to is not None
+
+    @moved_away.inplace.expression
+    @classmethod
+    def _moved_away(cls) -> ColumnElement[bool]:
+        return and_(cls.local.is_(True), cls.moved_to.is_not(None))
 
 
 class CommunityImport(Base):

@@ -73,7 +73,7 @@ def snapshot_of(entry: Entry) -> dict[str, Any] | None:
     """What the index needs of a public entry, as plain values: cheap to read, safe to hand to another thread."""
     if entry.deleted_at is not None or entry.community.deleted_at is not None:
         return None
-    if entry.community.moved_to is not None:  # its page redirects to the new home, which is searched instead
+    if entry.community.moved_away:  # its page redirects to the new home, which is searched instead
         return None
     common: dict[str, Any] = {
         "id": str(entry.id), "title": entry.title, "url": entry.url, "community": community_ref(entry),

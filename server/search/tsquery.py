@@ -28,13 +28,14 @@ HITS = """
         lower(CASE WHEN c.local THEN c.slug ELSE c.slug || '@' || c.instance END) AS community,
         c.name AS community_name, g.search_vector AS v
    FROM guides g JOIN communities c ON c.id = g.community_id
-  WHERE g.deleted_at IS NULL AND c.deleted_at IS NULL AND g.status = 'published' AND c.moved_to IS NULL
+  WHERE g.deleted_at IS NULL AND c.deleted_at IS NULL AND g.status = 'published'
+    AND NOT (c.local AND c.moved_to IS NOT NULL)
  UNION ALL
  SELECT 'offer', o.id, o.title, o.url, '', o.description_markdown, '|', lower(o.topics_key), lower(o.languages_key),
         lower(o.instance), CASE WHEN o.local THEN 'local' ELSE 'remote' END, o.updated_at,
         lower(CASE WHEN c.local THEN c.slug ELSE c.slug || '@' || c.instance END), c.name, o.search_vector
    FROM mentorship_offers o JOIN communities c ON c.id = o.community_id
-  WHERE o.deleted_at IS NULL AND c.deleted_at IS NULL AND c.moved_to IS NULL) AS hits
+  WHERE o.deleted_at IS NULL AND c.deleted_at IS NULL AND NOT (c.local AND c.moved_to IS NOT NULL)) AS hits
 """
 
 WEIGHTS = {"title": "A", "summary": "B", "body": "C"}

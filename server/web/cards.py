@@ -49,7 +49,7 @@ def guide_cards_query(
 
 
 # A moved community's entries are listed under its new home; here their pages only redirect there.
-_MOVED_AWAY = select(Community.id).where(Community.moved_to.is_not(None)).scalar_subquery()
+_MOVED_AWAY = select(Community.id).where(Community.moved_away).scalar_subquery()
 
 
 def _cards_query(by_community: bool, status: str) -> Select[Any]:

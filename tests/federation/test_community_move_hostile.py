@@ -145,6 +145,53 @@ def test_a_move_of_a_community_not_held_here_is_ignored(world):
     assert f"ignored the move of {unknown['id']}: not a community held here" in world.kith.log()
 
 
+def test_a_group_whose_moved_to_does_not_read_as_a_url_stalls_nothing(world):
+    # Sent by reference, so C fetches the Group and looks where it says it moved before parsing it.
+    group(world.old, "/c/circle", movedTo=f"{world.new.base_url.rsplit(':', 1)[0]}:x/c/circle")
+    try:
+        assert send(world.old, world.kith, world.old.activity("Update", world.old_group, world.old_group)) == 202
+        world.fence()  # the fence is applied: the inbox went on past the Update
+    finally:
+        group(world.old, "/c/circle", movedTo=f"{world.new.base_url}/c/circle")
+    world.unchanged()
+
+
+def test_a_move_onto_a_group_that_moved_on_changes_nothing(world):
+    # B claims A's Group but has itself moved back to it: following would leave both copies moved.
+    group(world.new, "/c/circle", alsoKnownAs=[world.old_group], movedTo=world.old_group)
+    try:
+        move(world.old, world.kith, world.old_group, f"{world.new.base_url}/c/circle")
+        world.fence()
+    finally:
+        group(world.new, "/c/circle")
+    world.unchanged()
+    assert "has moved on itself" in world.kith.log()
+
+
+def test_a_move_onto_itself_changes_nothing(world):
+    group(world.old, "/c/circle", movedTo=world.old_group, alsoKnownAs=[world.old_group])
+    try:
+        move(world.old, world.kith, world.old_group, world.old_group)
+        world.fence()
+    finally:
+        group(world.old, "/c/circle", movedTo=f"{world.new.base_url}/c/circle")
+    world.unchanged()
+    assert "the Move's target is the Group it moves" in world.kith.log()
+
+
+def test_a_move_to_a_group_that_is_gone_is_refused_not_retried(world):
+    gone = f"{world.new.base_url}/c/gone"
+    world.new.serve("/c/gone", {"error": "gone"}, status=410)
+    group(world.old, "/c/circle", movedTo=gone)
+    try:
+        move(world.old, world.kith, world.old_group, gone)
+        world.fence()
+    finally:
+        group(world.old, "/c/circle", movedTo=f"{world.new.base_url}/c/circle")
+    world.unchanged()
+    assert f"{gone} is gone (410)" in world.kith.log()
+
+
 def test_the_honest_move_is_followed(world):
     # The control, last: B now claims A's Group, and A's Group says it moved there.
     group(world.new, "/c/circle", alsoKnownAs=[world.old_group])

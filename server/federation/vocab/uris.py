@@ -32,8 +32,9 @@ def _uri(value: object, at: str) -> str:
 
 
 def is_http_id(value: object) -> TypeGuard[str]:
-    """An http(s) id of at most MAX_ID_LENGTH characters: what an inbox takes as an activity's id, pushed or pulled."""
-    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and value.startswith(("http://", "https://"))
+    """An http(s) id of at most MAX_ID_LENGTH characters that reads whole: what an inbox takes as an activity's id,
+    pushed or pulled. Whole, because callers take its host next (`host_of` raises on a port that is no number)."""
+    return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and _is_http_url(value)
 
 
 @lru_cache(maxsize=4096)  # the same few ids (actors, communities, the public collection) recur in every activity

@@ -467,6 +467,9 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def directory_mb(path: Path) -> float:
+    """The size of a directory's files, or of a file."""
+    if path.is_file():
+        return path.stat().st_size / 2**20
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 

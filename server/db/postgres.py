@@ -37,7 +37,7 @@ class PostgresReader:
         self.json_loads = json_loads
         self._pool: asyncpg.Pool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._opening: asyncio.Future[asyncpg.Pool] | None = None
+        self._lock: asyncio.Lock | None = None
 
     async def fetch_all(
         self, statement: Select[Any], params: Mapping[str, Any], into: Callable[[Any], Any] | None
@@ -63,21 +63,14 @@ class PostgresReader:
         loop = asyncio.get_running_loop()
         if self._pool is not None and self._loop is loop:
             return self._pool
-        if self._opening is None or self._loop is not loop:
-            self._loop, self._opening = loop, loop.create_future()
-            try:
-                pool = await asyncpg.create_pool(
+        if self._lock is None or self._loop is not loop:  # the first read, or the first in another event loop
+            self._loop, self._lock, self._pool = loop, asyncio.Lock(), None
+        async with self._lock:  # the reads that come while the pool opens wait for it
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
                     self.dsn, min_size=1, max_size=READ_CONNECTIONS, init=self._codecs, connection_class=_Connection
                 )
-            except BaseException as exc:
-                self._opening.set_exception(exc)
-                self._opening.exception()  # retrieved: each waiter raises it
-                self._opening = None
-                raise
-            self._pool = pool
-            self._opening.set_result(pool)
-            return pool
-        return await asyncio.shield(self._opening)
+            return self._pool
 
     async def _codecs(self, connection: asyncpg.Connection) -> None:
         # JSON decoded as the engine decodes it (SQLAlchemy's asyncpg dialect sets the same codecs on its own).
@@ -94,7 +87,7 @@ class PostgresReader:
 
     def close(self) -> None:
         """Close the connections now, from whatever thread disposes the engine; a later read opens a new pool."""
-        pool, self._pool, self._opening = self._pool, None, None
+        pool, self._pool = self._pool, None
         if pool is not None:
             with contextlib.suppress(Exception):  # its loop may be closed already: the connections went with it
                 pool.terminate()

@@ -563,7 +563,7 @@ def against_fts5(backend: str, build_rate: float | None, endpoint: Sequence[floa
     return rows
 
 
-async def run_postgres(count: int, writes: int) -> int:
+async def run_postgres(count: int, writes: int, how_many: int = QUERIES) -> int:
     """The postgres backend: guides copied into a fresh database, its rebuild, its endpoint, write to searchable."""
     from server.db import create_engine, create_sessionmaker
     from server.search.postgres import PostgresBackend
@@ -571,9 +571,9 @@ async def run_postgres(count: int, writes: int) -> int:
 
     corpus = Corpus()
     qrng = random.Random(SEED + 2)
-    queries = [corpus.query(qrng) for _ in range(QUERIES)]
+    queries = [corpus.query(qrng) for _ in range(how_many)]
     warmup = [corpus.query(qrng) for _ in range(WARMUP)]
-    print(f"search bench, postgres backend: {count:,} guides, {QUERIES} two-word queries at {RATE:.0f}/s after "
+    print(f"search bench, postgres backend: {count:,} guides, {how_many} two-word queries at {RATE:.0f}/s after "
           f"{WARMUP} warm-up; load average {load_average()}", flush=True)  # fmt: skip
     with postgres.fresh_database() as url:
         server = KithServer(database_url=url, worker=False, env={"KITH_SEARCH_BACKEND": "postgres"})
@@ -786,13 +786,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--writes", type=int, default=WRITES, help=f"guides timed from write to searchable (default {WRITES}; 0: skip)"
     )
     parser.add_argument("--backend", choices=("whoosh", "postgres"), default="whoosh", help="the search backend")
+    parser.add_argument(
+        "--queries", type=int, default=QUERIES, help=f"with --backend postgres: queries sent (default {QUERIES})"
+    )
     args = parser.parse_args(argv)
     if args.docs < 1:
         parser.error("--docs must be positive")
     if args.writes < 0:
         parser.error("--writes must not be negative")
     if args.backend == "postgres":
-        sys.exit(asyncio.run(run_postgres(args.docs, args.writes)))
+        sys.exit(asyncio.run(run_postgres(args.docs, args.writes, args.queries)))
     sys.exit(asyncio.run(run(args.docs, args.profile, args.index, args.writes)))
 
 

@@ -1,7 +1,8 @@
 """bench/search.py's guides as rows of a Kith PostgreSQL database, for `--backend postgres`.
 
-The generated guides are copied straight into `guides` (COPY, one transaction; the search_vector trigger
-computes each row's vector as it is written), with one author per instance and the communities they name:
+The generated guides are copied straight into `guides` (COPY, one transaction; where the schema has a
+search_vector trigger it computes each row's vector, otherwise `kith reindex` does, which search.py times), with
+one author per instance and the communities they name:
 search reads nothing else. Going through GuideService would take an hour at 100,000 guides and measure the
 service, not search.
 """

@@ -25,6 +25,8 @@ Exits 1 if a page misses the target.
 
     .venv/bin/python bench/pages.py            # 10,000 guides, 2,000 requests per page, 10,000 to /bare
     .venv/bin/python bench/pages.py --quick    # 1,000 guides, 1,000 requests per page, 5,000 to /bare
+    .venv/bin/python bench/pages.py --quick --postgres --workers 2   # as api_list.py: a fresh PostgreSQL database,
+                                                                     # two web processes (and two for /bare)
 """
 
 from __future__ import annotations
@@ -48,15 +50,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the project's `server` and `tests.support` importable
 
 from api_list import (  # noqa: E402  (bench/ is the script's own directory on sys.path)
+    DatabaseCPU,
+    analyze,
+    backend_name,
     bare_server,
     community_of,
     cpu_seconds,
+    kith_server,
     seed_in_process,
     seed_through_api,
     wait_for_search_index,
 )
-
-from tests.support.server import KithServer  # noqa: E402
 
 TARGET = 0.15
 CONCURRENCY = 16
@@ -88,8 +92,9 @@ class Result:
     seconds: float
     latencies: list[float]
     bytes_per_response: float
-    server_cpu: float | None  # cores the server process used while it was measured
+    server_cpu: float | None  # cores the server's processes used while it was measured
     client_cpu: float  # cores this process (the load generator) used meanwhile
+    database_cpu: float | None = None  # cores the server's PostgreSQL backends used meanwhile
 
     @property
     def rate(self) -> float:
@@ -105,10 +110,13 @@ class Result:
         p99 = statistics.quantiles(self.latencies, n=100)[98] * 1000
         server = f"{self.server_cpu:4.2f}" if self.server_cpu is not None else "   ?"
         per_request = f"{self.server_ms:6.2f}" if self.server_ms is not None else "     ?"
+        database = "" if self.database_cpu is None else (
+            f", database {self.database_cpu:4.2f} ({self.database_cpu / self.rate * 1000:5.2f} ms/req)"
+        )  # fmt: skip
         return (
             f"  {self.name:<34} {self.rate:>6.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   "
             f"{self.bytes_per_response / 1024:5.1f} KiB   CPU: server {server} ({per_request} ms/req), "
-            f"client {self.client_cpu:4.2f}"
+            f"client {self.client_cpu:4.2f}{database}"
         )
 
 
@@ -183,23 +191,30 @@ async def drive(connections: Sequence[BrowserConnection], total: int, path_for: 
 
 
 async def measure(
-    name: str, base_url: str, pid: int, plan: Plan, path_for: Callable[[int], str], requests: int | None = None
-) -> Result:
+    name: str, base_url: str, pid: int, plan: Plan, path_for: Callable[[int], str], requests: int | None = None,
+    database: DatabaseCPU | None = None,
+) -> Result:  # fmt: skip
     requests = requests or plan.requests
     connections = [BrowserConnection(base_url) for _ in range(CONCURRENCY)]
+    database = database or DatabaseCPU(None)
     try:
         await drive(connections, plan.warmup, path_for)  # connections open, cookies set, caches warm
         received_before = sum(connection.received for connection in connections)
+        database_before = await database.seconds()
         cpu_before, client_before, started = cpu_seconds(pid), time.process_time(), time.perf_counter()
         latencies = await drive(connections, requests, path_for)
         seconds, cpu_after, client_after = time.perf_counter() - started, cpu_seconds(pid), time.process_time()
+        database_after = await database.seconds()
         received = sum(connection.received for connection in connections) - received_before
     finally:
         for connection in connections:
             await connection.aclose()
     server_cpu = (cpu_after - cpu_before) / seconds if cpu_before is not None and cpu_after is not None else None
     client_cpu = (client_after - client_before) / seconds
-    return Result(name, requests, seconds, latencies, received / requests, server_cpu, client_cpu)
+    database_cpu = None if database_before is None or database_after is None else (
+        (database_after - database_before) / seconds
+    )  # fmt: skip
+    return Result(name, requests, seconds, latencies, received / requests, server_cpu, client_cpu, database_cpu)
 
 
 # -- seeding (the communities, the API and in-process paths and the wait for the index are api_list.py's) ---
@@ -244,36 +259,38 @@ async def guide_paths(base_url: str, count: int) -> list[str]:
 PAGES = ("GET /", "GET /c/{slug}", "GET /c/{slug}/guides/{guide-slug}")
 
 
-async def run(plan: Plan) -> bool:
-    with KithServer() as server:
-        print(f"Kith on {server.base_url}, SQLite in {server.data_dir}", flush=True)
+async def run(plan: Plan, use_postgres: bool = False, workers: int = 1) -> bool:
+    with kith_server(use_postgres, workers) as server:
+        database = DatabaseCPU(server.database_url if use_postgres else None)
         token = server.token()
         api_rate = await seed_through_api(server, token, plan, body=guide_body)
         print(f"  {plan.api_creations} guides through the API: {api_rate:.0f} creations/s", flush=True)
         server.stop()  # seed the rest with nothing else touching the database
         local_rate = await seed_in_process(server, token, plan, body=guide_body)
         print(f"  {plan.guides - plan.api_creations} more through the service layer: {local_rate:.0f}/s", flush=True)
+        await analyze(server.database_url if use_postgres else None)
         server.start()
         assert server.pid is not None
         waited = await wait_for_search_index(server.base_url, plan.guides)
         print(f"  search index caught up {waited:.0f} s after the restart", flush=True)
         paths = await guide_paths(server.base_url, plan.guide_pages)
         communities = [f"/c/{community_of(n, plan)}" for n in range(plan.communities)]
+        url, pid = server.base_url, server.pid
         results = [
-            await measure(PAGES[0], server.base_url, server.pid, plan, lambda i: "/"),
-            await measure(PAGES[1], server.base_url, server.pid, plan, lambda i: communities[i % len(communities)]),
-            await measure(PAGES[2], server.base_url, server.pid, plan, lambda i: paths[i % len(paths)]),
+            await measure(PAGES[0], url, pid, plan, lambda i: "/", database=database),
+            await measure(PAGES[1], url, pid, plan, lambda i: communities[i % len(communities)], database=database),
+            await measure(PAGES[2], url, pid, plan, lambda i: paths[i % len(paths)], database=database),
         ]
-    with bare_server() as (bare_url, bare_pid):
+    with bare_server(workers) as (bare_url, bare_pid):
         results.append(await measure("GET /bare", bare_url, bare_pid, plan, lambda i: "/bare", plan.bare_requests))
-    return report(plan, results, api_rate, local_rate)
+    return report(plan, results, api_rate, local_rate, f"{backend_name(use_postgres)}, {workers} uvicorn worker(s)")
 
 
-def report(plan: Plan, results: Sequence[Result], api_rate: float, local_rate: float) -> bool:
+def report(plan: Plan, results: Sequence[Result], api_rate: float, local_rate: float, setup: str) -> bool:
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"\n{plan.requests} requests per page ({plan.bare_requests} to /bare) after {plan.warmup} warm-up, "
           f"{CONCURRENCY} connections, "
-          f"{plan.guides} guides in {plan.communities} communities (SQLite, one uvicorn worker)")  # fmt: skip
+          f"{plan.guides} guides in {plan.communities} communities ({setup})")  # fmt: skip
     print(
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load} (other work on the machine skews req/s)"
@@ -300,8 +317,10 @@ def report(plan: Plan, results: Sequence[Result], api_rate: float, local_rate: f
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 guides and 1,000 requests per page")
+    parser.add_argument("--postgres", action="store_true", help="run Kith on a fresh PostgreSQL database")
+    parser.add_argument("--workers", type=int, default=1, help="web processes of Kith and of the bare app")
     args = parser.parse_args(argv)
-    return 0 if asyncio.run(run(QUICK if args.quick else Plan())) else 1
+    return 0 if asyncio.run(run(QUICK if args.quick else Plan(), args.postgres, args.workers)) else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-from server.db.reads import attach_reader, fetch_all
+from server.db.reads import attach_postgres_reader, attach_reader, fetch_all
 from server.db.sqlite import is_file, sqlite_pragmas
 
 __all__ = [
@@ -91,7 +91,10 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
         if is_file(engine.url):
             attach_reader(engine)
         return engine
-    return create_async_engine(database_url, pool_pre_ping=True, pool_size=10, **kwargs)
+    engine = create_async_engine(database_url, pool_pre_ping=True, pool_size=10, **kwargs)
+    if engine.dialect.name == "postgresql" and engine.dialect.driver == "asyncpg":
+        attach_postgres_reader(engine)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,4 +1,5 @@
-"""`fetch_all`: one-hop reads of a SELECT, on SQLite through a reader thread and plain connections."""
+"""`fetch_all`: one-hop reads of a SELECT, on SQLite through a reader thread and plain connections, on PostgreSQL
+through a pool of plain asyncpg connections (`server.db.postgres`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.db.postgres import PostgresReader
 from server.db.prepared import prepare
 from server.db.reader_thread import Read, in_thread, run_prepared, run_sql, run_statement, serve
 from server.db.sqlite import quick_pragmas, reader_pragmas
@@ -60,7 +62,10 @@ async def fetch_all(
     go through the bind and result processors of their SQLAlchemy types here, in the caller's thread, which is
     all that `execute` does to them (decoding rows in the reader thread would have the two threads take the GIL
     from each other on every row). The statement runs in autocommit: it sees what was committed when it started
-    and holds no transaction afterwards. Anywhere else it runs on a pooled connection of `engine`.
+    and holds no transaction afterwards. On PostgreSQL (an engine made by `create_engine`) the compiled statement
+    runs in one round trip on a connection of the process's read pool, also in autocommit, and asyncpg decodes the
+    values before the same processors. Anywhere else, and for what `prepare` leaves to SQLAlchemy, it runs on a
+    pooled connection of `engine`.
 
     `quick=True` is for statements that read a handful of rows through an index (a row by its key, a page of an
     index in order): on SQLite they run right here on the event loop, with no hop to the reader thread, which
@@ -77,6 +82,9 @@ async def fetch_all(
     reader = _readers.get(engine.sync_engine)
     if reader is not None:
         return await reader.fetch_all(statement, params or {}, quick, into)
+    postgres = _postgres_readers.get(engine.sync_engine)
+    if postgres is not None and (rows := await postgres.fetch_all(statement, params or {}, into)) is not None:
+        return rows
     async with engine.connect() as connection:
         rows = (await connection.execute(statement, params)).all()
     return rows if into is None else [into(row) for row in rows]
@@ -88,14 +96,22 @@ def attach_reader(engine: AsyncEngine) -> None:
     event.listen(engine.sync_engine, "engine_disposed", _close_reader)
 
 
-# The reader of each SQLite file engine made by create_engine; it is closed when that engine is disposed.
+def attach_postgres_reader(engine: AsyncEngine) -> None:
+    """Give a PostgreSQL engine its read pool, closed when the engine is disposed."""
+    _postgres_readers[engine.sync_engine] = PostgresReader(engine.url, engine.dialect, _json_loads)
+    event.listen(engine.sync_engine, "engine_disposed", _close_reader)
+
+
+# The reader of each SQLite file engine and PostgreSQL engine made by create_engine; closed when it is disposed.
 _readers: weakref.WeakKeyDictionary[Engine, _SQLiteReader] = weakref.WeakKeyDictionary()
+_postgres_readers: weakref.WeakKeyDictionary[Engine, PostgresReader] = weakref.WeakKeyDictionary()
 
 
 def _close_reader(engine: Engine) -> None:
-    reader = _readers.get(engine)
-    if reader is not None:
-        reader.close()
+    for readers in (_readers, _postgres_readers):
+        reader = readers.get(engine)
+        if reader is not None:
+            reader.close()
 
 
 class _SQLiteReader:

@@ -118,12 +118,14 @@ class Deliverer:
         return Outcome(delivery.id, ok, permanent, error, asked_to_wait(response))
 
     async def _record(self, session: AsyncSession, deliveries: dict, outcomes: list[Outcome]) -> None:
+        succeeded: set[str] = set()
+        errors: dict[str, str] = {}  # the batch's last error for each peer
         for outcome in outcomes:
             delivery, payload = deliveries[outcome.delivery_id]
             if outcome.ok:
                 delivery.attempts += 1
                 move(delivery, DELIVERIES["sent"])
-                await _peer_health(session, delivery.peer_host, success=True)
+                succeeded.add(delivery.peer_host)
                 await move_out.delivered(session, self.settings, payload, delivery.peer_host)
             else:
                 fail(DELIVERIES, delivery, outcome.error, permanent=outcome.permanent)
@@ -131,7 +133,14 @@ class Deliverer:
                     delivery.next_attempt_at = max(delivery.next_attempt_at, utcnow() + outcome.wait)
                 if delivery.state == DELIVERIES["give_up"].target:
                     await private.delivery_given_up(session, self.settings, payload)
-                await _peer_health(session, delivery.peer_host, error=outcome.error)
+                errors[delivery.peer_host] = outcome.error
+        await session.commit()
+        # Once per peer and batch, after the deliveries' commit: a peer's row is shared by every worker delivering
+        # to it, and updated with each delivery inside the batch's transaction, its lock made the workers take turns.
+        for host in succeeded:
+            await _peer_health(session, host, success=True)
+        for host, error in errors.items():
+            await _peer_health(session, host, error=error)
         await session.commit()
 
 

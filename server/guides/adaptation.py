@@ -8,17 +8,18 @@ revisions here), so the text an adaptation was based on is kept in its `guide_up
 from __future__ import annotations
 
 import difflib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import msgspec
 from merge3 import Merge3
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import aliased
 
 from server.communities.schemas import CommunityRef
+from server.db.one_of import one_of
 from server.errors import invalid
 from server.guides import rules, schemas
 from server.models import Community, Guide, GuideUpstream, User
@@ -157,7 +158,7 @@ UPSTREAMS = (
     .outerjoin(_up, _up.uri == Guide.derived_from)
     .outerjoin(_up_community, _up_community.id == _up.community_id)
     .outerjoin(_up_author, _up_author.id == _up.author_id)
-    .where(Guide.id.in_(bindparam("ids", expanding=True)), Guide.derived_from.is_not(None))
+    .where(one_of(Guide.id, "ids"), Guide.derived_from.is_not(None))
 )
 _by = aliased(Community, name="by_community")
 _ADAPTATION = Projection(
@@ -174,7 +175,7 @@ ADAPTATIONS = (
     select(*_ADAPTATION.columns)
     .join(_by, _by.id == Guide.community_id)
     .where(
-        Guide.derived_from.in_(bindparam("uris", expanding=True)),
+        one_of(Guide.derived_from, "uris"),
         Guide.deleted_at.is_(None),
         Guide.status == "published",
     )
@@ -215,10 +216,11 @@ def _adaptation_of(row: Sequence[Any]) -> schemas.Adaptation:
 
 
 async def links(
-    run: Run, guides: Sequence[tuple[UUID, str, str | None]]
+    run: Run, guides: Sequence[tuple[UUID, str, str | None]], adapted: Collection[str] | None = None
 ) -> tuple[dict[UUID, schemas.Upstream], dict[str, list[schemas.Adaptation]]]:
     """The upstream of each guide that adapts another, and the adaptations of each, by guide id and uri;
-    `guides` are (id, uri, derived_from)."""
+    `guides` are (id, uri, derived_from). `adapted`: the uris among them known to have adaptations, when the
+    read of the guides said so (None: ask for every guide's)."""
     upstreams: dict[UUID, schemas.Upstream] = {}
     adaptations: dict[str, list[schemas.Adaptation]] = {}
     if not guides:
@@ -227,13 +229,17 @@ async def links(
     if derived:
         for row in await run(UPSTREAMS, {"ids": derived}):
             upstreams[row[0]] = _upstream_of(row)
-    for row in await run(ADAPTATIONS, {"uris": [uri for _, uri, _ in guides]}):
-        adaptations.setdefault(row[0], []).append(_adaptation_of(row))
+    uris = [uri for _, uri, _ in guides if adapted is None or uri in adapted]
+    if uris:
+        for row in await run(ADAPTATIONS, {"uris": uris}):
+            adaptations.setdefault(row[0], []).append(_adaptation_of(row))
     return upstreams, adaptations
 
 
-async def with_links(run: Run, guides: list[schemas.Guide]) -> list[schemas.Guide]:
-    upstreams, adaptations = await links(run, [(guide.id, guide.uri, guide.derived_from) for guide in guides])
+async def with_links(
+    run: Run, guides: list[schemas.Guide], adapted: Collection[str] | None = None
+) -> list[schemas.Guide]:
+    upstreams, adaptations = await links(run, [(guide.id, guide.uri, guide.derived_from) for guide in guides], adapted)
     return [
         msgspec.structs.replace(guide, upstream=upstreams.get(guide.id), adaptations=adaptations.get(guide.uri, []))
         for guide in guides

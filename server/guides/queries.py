@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import Select, bindparam, or_, select
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import aliased
 
@@ -59,6 +59,12 @@ _COMMUNITY = (
     "community_slug", "community_name", "community_instance", "community_uri", "community_url", "community_color"
 )  # fmt: skip
 _ORIGIN = ("instance", "uri", "url", "former_peer")
+_adaptation = aliased(Guide, name="adaptation")
+# Whether the guide has a published adaptation: read with the guide, so that the query for its adaptations
+# (adaptation.ADAPTATIONS), a round trip to the database, runs only for a guide that has some.
+_ADAPTED = exists().where(
+    _adaptation.derived_from == Guide.uri, _adaptation.deleted_at.is_(None), _adaptation.status == "published"
+)
 GUIDE = Projection(
     "GuideRow",
     {
@@ -73,6 +79,7 @@ GUIDE = Projection(
         "community_slug": _community.slug, "community_name": _community.name,
         "community_instance": _community.instance, "community_uri": _community.uri,
         "community_url": _community.url, "community_color": _community.color,
+        "adapted": _ADAPTED,
         # Who may see a draft is decided by these two; the schema shows neither.
         "author_id": Guide.author_id, "community_id": Guide.community_id,
     },
@@ -146,6 +153,7 @@ class GuideView(msgspec.Struct):
     updated_at: datetime
     author_id: UUID
     community_id: UUID
+    adapted: bool  # has a published adaptation
 
 
 def _author_of(r: Any) -> PersonRef:
@@ -195,7 +203,7 @@ def guide_view(row: Sequence[Any]) -> GuideView:
         id=r.id, slug=r.slug, title=r.title, summary=r.summary, body_html=r.body_html, tags=list(r.tags),
         license=r.license, status=r.status, revision=r.revision, local=r.local, author=_author_of(r),
         community=_community_of(r), origin=_origin_of(r), derived_from=r.derived_from, created_at=r.created_at,
-        updated_at=r.updated_at, author_id=r.author_id, community_id=r.community_id,
+        updated_at=r.updated_at, author_id=r.author_id, community_id=r.community_id, adapted=bool(r.adapted),
     )  # fmt: skip
 
 
@@ -216,7 +224,14 @@ def _list_statement(
         name, host = split_ref(author, local_host)
         authors = select(User.id).where(User.username == name, User.instance == host)
         query = query.where(Guide.author_id.in_(authors.scalar_subquery()))
-    return keyset_bound(query, Guide, after=after)
+    return newest_first(query, after=after)
+
+
+def newest_first(query: Select[Any], *, after: bool) -> Select[Any]:
+    """keyset_bound for guides that are not deleted, ordered first by `deleted_at` (NULL in every row): to
+    PostgreSQL's planner `deleted_at IS NULL` is no equality, so without it leading the ORDER BY the listing
+    indexes, which start with it, give no order, and each page sorted every guide (SQLite reads them either way)."""
+    return keyset_bound(query.order_by(Guide.deleted_at.desc()), Guide, after=after)
 
 
 def drafts_visible_to(query, principal: Principal | None):  # type: ignore[no-untyped-def]
@@ -241,8 +256,11 @@ def _list_query(
     return statement, keyset_params(limit, cursor)
 
 
-def _page(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[schemas.Guide], str | None]:
-    return split_page([_from_row(row) for row in rows], limit)
+def _page(rows: Sequence[Sequence[Any]], limit: int) -> tuple[list[schemas.Guide], str | None, set[str]]:
+    """The page's guides, the next cursor, and the uris of those guides that have adaptations."""
+    named = [_SCHEMA.named(row) for row in rows]
+    items, next_cursor = split_page([_guide_of(r) for r in named], limit)
+    return items, next_cursor, {r.uri for r in named[:limit] if r.adapted}
 
 
 class GuideReads:
@@ -264,8 +282,8 @@ class GuideReads:
         )  # fmt: skip
         # Newest published guides, no filter but the page: the listing index read in order, a quick read.
         quick = status == "published" and not (community or tag or author or instance or origin != "all")
-        items, next_cursor = _page(await fetch_all(self.engine, statement, params, quick=quick), limit)
-        return await adaptation.with_links(self._run, items), next_cursor
+        items, next_cursor, adapted = _page(await fetch_all(self.engine, statement, params, quick=quick), limit)
+        return await adaptation.with_links(self._run, items, adapted), next_cursor
 
     async def _run(self, statement: Select[Any], params: dict[str, Any]) -> Sequence[Sequence[Any]]:
         return await fetch_all(self.engine, statement, params)
@@ -279,7 +297,7 @@ class GuideReads:
         guide = _guide_of(one)
         if guide.status == "draft" and not await self._may_edit(principal, one.author_id, one.community_id):
             raise not_found("Guide")  # a draft's existence is nobody else's business
-        return (await adaptation.with_links(self._run, [guide]))[0]
+        return (await adaptation.with_links(self._run, [guide], {guide.uri} if one.adapted else set()))[0]
 
     async def _may_edit(self, principal: Principal | None, author_id: UUID, community_id: UUID) -> bool:
         known = rules.edit_right(principal, author_id)

@@ -20,11 +20,11 @@ from sqlalchemy import Select, bindparam, select
 
 from server.accounts.security import Principal
 from server.guides import queries as guides
-from server.guides.queries import GuideCard, drafts_visible_to, guide_card
+from server.guides.queries import GuideCard, drafts_visible_to, guide_card, newest_first
 from server.mentorship import queries as offers
 from server.mentorship.queries import OfferCard, offer_card
 from server.models import Community, Guide, MentorshipOffer
-from server.pagination import keyset, keyset_bound, keyset_params
+from server.pagination import keyset, keyset_params
 
 __all__ = ["GuideCard", "OfferCard", "guide_card", "guide_cards_query", "offer_card", "offer_cards_query"]
 
@@ -45,7 +45,7 @@ def guide_cards_query(
     query = _cards_query(by_community, status)
     # The very rule the guide list applies, so a card never shows a draft its page would hide.
     query = drafts_visible_to(query, principal)
-    return keyset_bound(query, Guide, after=bool(cursor)), params
+    return newest_first(query, after=bool(cursor)), params
 
 
 # A moved community's entries are listed under its new home; here their pages only redirect there.
@@ -63,7 +63,7 @@ def _cards_query(by_community: bool, status: str) -> Select[Any]:
 @lru_cache(maxsize=4)
 def _published_cards(by_community: bool, after: bool) -> Select[Any]:
     """Published cards are what every visitor sees: their statements are built (and compiled) once."""
-    return keyset_bound(_cards_query(by_community, "published"), Guide, after=after)
+    return newest_first(_cards_query(by_community, "published"), after=after)
 
 
 @lru_cache(maxsize=16)

@@ -27,7 +27,9 @@ async def adapt_context(
     async def run(statement, params):  # type: ignore[no-untyped-def]
         return await fetch_all(app_engine(request), statement, params)
 
-    upstreams, adaptations = await adaptation.links(run, [(shown.id, shown.origin.uri, shown.derived_from)])
+    # A view read with the guide says whether it has adaptations; a full guide (read for an editor) does not.
+    adapted = None if isinstance(shown, schemas.Guide) else ({shown.origin.uri} if shown.adapted else set())
+    upstreams, adaptations = await adaptation.links(run, [(shown.id, shown.origin.uri, shown.derived_from)], adapted)
     upstream = upstreams.get(shown.id)
     adapted = adaptations.get(shown.origin.uri, [])
     communities, instances = adaptation.reach(adapted)

@@ -195,3 +195,34 @@ def test_a_delivery_to_a_refused_address_is_a_failed_attempt_and_nothing_arrives
     # As for an unreachable peer: retried later, in case the operator meant to allow the network.
     assert delivery.state == "pending" and delivery.attempts == 1
     assert "127.0.0.1 is a loopback address" in delivery.last_error
+
+
+def test_a_batch_records_the_peers_last_success_and_its_last_error(settings, inbox):
+    """The peer's health is written once per batch, after the deliveries' commit, and says what happened."""
+    from server.models import Peer
+
+    url, inbox_cls = inbox
+    host = url.removeprefix("http://")
+
+    async def peer() -> Peer:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                found = await session.scalar(select(Peer).where(Peer.host == host))
+                if found is None:
+                    found = Peer(host=host, base_url=url)
+                    session.add(found)
+                    await session.commit()
+                return found
+        finally:
+            await engine.dispose()
+
+    asyncio.run(peer())
+    before = utcnow()
+    asyncio.run(_deliver_once(settings, url, 202, inbox_cls))
+    succeeded = asyncio.run(peer())
+    assert succeeded.last_success_at is not None and succeeded.last_success_at >= before
+    asyncio.run(_deliver_once(settings, url, 503, inbox_cls))
+    failed = asyncio.run(peer())
+    assert "HTTP 503" in (failed.last_error or "") and failed.last_error_at >= before
+    assert failed.last_success_at == succeeded.last_success_at

@@ -131,6 +131,8 @@ def move() -> None:
     new, old_uri = imported.json(), makers.json()["uri"]
     _step(f"link it on B: {new['uri']} is also known as {old_uri}")
     b.patch(f"/api/v1/communities/{new['slug']}", json={"also_known_as": [old_uri]}).raise_for_status()
+    # Read before the move: a moved community's guides leave A's lists.
+    guide = a.get("/api/v1/guides", params={"community": "makers", "limit": 1}).json()["items"][0]
     _step("move it on A")
     moved = a.post("/api/v1/communities/makers/move", json={"target": new["uri"]})
     if moved.status_code != 202:
@@ -140,7 +142,6 @@ def move() -> None:
         if status["entries_unknown"] == 0 and all(p["notified_at"] for p in status["peers"]):
             break
         time.sleep(0.2)
-    guide = a.get("/api/v1/guides", params={"community": "makers", "limit": 1}).json()["items"][0]
     redirected = httpx.get(guide["url"])
     status = a.get("/api/v1/communities/makers/move").json()
     heard = ", ".join(f"{p['instance']} ({'notified' if p['notified_at'] else 'not yet'})" for p in status["peers"])

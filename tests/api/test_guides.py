@@ -289,6 +289,7 @@ def test_reads_refuse_a_bad_token_even_for_public_guides(client, admin, communit
 def test_fetch_all_gives_what_execute_gives_and_never_writes(settings, client, admin, community):
     """The reads' fetch_all (on SQLite: a pysqlite reader thread, raw cursor, SQLAlchemy's own type processors)."""
     import asyncio
+    import uuid
 
     import pytest
     from sqlalchemy import column, insert, select, table
@@ -299,7 +300,15 @@ def test_fetch_all_gives_what_execute_gives_and_never_writes(settings, client, a
     from server.models import Community
     from server.pagination import keyset_params
 
-    _create(client, admin, community, tags=["a", "b"], derived_from="https://example.org/x")
+    # A row with every kind of column filled, an adaptation's derived_from too; created here, so the test reads
+    # what it made whatever ran before it.
+    other = client.post("/api/v1/communities", json={"slug": f"up-{uuid.uuid4().hex[:8]}", "name": "Upstream"},
+                        headers=admin.auth)  # fmt: skip
+    assert other.status_code == 201, other.text
+    base = _create(client, admin, other.json(), title="Upstream")
+    assert base.status_code == 201, base.text
+    adapted = _create(client, admin, community, tags=["a", "b"], derived_from=base.json()["uri"])
+    assert adapted.status_code == 201, adapted.text
     statement = _list_statement("", "published", "all", None, None, None, None, None, False)
     params = keyset_params(5, None)
 

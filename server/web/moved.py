@@ -46,31 +46,22 @@ _GUIDE_BY_SLUG = (
         Guide.status == "published",
     )  # fmt: skip
 )
-_GUIDE_BY_ID = (
-    select(Community.moved_to, CommunityMovedEntry.new_url)
-    .select_from(Guide)
-    .join(Community, Community.id == Guide.community_id)
-    .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == Guide.uri)
-    .where(
-        Guide.id == bindparam("id"),
-        Community.moved_to.is_not(None),
-        Community.local.is_(True),
-        Guide.deleted_at.is_(None),
-        Guide.status == "published",
-    )  # fmt: skip
-)
-_OFFER_BY_ID = (
-    select(Community.moved_to, CommunityMovedEntry.new_url)
-    .select_from(MentorshipOffer)
-    .join(Community, Community.id == MentorshipOffer.community_id)
-    .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == MentorshipOffer.uri)
-    .where(
-        MentorshipOffer.id == bindparam("id"),
-        Community.moved_to.is_not(None),
-        Community.local.is_(True),
-        MentorshipOffer.deleted_at.is_(None),
-    )  # fmt: skip
-)
+
+
+def _moved_entry(model: type[Guide] | type[MentorshipOffer], *shown: Any) -> Any:
+    """A live entry of a community of this instance that moved: the new Group, and the entry's new page once
+    known. A peer's copy of a moved community is never redirected off-site."""
+    return (
+        select(Community.moved_to, CommunityMovedEntry.new_url)
+        .select_from(model)
+        .join(Community, Community.id == model.community_id)
+        .outerjoin(CommunityMovedEntry, CommunityMovedEntry.old_uri == model.uri)
+        .where(model.id == bindparam("id"), Community.moved_away, model.deleted_at.is_(None), *shown)
+    )
+
+
+_GUIDE_BY_ID = _moved_entry(Guide, Guide.status == "published")
+_OFFER_BY_ID = _moved_entry(MentorshipOffer)
 
 
 async def redirect_moved(request: Request[Any, Any, Any]) -> Response[Any] | None:

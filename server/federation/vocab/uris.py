@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, TypeGuard
-from urllib.parse import urlsplit
 
 from server.federation.vocab.types import MAX_ID_LENGTH, PUBLIC, VocabError
 from server.federation.vocab.values import _as_list, _at, _json_type
+from server.settings import is_http_url
 
 _PUBLIC_ALIASES = {PUBLIC, "as:Public", "Public"}
-_UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def _id(doc: Mapping[str, Any], where: str) -> str:
@@ -37,18 +35,8 @@ def is_http_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and len(value) <= MAX_ID_LENGTH and _is_http_url(value)
 
 
-@lru_cache(maxsize=4096)  # the same few ids (actors, communities, the public collection) recur in every activity
-def _is_http_url(value: str) -> bool:
-    if _UNSAFE_URL_CHARS.search(value):
-        return False
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return False
-    # Credentials in a URL only serve to make one host look like another.
-    has_userinfo = parts.username is not None or parts.password is not None
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not has_userinfo
+# The same few ids (actors, communities, the public collection) recur in every activity.
+_is_http_url = lru_cache(maxsize=4096)(is_http_url)
 
 
 def _single(value: object, at: str) -> str | Mapping[str, Any] | None:
